@@ -1,0 +1,1 @@
+"""CLI subcommands (see mfr.cli)."""
