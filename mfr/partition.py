@@ -1,0 +1,382 @@
+"""The thesis's train / validation / test pair sets (Chapter 4.2, Table 4.2), deterministically.
+
+Protocol `thesis`, exactly as the thesis's code:
+
+1. Subjects (folders on both sides), sorted; the first `int(0.8 * n)` for train+validation,
+   the rest for test.
+2. Per subject and side: files matching `*.jpg`, sorted, the first 20 (`max_per_subject`).
+3. Pairs: every unmasked x every masked image inside a split, enumerated with the unmasked
+   image in the outer loop; label 1 when the subjects agree (genuine), else 0 (impostor).
+4. Train/val: the genuine and the impostor pairs (each in enumeration order) are each split by
+   `train_test_split(test_size=0.2, random_state=2021)`; each split's impostors are cut to its
+   genuine count (their first rows); genuine then impostor rows are concatenated and
+   `shuffle(random_state=2021)`d.
+5. Test: all genuine pairs, then the first n_genuine impostor pairs in enumeration order (so
+   they involve only the test set's first few unmasked images), not shuffled.
+
+The thesis also shuffled its train/val image lists with an unseeded `random.shuffle`, which
+no one can reproduce; here the lists stay sorted. Protocol `balanced` is the same except that
+every common image format counts (jpg/jpeg/png/bmp/webp, any case) and the test impostors are
+a uniform sample (seeded) of all test impostor pairs, kept in enumeration order.
+
+Pairs are held as index arrays (position k = i * n_masked + j in the enumeration), never as
+Python lists of path tuples: train/val at RMFRD scale has 7034 x 1343 = 9.4 million pairs.
+`train_test_split` and `shuffle` permute row positions whatever the container, so applying
+them to these arrays gives exactly the rows the thesis's DataFrames got.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mfr.datasets import Dataset, FaceImage, load_dataset, select_images
+from mfr.outputs import run_metadata, write_csv, write_json, write_text
+
+COLUMNS = ["unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject"]
+PROTOCOLS = ("thesis", "balanced")
+
+THESIS_TABLE_4_2: dict[str, dict[str, int]] = {
+    "train_val": {"subjects": 353, "unmasked_images": 7034, "masked_images": 1343},
+    "test": {"subjects": 89, "unmasked_images": 1766, "masked_images": 455},
+    "train": {"pairs": 42904, "genuine": 21452, "impostor": 21452},
+    "val": {"pairs": 10726, "genuine": 5363, "impostor": 5363},
+    "test_pairs": {"pairs": 18190, "genuine": 9095, "impostor": 9095},
+}
+TABLE_KEYS = ("train_val", "test", "train", "val", "test_pairs")
+
+
+@dataclass
+class Partition:
+    """Train, validation and test pair frames (columns `COLUMNS`) and what made them."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    stats: dict[str, Any]
+    excluded: dict[str, Any]
+    root: Path
+    layout: str
+    protocol: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    def table(self) -> pd.DataFrame:
+        return table_4_2(self.stats)
+
+    def matches_thesis(self) -> bool:
+        return matches_thesis(self.stats)
+
+
+class _Split:
+    """The selected images of one subject split, as arrays, and its pair enumeration."""
+
+    def __init__(self, subjects: list[str], unmasked: dict[str, list[FaceImage]],
+                 masked: dict[str, list[FaceImage]]):
+        self.subjects = subjects
+        u = [im for s in subjects for im in unmasked[s]]
+        m = [im for s in subjects for im in masked[s]]
+        code = {s: c for c, s in enumerate(subjects)}
+        self.u_path = np.array([im.path for im in u], dtype=object)
+        self.m_path = np.array([im.path for im in m], dtype=object)
+        self.u_subj = np.array([code[im.subject] for im in u], dtype=np.int64)
+        self.m_subj = np.array([code[im.subject] for im in m], dtype=np.int64)
+        self.names = np.array(subjects, dtype=object)
+        self.n_u, self.n_m = len(u), len(m)
+        # genuine positions, ascending (subjects are contiguous and in order on both sides)
+        parts = []
+        u_start = np.searchsorted(self.u_subj, np.arange(len(subjects) + 1))
+        m_start = np.searchsorted(self.m_subj, np.arange(len(subjects) + 1))
+        for c in range(len(subjects)):
+            ui = np.arange(u_start[c], u_start[c + 1], dtype=np.int64)
+            mj = np.arange(m_start[c], m_start[c + 1], dtype=np.int64)
+            if len(ui) and len(mj):
+                parts.append((ui[:, None] * self.n_m + mj[None, :]).ravel())
+        self.genuine = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def impostors(self, limit: int | None = None) -> np.ndarray:
+        """Impostor positions in enumeration order (the first `limit` of them if given)."""
+        total = self.n_u * self.n_m
+        if limit is not None:
+            # enough leading rows to hold `limit` impostors: at most `limit` + genuine before them
+            total = min(total, int(limit) + len(self.genuine))
+            gen = self.genuine[self.genuine < total]
+        else:
+            gen = self.genuine
+        keep = np.ones(total, dtype=bool)
+        keep[gen] = False
+        imp = np.flatnonzero(keep)
+        return imp if limit is None else imp[:limit]
+
+    def stats(self) -> dict[str, int]:
+        return {"subjects": len(self.subjects), "unmasked_images": self.n_u,
+                "masked_images": self.n_m}
+
+    def frame(self, k: np.ndarray) -> pd.DataFrame:
+        k = np.asarray(k, dtype=np.int64)
+        i, j = np.divmod(k, self.n_m) if self.n_m else (k, k)
+        us, ms = self.u_subj[i], self.m_subj[j]
+        return pd.DataFrame({
+            "unmasked_path": self.u_path[i],
+            "masked_path": self.m_path[j],
+            "label": (us == ms).astype(np.int64),
+            "unmasked_subject": self.names[us],
+            "masked_subject": self.names[ms],
+        }, columns=COLUMNS)
+
+
+def _split(a: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`train_test_split(a, test_size, random_state=seed)`; all to train when too few rows."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(a)
+    if n == 0 or n - math.ceil(test_size * n) <= 0:
+        return a, a[:0]
+    tr, te = train_test_split(a, test_size=test_size, random_state=seed)
+    return np.asarray(tr), np.asarray(te)
+
+
+def _shuffle(a: np.ndarray, seed: int) -> np.ndarray:
+    from sklearn.utils import shuffle
+
+    return np.asarray(shuffle(a, random_state=seed)) if len(a) else a
+
+
+def _pair_stats(df: pd.DataFrame) -> dict[str, int]:
+    g = int(df["label"].sum())
+    return {"pairs": len(df), "genuine": g, "impostor": len(df) - g}
+
+
+def partition(
+    dataset_or_root: Dataset | str | Path,
+    protocol: str = "thesis",
+    max_per_subject: int | None = 20,
+    seed: int = 2021,
+    train_val_fraction: float = 0.8,
+    val_size: float = 0.2,
+    verify: bool = True,
+) -> Partition:
+    """The thesis's train / validation / test pairs of a dataset (or of the tree at a path).
+
+    `verify` reads the header of each selected file and skips unreadable or corrupt ones (the
+    next file takes its place); they are listed in `excluded["files"]`.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if not 0.0 < train_val_fraction <= 1.0 or not 0.0 < val_size < 1.0:
+        raise ValueError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
+    ds = dataset_or_root if isinstance(dataset_or_root, Dataset) else load_dataset(
+        dataset_or_root, patterns=protocol)
+    unmasked, masked, bad, beyond = select_images(ds, max_per_subject, verify=verify)
+
+    excluded: dict[str, Any] = {
+        "subjects": list(ds.excluded.get("subjects", [])),
+        "files": list(ds.excluded.get("files", [])) + bad,
+        "beyond_cap": {"max_per_subject": max_per_subject, "unmasked_files": beyond["unmasked"],
+                       "masked_files": beyond["masked"]},
+    }
+    listed = {(e["subject"], e["side"]) for e in excluded["subjects"]}
+    for side, chosen in (("unmasked", unmasked), ("masked", masked)):
+        for s in ds.subjects:
+            if not chosen[s] and (s, side) not in listed:
+                excluded["subjects"].append({
+                    "subject": s, "side": side, "reason": f"no readable {side} image",
+                    "action": (f"kept: counts as a subject of its split; no {side} images, "
+                               "so no genuine pairs; its other side's images still pair"),
+                    "files": 0,
+                })
+    excluded["subjects"].sort(key=lambda e: (e["subject"], e["side"]))
+    excluded["files"].sort(key=lambda e: e["path"])
+
+    n_tv = int(train_val_fraction * len(ds.subjects))
+    tv = _Split(ds.subjects[:n_tv], unmasked, masked)
+    te = _Split(ds.subjects[n_tv:], unmasked, masked)
+
+    # train / validation
+    gen_tr, gen_va = _split(tv.genuine, val_size, seed)
+    imp_tr, imp_va = _split(tv.impostors(), val_size, seed)
+    k_tr = _shuffle(np.concatenate([gen_tr, imp_tr[: len(gen_tr)]]), seed)
+    k_va = _shuffle(np.concatenate([gen_va, imp_va[: len(gen_va)]]), seed)
+    del imp_tr, imp_va
+    # test
+    n_gen = len(te.genuine)
+    if protocol == "thesis":
+        imp_te = te.impostors(limit=n_gen)
+    else:
+        all_imp = te.impostors()
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(all_imp), size=min(n_gen, len(all_imp)), replace=False))
+        imp_te = all_imp[pick]
+    train, val = tv.frame(k_tr), tv.frame(k_va)
+    test = te.frame(np.concatenate([te.genuine, imp_te]))
+
+    stats = {
+        "train_val": tv.stats(), "test": te.stats(),
+        "train": _pair_stats(train), "val": _pair_stats(val), "test_pairs": _pair_stats(test),
+        "excluded": excluded,
+    }
+    params = {"protocol": protocol, "max_per_subject": max_per_subject, "seed": seed,
+              "train_val_fraction": train_val_fraction, "val_size": val_size,
+              "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
+              "ignore_case": ds.ignore_case}
+    return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params)
+
+
+# --------------------------------------------------------------------------------------------
+# Table 4.2
+
+
+_ROWS = (("subjects", "subjects"), ("unmasked images", "unmasked_images"),
+         ("masked images", "masked_images"), ("pairs", "pairs"), ("genuine", "genuine"),
+         ("impostor", "impostor"))
+
+
+def _cells(stats: dict[str, Any]) -> dict[str, dict[str, int | None]]:
+    """Table 4.2's cells: row -> {Train, Validation, Test}; images are train+val in Train."""
+    out = {}
+    for label, key in _ROWS:
+        if key in ("subjects", "unmasked_images", "masked_images"):
+            out[label] = {"Train": stats["train_val"][key], "Validation": None,
+                          "Test": stats["test"][key]}
+        else:
+            out[label] = {"Train": stats["train"][key], "Validation": stats["val"][key],
+                          "Test": stats["test_pairs"][key]}
+    return out
+
+
+def table_4_2(stats: dict[str, Any]) -> pd.DataFrame:
+    """Table 4.2: thesis beside this run (image rows count train+validation under Train)."""
+    run, thesis = _cells(stats), _cells(THESIS_TABLE_4_2)
+    cols = pd.MultiIndex.from_product([["Train", "Validation", "Test"], ["thesis", "run"]])
+    rows = []
+    for label, _ in _ROWS:
+        rows.append([v for split in ("Train", "Validation", "Test")
+                     for v in (thesis[label][split], run[label][split])])
+    df = pd.DataFrame(rows, index=[r for r, _ in _ROWS], columns=cols)
+    return df.astype("Int64")
+
+
+def matches_thesis(stats: dict[str, Any]) -> bool:
+    return all(stats[k] == THESIS_TABLE_4_2[k] for k in TABLE_KEYS)
+
+
+def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
+    run, thesis = _cells(stats), _cells(THESIS_TABLE_4_2)
+
+    def cell(split: str, label: str) -> str:
+        r, t = run[label][split], thesis[label][split]
+        if r is None:
+            return ""
+        return f"{r}" if r == t else f"{r} (thesis {t})"
+
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| | Train | Validation | Test |", "|---|---|---|---|"]
+    for label, _ in _ROWS:
+        lines.append(f"| {label} | " + " | ".join(
+            cell(s, label) for s in ("Train", "Validation", "Test")) + " |")
+    ok = matches_thesis(stats)
+    lines += ["", "Subject and image rows: Train counts train+validation together (as the "
+              "thesis's table)."]
+    lines += ["", "Matches the thesis's Table 4.2: " + ("yes" if ok else
+              "no (a cell reads `run (thesis value)` where they differ)")]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# files
+
+
+OUTPUT_FILES = ("train.csv", "val.csv", "test.csv", "stats.json", "table_4_2.md", "run.json")
+
+
+def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:
+    """Write train/val/test CSVs, stats.json, table_4_2.md and run.json (each atomically)."""
+    out = Path(out_dir)
+    paths = {}
+    for name, df in part.frames.items():
+        paths[name] = write_csv(out / f"{name}.csv", df)
+    paths["stats"] = write_json(out / "stats.json", part.stats)
+    paths["table"] = write_text(
+        out / "table_4_2.md",
+        table_4_2_markdown(part.stats, title=f"Table 4.2 ({part.layout}, protocol "
+                                             f"{part.protocol})"))
+    paths["run"] = write_json(out / "run.json", run_metadata(
+        config, data_root=str(Path(part.root).resolve()), layout=part.layout,
+        partition=part.params))
+    return paths
+
+
+def read_pairs(csv_path: str | Path) -> pd.DataFrame:
+    """A pairs CSV written by `write_partition` (paths and subjects kept as strings)."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pairs file (expected a CSV with columns "
+                                f"{', '.join(COLUMNS)})")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    if list(df.columns) != COLUMNS:
+        raise ValueError(f"{path}: expected columns {COLUMNS}, got {list(df.columns)}")
+    df["label"] = df["label"].astype(np.int64)
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# MFR2's own pairs
+
+
+def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
+    """MFR2's `pairs.txt` as a pairs frame (columns `COLUMNS`).
+
+    Each pair is ordered so that its unmasked image (when it has one) is in `unmasked_path`.
+    pairs.txt also holds mask-mask and nomask-nomask pairs, which are not masked-vs-unmasked
+    pairs: `mixed="drop"` (default) leaves them out, `mixed="keep"` keeps them in file order
+    (first image under `unmasked_path`). `df.attrs["kinds"]` counts the pairs of each kind in
+    the file, `df.attrs["dropped"]` how many were left out.
+    """
+    from mfr.datasets import MFR2_LAYOUT_HINT, MFR2_PAIRS, mfr2_image_path, read_mfr2_labels
+
+    if mixed not in ("drop", "keep"):
+        raise ValueError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
+    root = Path(root)
+    path = root / MFR2_PAIRS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
+    masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
+    rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
+                                "unmasked-unmasked": 0}, 0
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
+        elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
+            a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
+        else:
+            raise ValueError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
+        pa, pb = mfr2_image_path(*a), mfr2_image_path(*b)
+        for p in (pa, pb):
+            if p not in masked:
+                raise ValueError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
+        ma, mb = masked[pa], masked[pb]
+        if ma and not mb:
+            a, b, pa, pb = b, a, pb, pa
+        kind = ("masked-unmasked" if ma != mb else "masked-masked" if ma
+                else "unmasked-unmasked")
+        kinds[kind] += 1
+        if kind != "masked-unmasked" and mixed == "drop":
+            dropped += 1
+            continue
+        rows.append((pa, pb, int(a[0] == b[0]), a[0], b[0]))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["label"] = df["label"].astype(np.int64)
+    df.attrs["kinds"] = kinds
+    df.attrs["dropped"] = dropped
+    return df
