@@ -1,0 +1,48 @@
+"""Input preprocessing for SENet50 (THESIS.md "Input").
+
+Inputs are RGB images already resized to 224x224 (uint8, or float in [0, 255]).
+
+- ``mode="vggface2"``: keras-vggface ``preprocess_input(version=2)``, the convention the
+  released weights were trained with: flip RGB -> BGR, then subtract
+  :data:`VGGFACE2_MEAN_BGR` = (91.4953, 103.8827, 131.0912) per channel (BGR order).
+- ``mode="thesis"``: the thesis's pipeline: no flip; the same three numbers are subtracted from
+  the R, G, B channels in that order (so the network sees RGB). Needed to reproduce Table 5.1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+__all__ = ["preprocess", "VGGFACE2_MEAN_BGR", "MODES"]
+
+#: keras-vggface version=2 channel means, in BGR order.
+VGGFACE2_MEAN_BGR: tuple[float, float, float] = (91.4953, 103.8827, 131.0912)
+MODES = ("thesis", "vggface2")
+
+
+def preprocess(batch, mode: str = "thesis"):
+    """Channel-last RGB images (..., 3) -> float32 network input.
+
+    Works on numpy arrays (returns a numpy float32 array) and on tensors of the active Keras
+    backend (returns a backend tensor), via ``keras.ops``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    mean = np.asarray(VGGFACE2_MEAN_BGR, dtype=np.float32)
+    if isinstance(batch, np.ndarray | np.generic | list | tuple):
+        x = np.asarray(batch).astype(np.float32)
+        _check_channels(x.shape)
+        if mode == "vggface2":
+            x = x[..., ::-1]  # RGB -> BGR
+        return np.ascontiguousarray(x - mean, dtype=np.float32)
+    x = ops.cast(batch, "float32")
+    _check_channels(x.shape)
+    if mode == "vggface2":
+        x = ops.flip(x, axis=-1)  # RGB -> BGR
+    return x - ops.convert_to_tensor(mean)
+
+
+def _check_channels(shape) -> None:
+    if len(shape) == 0 or shape[-1] != 3:
+        raise ValueError(f"expected channel-last RGB images (..., 3), got shape {tuple(shape)}")

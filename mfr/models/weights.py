@@ -1,0 +1,340 @@
+"""keras-vggface weights: legacy Keras 2 HDF5 read/write, and the one-time download.
+
+The released file ``rcmalli_vggface_tf_notop_senet50.h5`` is a Keras 2 ``save_weights`` HDF5
+file. Its layout:
+
+- root attributes ``layer_names`` (bytes, every layer in model order; Keras 2 splits very long
+  lists into ``layer_names0``, ``layer_names1``, ...), ``backend``, ``keras_version``;
+- one group per layer, named like the layer. keras-vggface names contain '/', so
+  ``conv1/7x7_s2/bn`` is the nested group ``bn`` inside ``conv1/7x7_s2``;
+- the group's attribute ``weight_names`` lists its datasets in order (conv: kernel[, bias];
+  BN: gamma, beta, moving_mean, moving_variance), as paths relative to the group, e.g.
+  ``conv1/7x7_s2/bn/gamma:0``. Read through ``weight_names`` only: the group ``conv1/7x7_s2``
+  also contains the nested group of ``conv1/7x7_s2/bn``.
+
+A full-model save (``model.save``) puts the same structure under ``model_weights/``; both are
+read. Model layers are matched to file groups through the original names (Keras 3 layer name =
+original name with '/' replaced by '_'; the mapping comes from the file's ``layer_names`` and
+:data:`mfr.models.senet50.VGGFACE_NAMES`, never from replacing '_' by '/').
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from mfr.models.senet50 import keras_name, vggface_name
+
+__all__ = [
+    "VGGFACE2_SENET50_URL",
+    "VGGFACE2_SENET50_FILE",
+    "VGGFACE2_SENET50_SHA256",
+    "WeightsDownloadError",
+    "load_legacy_h5",
+    "save_legacy_h5",
+    "get_weights_file",
+    "weights_cache_dir",
+]
+
+VGGFACE2_SENET50_FILE = "rcmalli_vggface_tf_notop_senet50.h5"
+VGGFACE2_SENET50_URL = (
+    "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/" + VGGFACE2_SENET50_FILE
+)
+#: keras-vggface publishes no checksum; None means "not pinned". Pin it (or pass sha256=...)
+#: once a trusted copy's hash is known.
+VGGFACE2_SENET50_SHA256: str | None = None
+
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------- HDF5 read
+
+
+def _decode(value) -> str:
+    return value.decode("utf8") if isinstance(value, bytes | np.bytes_) else str(value)
+
+
+def _read_str_list(group: h5py.Group, name: str) -> list[str] | None:
+    """An attribute holding a list of strings, including Keras 2's chunked ``name0, name1``."""
+    if name in group.attrs:
+        chunks = [group.attrs[name]]
+    elif f"{name}0" in group.attrs:
+        chunks, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            chunks.append(group.attrs[f"{name}{i}"])
+            i += 1
+    else:
+        return None
+    out: list[str] = []
+    for chunk in chunks:
+        out.extend(_decode(v) for v in np.atleast_1d(np.asarray(chunk)).tolist())
+    return out
+
+
+def _weights_root(f: h5py.File, path) -> tuple[h5py.Group, list[str]]:
+    for root in (f, f.get("model_weights")):
+        if isinstance(root, h5py.Group):
+            names = _read_str_list(root, "layer_names")
+            if names is not None:
+                return root, names
+    raise ValueError(
+        f"{path}: not a legacy Keras HDF5 weights file (no 'layer_names' attribute at the root "
+        "or under 'model_weights/')"
+    )
+
+
+def _read_file_layers(path) -> dict[str, tuple[str, list[str], list[np.ndarray]]]:
+    """{keras name: (original name, weight names, arrays)} for every weighted layer in the file."""
+    out: dict[str, tuple[str, list[str], list[np.ndarray]]] = {}
+    with h5py.File(path, "r") as f:
+        root, layer_names = _weights_root(f, path)
+        for name in layer_names:
+            if name not in root:
+                raise ValueError(
+                    f"{path}: layer {name!r} is listed in layer_names but has no group"
+                )
+            group = root[name]
+            weight_names = _read_str_list(group, "weight_names") or []
+            if not weight_names:
+                continue
+            arrays = []
+            for wn in weight_names:
+                if wn not in group:
+                    raise ValueError(f"{path}: layer {name!r}: dataset {wn!r} is missing")
+                arrays.append(np.asarray(group[wn]))
+            key = keras_name(name)
+            if key in out and out[key][0] != name:
+                raise ValueError(
+                    f"{path}: layers {out[key][0]!r} and {name!r} both map to Keras name {key!r}"
+                )
+            out[key] = (name, weight_names, arrays)
+    return out
+
+
+def _leaf_layers(model) -> list:
+    """All layers, descending into nested models (e.g. SENet50 inside a Siamese wrapper)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(_leaf_layers(layer))
+        elif layer not in out:
+            out.append(layer)
+    return out
+
+
+def _weighted_layers(model) -> list:
+    return [layer for layer in _leaf_layers(model) if layer.weights]
+
+
+def _short(weight_name: str) -> str:
+    """'conv1/7x7_s2/bn/gamma:0' -> 'gamma'."""
+    return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def load_legacy_h5(model, path, strict: bool = True) -> list[str]:
+    """Load a keras-vggface / Keras 2 legacy HDF5 weights file into ``model``, by layer name.
+
+    Every weighted layer of ``model`` (nested models included) is looked up in the file under
+    its original keras-vggface name. With ``strict=True`` a layer missing from the file, a
+    different number of weights or a different shape raises a ValueError naming the layer, the
+    file, what was expected and what was found; with ``strict=False`` missing layers are
+    skipped (shape mismatches still raise). Layers in the file but not in the model are ignored.
+
+    Returns the names of the model layers that were loaded.
+    """
+    path = Path(path)
+    file_layers = _read_file_layers(path)
+    loaded: list[str] = []
+    for layer in _weighted_layers(model):
+        expected = [tuple(w.shape) for w in layer.weights]
+        entry = file_layers.get(layer.name)
+        if entry is None:
+            if strict:
+                raise ValueError(
+                    f"{path}: layer {layer.name!r} (keras-vggface name "
+                    f"{vggface_name(layer.name)!r}, expected weight shapes {expected}) is not in "
+                    f"the file"
+                )
+            continue
+        orig, weight_names, arrays = entry
+        found = [tuple(a.shape) for a in arrays]
+        # Put the file's arrays in the layer's weight order when the names allow it
+        # (kernel/bias, gamma/beta/moving_mean/moving_variance); else keep the file's order.
+        file_short = [_short(wn) for wn in weight_names]
+        model_short = [w.name for w in layer.weights]
+        if sorted(file_short) == sorted(model_short) and len(set(file_short)) == len(file_short):
+            arrays = [arrays[file_short.index(n)] for n in model_short]
+            found = [tuple(a.shape) for a in arrays]
+        if found != expected:
+            raise ValueError(
+                f"{path}: layer {layer.name!r} (file group {orig!r}): expected weight shapes "
+                f"{expected} ({model_short}), found {found} ({weight_names})"
+            )
+        layer.set_weights(arrays)
+        loaded.append(layer.name)
+    return loaded
+
+
+# --------------------------------------------------------------------------- HDF5 write
+
+
+def _str_attr(names: list[str]) -> np.ndarray:
+    return np.array([n.encode("utf8") for n in names], dtype=bytes)
+
+
+def save_legacy_h5(model, path) -> Path:
+    """Write ``model``'s weights in keras-vggface's legacy Keras 2 HDF5 layout.
+
+    Groups and weight names use the original keras-vggface names (with '/', hence nested
+    groups), e.g. group ``conv1/7x7_s2/bn`` with ``weight_names`` ``[b"conv1/7x7_s2/bn/gamma:0",
+    ...]``; root attributes ``layer_names``, ``backend``, ``keras_version``. Nested models
+    (e.g. a Siamese wrapper around SENet50) are flattened to their layers. Written to a
+    temporary file and renamed into place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    layers = _leaf_layers(model)
+    names = [vggface_name(layer.name) for layer in layers]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{path}: duplicate layer names in {model.name!r}")
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["layer_names"] = _str_attr(names)
+            f.attrs["backend"] = np.bytes_(keras.backend.backend().encode("utf8"))
+            f.attrs["keras_version"] = np.bytes_(keras.__version__.encode("utf8"))
+            for layer, name in zip(layers, names, strict=True):
+                group = f.require_group(name)
+                weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
+                group.attrs["weight_names"] = _str_attr(weight_names)
+                for wn, w in zip(weight_names, layer.weights, strict=True):
+                    group.create_dataset(wn, data=keras.ops.convert_to_numpy(w))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+# --------------------------------------------------------------------------- download
+
+
+class WeightsDownloadError(OSError):
+    """The weights file could not be fetched (offline, unreachable, HTTP error)."""
+
+
+def weights_cache_dir() -> Path:
+    """``$KERAS_HOME/models/vggface`` (``~/.keras/models/vggface`` when KERAS_HOME is unset)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return Path(home).expanduser() / "models" / "vggface"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_pin(path: Path, target: Path, sha256: str | None) -> None:
+    if sha256 is None:
+        return
+    found = _sha256(path)
+    if found.lower() != sha256.lower():
+        path.unlink(missing_ok=True)
+        raise ValueError(
+            f"sha256 mismatch for {target}: expected {sha256.lower()}, found {found} "
+            f"(the file was removed)"
+        )
+
+
+def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
+    """Download ``url`` into ``part``, resuming from its current size with an HTTP Range."""
+    from tqdm.auto import tqdm
+
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "mfr"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # the partial file is not a prefix we can extend
+            part.unlink()
+            return _fetch(url, part, timeout, progress)
+        raise
+    with response:
+        if offset and response.status != 206:  # the server ignored Range: start over
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        mode = "ab" if offset else "wb"
+        with (
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removesuffix(".part"),
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+    if total is not None and part.stat().st_size != total:
+        raise WeightsDownloadError(
+            f"incomplete download of {url}: {part.stat().st_size} of {total} bytes in {part}"
+        )
+
+
+def get_weights_file(
+    fname: str = VGGFACE2_SENET50_FILE,
+    url: str = VGGFACE2_SENET50_URL,
+    sha256: str | None = VGGFACE2_SENET50_SHA256,
+    cache_dir: str | Path | None = None,
+    timeout: float = 60.0,
+    progress: bool = True,
+) -> Path:
+    """The local path of a weights file, downloaded once into the cache.
+
+    The cache is ``cache_dir`` or :func:`weights_cache_dir` (``$KERAS_HOME/models/vggface``,
+    default ``~/.keras/models/vggface``). The download goes to ``<fname>.part`` (an interrupted
+    one resumes with an HTTP Range request), is checked against ``sha256`` when given and then
+    renamed into place atomically. A file that fails the pin is removed and a ValueError names
+    the file, the expected and the found hash. When the URL cannot be reached a
+    :class:`WeightsDownloadError` says where to put the file by hand.
+    """
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else weights_cache_dir()
+    target = directory / fname
+    if target.is_file():
+        if sha256 is None:
+            return target
+        if _sha256(target).lower() == sha256.lower():
+            return target
+        target.unlink()  # a stale or corrupt cached copy: fetch it again, then check the pin
+    directory.mkdir(parents=True, exist_ok=True)
+    part = directory / (fname + ".part")
+    try:
+        _fetch(url, part, timeout=timeout, progress=progress)
+    except (urllib.error.URLError, OSError) as e:
+        is_http = isinstance(e, urllib.error.HTTPError)
+        reason = e.reason if isinstance(e, urllib.error.URLError) and not is_http else e
+        raise WeightsDownloadError(
+            f"could not download {fname} ({reason}); put the file by hand at {target} (from {url})"
+        ) from e
+    _check_pin(part, target, sha256)
+    os.replace(part, target)
+    return target
