@@ -71,6 +71,20 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
+def markdown_table(df: pd.DataFrame, float_format: str = "{:.6f}") -> str:
+    """A GitHub-markdown table of `df` (no index), floats formatted with `float_format`."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return "" if np.isnan(v) else float_format.format(v)
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.integer):
         return int(o)

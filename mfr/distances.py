@@ -1,0 +1,212 @@
+"""Pair distances from embeddings, and the thesis's summary of them.
+
+Plain numpy in and out: ``pair_distances(emb, u_idx, m_idx)`` looks the two rows of every pair up
+in an (N, D) embedding matrix (each unique image embedded once, :mod:`mfr.embeddings`). There
+is no forward pass per pair here, except in :func:`thesis_style_pair_distances`, which exists
+only so the benchmark can compare against the thesis's per-pair pipeline.
+
+Labels: 1 = genuine (same subject), 0 = impostor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "THESIS_TABLE_5_1_PRETRAINED",
+    "l2_normalize",
+    "pair_distances",
+    "all_pair_distances",
+    "summarise",
+    "summary_table",
+    "boxplot_distances",
+    "thesis_style_pair_distances",
+]
+
+#: sum_squared: the thesis's d = sum((l2norm(e1) - l2norm(e2))^2), in [0, 4] for unit vectors;
+#: cosine: 1 - cos(e1, e2), in [0, 2]; l2: Euclidean; l1: Manhattan.
+METRICS = ("sum_squared", "cosine", "l2", "l1")
+
+#: Table 5.1, first row: pre-trained SENet50 (no fine-tuning), test set, sum_squared distance.
+THESIS_TABLE_5_1_PRETRAINED: dict[str, float] = {
+    "median_impostor": 1.278899,
+    "median_genuine": 0.989988,
+    "gap": 0.288911,
+}
+
+_CHUNK = 256  # pairs per gather: small blocks stay in cache (fastest on CPU)
+
+
+def l2_normalize(x: np.ndarray, axis: int = -1, epsilon: float = 1e-12) -> np.ndarray:
+    """``tf.math.l2_normalize``: x / sqrt(max(sum(x^2), epsilon)), in x's float dtype."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    sq = np.sum(np.square(x, dtype=np.float64), axis=axis, keepdims=True)
+    return (x / np.sqrt(np.maximum(sq, epsilon))).astype(x.dtype, copy=False)
+
+
+def _metric(a: np.ndarray, b: np.ndarray, metric: str, dtype=np.float64) -> np.ndarray:
+    """Row-wise distance. Differences are taken in the inputs' dtype, then squared / summed in
+    `dtype` (float64 by default: |error| ~1e-8 for unit float32 embeddings)."""
+    if metric in ("sum_squared", "l2"):
+        d = (a - b).astype(dtype, copy=False)
+        ss = np.einsum("ij,ij->i", d, d)
+        return ss if metric == "sum_squared" else np.sqrt(ss)
+    if metric == "l1":
+        return np.abs(a - b).sum(axis=1, dtype=dtype)
+    if metric == "cosine":
+        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
+        dot = np.einsum("ij,ij->i", a, b)
+        na = np.sqrt(np.einsum("ij,ij->i", a, a))
+        nb = np.sqrt(np.einsum("ij,ij->i", b, b))
+        return 1.0 - dot / np.maximum(na * nb, 1e-12)
+    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def pair_distances(
+    emb: np.ndarray,
+    u_idx: np.ndarray,
+    m_idx: np.ndarray,
+    metric: str = "sum_squared",
+    *,
+    dtype=np.float64,
+    chunk_size: int = _CHUNK,
+) -> np.ndarray:
+    """Distance between rows ``emb[u_idx[k]]`` and ``emb[m_idx[k]]`` for every pair k.
+
+    Args:
+        emb: (N, D) embeddings, L2-normalised for the thesis's metric (as
+            :func:`mfr.embeddings.embed_images` returns them).
+        u_idx, m_idx: integer row indices, one per pair (same length).
+        metric: one of :data:`METRICS`.
+        dtype: float type of the sums and of the result (float64 by default); differences
+            are taken in `emb`'s dtype.
+        chunk_size: pairs gathered at a time (bounds memory for millions of pairs).
+
+    Returns:
+        (n_pairs,) array of `dtype`.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    emb = np.asarray(emb)
+    if emb.ndim != 2:
+        raise ValueError(f"expected (N, D) embeddings, got shape {emb.shape}")
+    u_idx = np.asarray(u_idx, dtype=np.int64).ravel()
+    m_idx = np.asarray(m_idx, dtype=np.int64).ravel()
+    if u_idx.shape != m_idx.shape:
+        raise ValueError(f"u_idx and m_idx differ in length: {len(u_idx)} vs {len(m_idx)}")
+    n = len(emb)
+    for name, idx in (("u_idx", u_idx), ("m_idx", m_idx)):
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise ValueError(f"{name} holds rows outside the {n} embeddings")
+    out = np.empty(len(u_idx), dtype=dtype)
+    for s in range(0, len(u_idx), chunk_size):
+        out[s:s + chunk_size] = _metric(emb[u_idx[s:s + chunk_size]], emb[m_idx[s:s + chunk_size]],
+                                        metric, dtype)
+    return out
+
+
+def all_pair_distances(emb: np.ndarray, u_idx, m_idx, metrics=METRICS, **kwargs) -> dict[str, np.ndarray]:
+    """:func:`pair_distances` for several metrics: {metric: (n_pairs,) array}."""
+    return {m: pair_distances(emb, u_idx, m_idx, m, **kwargs) for m in metrics}
+
+
+def summarise(distances: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """The thesis's numbers for one set of pair distances.
+
+    Returns a dict: ``median_impostor``, ``median_genuine``, ``gap`` (median impostor - median
+    genuine, Table 5.1), ``gmean`` / ``imean`` (mean genuine / impostor distance, the metric
+    proposed in 3.3.4), ``n_pairs``, ``n_genuine``, ``n_impostor``. A statistic of an empty
+    group is NaN.
+    """
+    d = np.asarray(distances, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel()
+    if d.shape != y.shape:
+        raise ValueError(f"distances and labels differ in length: {len(d)} vs {len(y)}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError(f"labels must be 0 (impostor) or 1 (genuine), got {sorted(set(y.tolist()))}")
+    gen, imp = d[y == 1], d[y == 0]
+
+    def stat(fn, x):
+        return float(fn(x)) if x.size else float("nan")
+
+    med_i, med_g = stat(np.median, imp), stat(np.median, gen)
+    return {
+        "n_pairs": int(d.size),
+        "n_genuine": int(gen.size),
+        "n_impostor": int(imp.size),
+        "median_impostor": med_i,
+        "median_genuine": med_g,
+        "gap": med_i - med_g,
+        "gmean": stat(np.mean, gen),
+        "imean": stat(np.mean, imp),
+    }
+
+
+def summary_table(summary: dict[str, Any], label: str = "this run"):
+    """A DataFrame: this run's medians, gap, GMean, IMean beside Table 5.1's first row."""
+    import pandas as pd
+
+    keys = ["median_impostor", "median_genuine", "gap", "gmean", "imean"]
+    thesis = {k: THESIS_TABLE_5_1_PRETRAINED.get(k, float("nan")) for k in keys}
+    return pd.DataFrame(
+        [{"setting": label, **{k: summary[k] for k in keys}},
+         {"setting": "thesis Table 5.1: SENet50 pre-trained", **thesis}]
+    ).set_index("setting")
+
+
+def boxplot_distances(distances, labels=None, metric: str = "sum_squared", ax=None, title=None):
+    """Seaborn box plot of distances by label (as Fig 5.3). `distances`: an array (with
+    `labels`) or a DataFrame with a ``label`` column and a `metric` column. Returns the axes."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    if isinstance(distances, pd.DataFrame):
+        df = distances
+    else:
+        df = pd.DataFrame({metric: np.asarray(distances), "label": np.asarray(labels)})
+    df = df.assign(pair=df["label"].map({1: "genuine", 0: "impostor"}))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 4))
+    sns.boxplot(data=df, x="pair", y=metric, order=["impostor", "genuine"], ax=ax)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"{metric} distance")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def thesis_style_pair_distances(
+    model,
+    images_u: np.ndarray,
+    images_m: np.ndarray,
+    preprocessing: str = "thesis",
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """The thesis's way, for the benchmark only: both images of every pair go through the
+    network, batch by batch (its tf.data pipeline fed pairs, so an image in k pairs is
+    embedded k times). Returns the sum_squared distance per pair (float64).
+
+    `images_u`, `images_m`: (n_pairs, H, W, 3) uint8, row k = pair k's two images.
+    """
+    from mfr.embeddings import _forward
+
+    if len(images_u) != len(images_m):
+        raise ValueError(f"images_u and images_m differ in length: {len(images_u)} vs {len(images_m)}")
+    out = np.empty(len(images_u), dtype=np.float64)
+    starts = range(0, len(images_u), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="per-pair forward", unit="batch")
+    for s in starts:
+        e1 = l2_normalize(_forward(model, np.asarray(images_u[s:s + batch_size]), preprocessing))
+        e2 = l2_normalize(_forward(model, np.asarray(images_m[s:s + batch_size]), preprocessing))
+        out[s:s + batch_size] = _metric(e1, e2, "sum_squared")
+    return out
