@@ -115,6 +115,35 @@ def all_pair_distances(emb: np.ndarray, u_idx, m_idx, metrics=METRICS, **kwargs)
     return {m: pair_distances(emb, u_idx, m_idx, m, **kwargs) for m in metrics}
 
 
+PAIR_COLUMNS = ("unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject")
+DISTANCE_FLOAT_FORMAT = "%.6f"
+
+
+def _nan_to_none(obj):
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+def distance_table(split: str, pairs, emb: np.ndarray, u_idx, m_idx, labels,
+                   metrics=METRICS) -> tuple[Any, dict[str, Any]]:
+    """Every pair's distances under each metric, and their summaries.
+
+    `pairs` is the pair DataFrame (rows aligned with the index arrays). Returns a DataFrame
+    (``split``, the pair columns, one column per metric) and {metric: summarise(...)} with NaN
+    as None (JSON-ready). `mfr embed` and `mfr train` both write their ``distances.csv`` from it,
+    with :data:`DISTANCE_FLOAT_FORMAT`.
+    """
+    import pandas as pd
+
+    dists = all_pair_distances(emb, u_idx, m_idx, metrics)
+    cols = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS if c in pairs.columns}
+    frame = pd.DataFrame({"split": split, **cols, **dists})
+    return frame, {m: _nan_to_none(summarise(dists[m], labels)) for m in metrics}
+
+
 def summarise(distances: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     """The thesis's numbers for one set of pair distances.
 

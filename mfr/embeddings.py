@@ -20,11 +20,10 @@ import numpy as np
 import pandas as pd
 
 from mfr.distances import (
-    METRICS,
+    DISTANCE_FLOAT_FORMAT,
     THESIS_TABLE_5_1_PRETRAINED,
-    all_pair_distances,
+    distance_table,
     l2_normalize,
-    summarise,
 )
 from mfr.image_cache import (
     SPLITS,
@@ -48,7 +47,6 @@ __all__ = [
     "parse_splits",
 ]
 
-DISTANCE_FLOAT_FORMAT = "%.6f"
 RANDOM_WEIGHTS_WARNING = (
     "RANDOM WEIGHTS (weights=None, seed {seed}): this is NOT the pre-trained SENet50; the "
     "distances only exercise the pipeline (offline demo) and mean nothing about faces."
@@ -210,14 +208,6 @@ def parse_splits(split: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _nan_to_none(obj):
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, float) and obj != obj:
-        return None
-    return obj
-
-
 def embed_partition(
     data_root: str | Path,
     pairs_dir: str | Path,
@@ -307,11 +297,8 @@ def embed_partition(
     frames, summaries = [], {}
     for s, df in kept.items():
         idx = pair_indices(df, emb)
-        dists = all_pair_distances(emb.vectors, idx.u_idx, idx.m_idx)
-        cols = [c for c in ("unmasked_path", "masked_path", "label", "unmasked_subject",
-                            "masked_subject") if c in df.columns]
-        frames.append(pd.DataFrame({"split": s, **{c: df[c].to_numpy() for c in cols}, **dists}))
-        summaries[s] = {m: _nan_to_none(summarise(dists[m], idx.labels)) for m in METRICS}
+        frame, summaries[s] = distance_table(s, df, emb.vectors, idx.u_idx, idx.m_idx, idx.labels)
+        frames.append(frame)
     distances = pd.concat(frames, ignore_index=True)
     write_csv(out_dir / "distances.csv", distances, float_format=DISTANCE_FLOAT_FORMAT)
 

@@ -98,6 +98,7 @@ class TrainResult:
     trainable_params: int
     path: str  # "cached" | "thesis-style"
     test_distances: np.ndarray | None = None
+    test_pair_rows: np.ndarray | None = None
     test_embeddings: np.ndarray | None = None  # (n unique test images, 2048), L2-normalised
     timings: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0  # epochs already done when this call started
@@ -420,6 +421,7 @@ def train_siamese(
 
         nt = len(test_r)
         result.test_embeddings = emb
+        result.test_pair_rows = inv  # rows of test_embeddings: unmasked then masked
         result.test_distances = pair_distances(emb, inv[:nt], inv[nt:], "sum_squared")
         timings["test_s"] = time.perf_counter() - t2
     return result
@@ -469,7 +471,7 @@ def run_training(
     Every check on the input (N, the CSVs, that every pair's images are in the cache) comes
     before the model is built.
     """
-    from mfr.distances import summarise
+    from mfr.distances import DISTANCE_FLOAT_FORMAT, distance_table
     from mfr.image_cache import ImageCache, pair_indices, read_pair_csvs
 
     n = siamese.validate_trainable_layers(n)
@@ -502,12 +504,14 @@ def run_training(
     if failed:
         bad = test_df["unmasked_path"].isin(failed) | test_df["masked_path"].isin(failed)
         test_df = test_df[~bad]
-    dist = test_df.reset_index(drop=True).copy()
-    dist["distance"] = result.test_distances
-    write_csv(out / "distances.csv", dist)
-    summary = summarise(result.test_distances, idx["test"].labels)
-    summary.update(trainable_layers=n, metric="sum_squared")
-    write_json(out / "summary.json", summary)
+    nt = len(test_df)
+    dist, metrics = distance_table("test", test_df.reset_index(drop=True),
+                                   result.test_embeddings, result.test_pair_rows[:nt],
+                                   result.test_pair_rows[nt:], idx["test"].labels)
+    write_csv(out / "distances.csv", dist, float_format=DISTANCE_FLOAT_FORMAT)
+    # Same layout as `mfr embed`'s summary.json: splits -> split -> metric -> statistics.
+    write_json(out / "summary.json", {"trainable_layers": n, "metric_thesis": "sum_squared",
+                                      "splits": {"test": metrics}})
     write_json(out / "run.json", run_metadata(
         config, trainable_layers=n, trainable_layer_names=result.trainable_layers,
         trainable_params=result.trainable_params, path=result.path,

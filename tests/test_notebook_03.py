@@ -24,7 +24,7 @@ def test_notebook_03_runs(tmp_path):
                                                "summary.json", "run.json", "final_trainable.h5"}
     assert len(pd.read_csv(run / "history.csv")) == 1
     text = out_nb.read_text(encoding="utf-8")
-    assert "image/png" in text and "median_impostor" in text
+    assert "image/png" in text and "median impostor" in text and "thesis gap" in text
 
 
 def test_notebook_03_is_clean():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -240,9 +241,10 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     assert list(h.columns) == ["epoch", "loss", "val_loss"] and len(h) == 3
     assert h["loss"].nunique() == 3
     d = pd.read_csv(full / "distances.csv")
-    assert len(d) == 5 and d["distance"].between(0, 4).all()
-    assert {"median_genuine", "median_impostor", "gap"} <= set(
-        pd.read_json(full / "summary.json", typ="series").index)
+    assert len(d) == 5 and d["sum_squared"].between(0, 4).all()
+    assert {"sum_squared", "cosine", "l2", "l1"} <= set(d.columns)
+    summary = json.loads((full / "summary.json").read_text())["splits"]["test"]["sum_squared"]
+    assert {"median_genuine", "median_impostor", "gap"} <= set(summary)
     # the fine-tuned model loads from the base weights + final_trainable.h5
     from mfr.models import senet50
     from mfr.models.weights import load_legacy_h5
