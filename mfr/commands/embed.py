@@ -7,9 +7,9 @@ embedded once) -> distances.csv, summary.json, summary.md, run.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from pathlib import Path
+
+from mfr.commands._common import recorded_data_root, with_weights
 
 HELP = "embed each unique image of a partition once; write pair distances and the baseline summary"
 
@@ -40,19 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _data_root(args: argparse.Namespace, cfg) -> Path:
-    if args.data_root is not None:
-        return args.data_root
-    run = args.pairs / "run.json"
-    if run.is_file():
-        root = json.loads(run.read_text(encoding="utf-8")).get("data_root")
-        if root:
-            return Path(root)
-    if cfg.data_root:
-        return Path(cfg.data_root)
-    raise ValueError(f"no data root: pass --data-root DIR ({run} records none)")
-
-
 def run(args: argparse.Namespace) -> int:
     from mfr.config import load_config
     from mfr.embeddings import embed_partition, parse_splits
@@ -63,20 +50,11 @@ def run(args: argparse.Namespace) -> int:
     read_pair_csvs(args.pairs, parse_splits(args.split))  # bad input fails before slow work
     cfg = load_config(args.config).replace(
         preprocessing=args.preprocessing, embed_batch_size=args.batch_size)
-    if args.weights is not None:
-        weights = None if args.weights.lower() in ("none", "random") else args.weights
-        cfg = dataclasses.replace(cfg, weights=weights)
-    if cfg.weights not in (None, "vggface2") and not Path(cfg.weights).is_file():
-        raise FileNotFoundError(f"{cfg.weights}: weights file not found (expected vggface2, "
-                                f"none, or a legacy keras-vggface .h5 file)")
-    if cfg.weights == "vggface2":  # fetch (or find) them before the slow part
-        from mfr.models.weights import WeightsDownloadError, get_weights_file
-
-        try:
-            get_weights_file(progress=not args.no_progress)
-        except WeightsDownloadError as e:
-            raise FileNotFoundError(f"VGGFace2 SENet50 weights unavailable: {e}") from e
-    data_root = _data_root(args, cfg)
+    cfg = with_weights(cfg, args.weights, progress=not args.no_progress)
+    data_root = recorded_data_root(args.data_root, args.pairs, cfg)
+    if data_root is None:
+        raise ValueError(f"no data root: pass --data-root DIR ({args.pairs / 'run.json'} "
+                         f"records none)")
     cfg = cfg.replace(data_root=str(data_root))
     result = embed_partition(data_root, args.pairs, args.out, config=cfg, split=args.split,
                              cache_dir=args.cache_dir, progress=not args.no_progress,

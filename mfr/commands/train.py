@@ -8,10 +8,10 @@ needs neither data nor weights.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
+
+from mfr.commands._common import recorded_data_root, with_weights
 
 HELP = "fine-tune SENet50's last N layers as a Siamese network (or --dry-run: list them)"
 
@@ -86,17 +86,6 @@ def dry_run(ns: tuple[int, ...], out=sys.stdout) -> None:
         print(f"trainable params: {total:,}", file=out)
 
 
-def _data_root(args, cfg) -> Path | None:
-    if args.data_root is not None:
-        return args.data_root
-    run = args.pairs / "run.json"
-    if run.is_file():
-        root = json.loads(run.read_text(encoding="utf-8")).get("data_root")
-        if root:
-            return Path(root)
-    return Path(cfg.data_root) if cfg.data_root else None
-
-
 def run(args: argparse.Namespace) -> int:
     from mfr.config import load_config
 
@@ -111,9 +100,6 @@ def run(args: argparse.Namespace) -> int:
         momentum=args.momentum, seed=args.seed, steps_per_execution=args.steps_per_execution)
     if args.thesis_style:
         cfg = cfg.replace(trunk_cache=False)
-    if args.weights is not None:
-        weights = None if args.weights.lower() in ("none", "random") else args.weights
-        cfg = dataclasses.replace(cfg, weights=weights)
     ns = args.trainable_layers or cfg.trainable_layers
     from mfr.siamese import validate_trainable_layers
 
@@ -127,12 +113,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.pairs.is_dir():
         raise FileNotFoundError(f"{args.pairs}: pairs folder not found (expected the output "
                                 f"folder of `mfr partition`, with train/val/test.csv)")
-    if cfg.weights not in (None, "vggface2") and not Path(cfg.weights).is_file():
-        raise FileNotFoundError(f"{cfg.weights}: weights file not found (expected vggface2, "
-                                f"none, or a legacy keras-vggface .h5 file)")
+    cfg = with_weights(cfg, args.weights, progress=not args.no_progress)
     cache_dir = args.cache_dir or args.pairs / "cache"
     if not (cache_dir / "cache.json").is_file():
-        root = _data_root(args, cfg)
+        root = recorded_data_root(args.data_root, args.pairs, cfg)
         if root is None:
             raise FileNotFoundError(f"{cache_dir}: no image cache, and no data root to build it "
                                     f"(pass --cache-dir or --data-root)")
