@@ -387,13 +387,18 @@ def select_images(
     max_per_subject: int | None = 20,
     verify: bool = True,
     subjects: Iterable[str] | None = None,
+    on_corrupt: str = "skip",
 ) -> tuple[dict[str, list[FaceImage]], dict[str, list[FaceImage]], list[dict[str, Any]], dict]:
     """Per subject and side, the first `max_per_subject` images in sorted order.
 
-    With `verify`, each candidate's header is read first and unreadable or corrupt files are
-    skipped (the next file in order takes the place). Returns (unmasked, masked, excluded file
-    entries, counts of files left beyond the cap).
+    With `verify`, each candidate's header is read and unreadable or corrupt files are listed.
+    `on_corrupt="skip"` leaves them out (the next file in order takes the place);
+    `on_corrupt="keep"` keeps them, as the thesis's glob did (it selected by file name: the image
+    cache later skips such a file and drops its pairs). Returns (unmasked, masked, excluded
+    file entries, counts of files left beyond the cap).
     """
+    if on_corrupt not in ("skip", "keep"):
+        raise ValueError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
     subjects = list(dataset.subjects if subjects is None else subjects)
     cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
     sides = {False: dataset.by_subject(False), True: dataset.by_subject(True)}
@@ -409,10 +414,12 @@ def select_images(
                     beyond["masked" if masked else "unmasked"] += len(cands) - k
                     break
                 why = check_image(dataset.abspath(im)) if verify else None
-                if why is None:
+                if why is None or on_corrupt == "keep":
                     picked.append(im)
-                else:
-                    bad.append({"path": im.path, "subject": s, "reason": why,
-                                "action": "skipped; the next file in sorted order takes its place"})
+                if why is not None:
+                    bad.append({"path": im.path, "subject": s, "reason": why, "action": (
+                        "kept: selected by file name, as the thesis's glob did; the image cache "
+                        "skips it and drops its pairs" if on_corrupt == "keep" else
+                        "skipped; the next file in sorted order takes its place")})
             chosen[masked][s] = picked
     return chosen[False], chosen[True], bad, beyond

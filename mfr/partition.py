@@ -166,8 +166,10 @@ def partition(
 ) -> Partition:
     """The thesis's train / validation / test pairs of a dataset (or of the tree at a path).
 
-    `verify` reads the header of each selected file and skips unreadable or corrupt ones (the
-    next file takes its place); they are listed in `excluded["files"]`.
+    `verify` reads the header of each selected file and lists unreadable or corrupt ones in
+    `excluded["files"]`. Protocol `thesis` keeps them, since the thesis selected files by name
+    (its glob; the image cache later skips them and drops their pairs), so the pair counts are
+    the thesis's; `balanced` skips them and lets the next file take the place.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
@@ -175,7 +177,8 @@ def partition(
         raise ValueError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
     ds = dataset_or_root if isinstance(dataset_or_root, Dataset) else load_dataset(
         dataset_or_root, patterns=protocol)
-    unmasked, masked, bad, beyond = select_images(ds, max_per_subject, verify=verify)
+    unmasked, masked, bad, beyond = select_images(
+        ds, max_per_subject, verify=verify, on_corrupt="keep" if protocol == "thesis" else "skip")
 
     excluded: dict[str, Any] = {
         "subjects": list(ds.excluded.get("subjects", [])),

@@ -143,6 +143,10 @@ def test_corrupt_files_skipped_only_when_selected(tmp_path):
     assert bad == [] and beyond["unmasked"] == 3  # files past the cap are never opened
     un, _, bad, _ = select_images(ds, max_per_subject=2, verify=False)
     assert bad == [] and len(un["a"]) == 2
+    un, _, bad, _ = select_images(ds, max_per_subject=2, on_corrupt="keep")
+    assert [im.path.rsplit("/", 1)[1] for im in un["a"]] == ["0000.jpg", "0001.jpg"]
+    assert [b["path"].rsplit("/", 1)[1] for b in bad] == ["0001.jpg"]
+    assert "kept" in bad[0]["action"]
 
 
 def test_spaces_and_non_ascii_names(tmp_path):

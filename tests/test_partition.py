@@ -206,14 +206,33 @@ def test_excluded_files_and_corrupt_replacement(tmp_path):
     root = _tree(tmp_path, {f"s{i}": (3, 2) for i in range(5)})
     (root / U / "s0" / "0001.jpg").write_bytes(b"corrupt")
     (root / U / "s0" / "readme.txt").write_text("hi")
-    p = partition(root, max_per_subject=2)
+    p = partition(root, max_per_subject=2, protocol="balanced")
     files = {e["path"]: e for e in p.excluded["files"]}
     assert "skipped" in files[f"{U}/s0/0001.jpg"]["action"]
-    assert files[f"{U}/s0/readme.txt"]["reason"] == "does not match *.jpg"
     used = set(p.train.unmasked_path) | set(p.val.unmasked_path)
-    assert f"{U}/s0/0001.jpg" not in used
+    assert f"{U}/s0/0001.jpg" not in used and f"{U}/s0/0002.jpg" in used
     assert p.stats["train_val"]["unmasked_images"] == 8
     assert p.excluded["beyond_cap"]["unmasked_files"] == 4
+    # the thesis selected by file name (glob): the corrupt file keeps its place, and is listed
+    t = partition(root, max_per_subject=2)
+    files = {e["path"]: e for e in t.excluded["files"]}
+    assert files[f"{U}/s0/readme.txt"]["reason"] == "does not match *.jpg"
+    assert "kept" in files[f"{U}/s0/0001.jpg"]["action"]
+    used = set(t.train.unmasked_path) | set(t.val.unmasked_path)
+    assert f"{U}/s0/0001.jpg" in used and f"{U}/s0/0002.jpg" not in used
+    assert t.stats["train_val"]["unmasked_images"] == 8
+    assert t.excluded["beyond_cap"]["unmasked_files"] == 5
+
+
+def test_thesis_counts_hold_with_placeholder_files(tmp_path):
+    """Files selected by name: a tree of empty placeholder files still gives the pair counts."""
+    root = _tree(tmp_path, {f"s{i}": (3, 2) for i in range(5)})
+    for f in root.rglob("*.jpg"):
+        f.write_bytes(b"")
+    real = partition(_tree(tmp_path / "real", {f"s{i}": (3, 2) for i in range(5)}))
+    empty = partition(root)
+    assert empty.stats["train"] == real.stats["train"] and empty.stats["test_pairs"] == real.stats["test_pairs"]
+    assert len(empty.excluded["files"]) == 25
 
 
 def test_read_pairs_keeps_strings(tmp_path):
