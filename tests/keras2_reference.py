@@ -181,7 +181,18 @@ def main(argv=None) -> int:
         }
         for i, layer in enumerate(model.layers)
     ]
+    # The thesis's code, run on keras-vggface's own model: freeze all, then every layer of
+    # layers[-N:] trainable unless BatchNormalization; record the trainable weights per N.
+    trainable = {}
+    for n in (10, 20, 30, 40, 50, 60, 70):
+        for layer in model.layers:
+            layer.trainable = False
+        for layer in model.layers[-n:]:
+            if not isinstance(layer, tf_keras.layers.BatchNormalization):
+                layer.trainable = True
+        trainable[n] = [[w.name, list(w.shape)] for w in model.trainable_weights]
     info = {
+        "trainable_weights_by_n": trainable,
         "tf_keras": tf_keras.__version__,
         "tensorflow": tf.__version__,
         "params": int(model.count_params()),
@@ -189,7 +200,8 @@ def main(argv=None) -> int:
         "layers": layers,
     }
     (args.out / "layers.json").write_text(json.dumps(info, indent=1))
-    print(json.dumps({k: v for k, v in info.items() if k != "layers"}))
+    print(json.dumps({k: v for k, v in info.items()
+                      if k not in ("layers", "trainable_weights_by_n")}))
     return 0
 
 

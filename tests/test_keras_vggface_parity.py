@@ -111,6 +111,21 @@ def test_layer_list_matches_keras_vggface(k2_layers):
             assert _norm(config.get(key)) == value, (*where, key)
 
 
+@pytest.mark.backend
+def test_trainable_weights_match_the_thesis_code_on_keras_vggface(k2_layers):
+    """For each N, mfr trains exactly the weights the thesis's loop makes trainable in
+    keras-vggface's own model (names as `<layer>/<weight>:0` there)."""
+    from mfr.siamese import set_trainable
+
+    model = build_senet50(kernel_initializer="zeros")
+    for n, expected in k2_layers["trainable_weights_by_n"].items():
+        set_trainable(model, int(n))
+        got = [[f"{VGGFACE_NAMES[layer.name]}/{w.name}:0", list(w.shape)]
+               for layer in model.layers for w in layer.trainable_weights]
+        assert sorted(got) == sorted(expected), f"N={n}"
+        assert len(expected) > 0
+
+
 def test_keras_vggface_layer_list_is_the_shared_reference(k2_layers, reference_layers):
     """The Keras-2 model the parity tests use is the network the reference JSON describes."""
     ref = json.loads(Path(reference_layers).read_text())
