@@ -33,6 +33,9 @@ class StudyConfig:
     seed: int = 2021
     # model and input (Table 4.3)
     image_size: int = 224
+    # JPEG decoding for the image cache: "pil" (default; works without TensorFlow) or "tf"
+    # (tf.image.decode_jpeg, the thesis's exact decode; about 1.4 grey levels from PIL's on average)
+    decoder: str = "pil"
     preprocessing: str = "thesis"  # "thesis" (RGB, no flip) | "vggface2" (library: BGR)
     pooling: str = "avg"
     weights: str | None = "vggface2"

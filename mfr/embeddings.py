@@ -217,7 +217,7 @@ def embed_partition(
     cache_dir: str | Path | None = None,
     model=None,
     progress: bool = True,
-    decoder: str = "pil",
+    decoder: str | None = None,
 ) -> EmbedRun:
     """The baseline (Table 5.1, first row) for the pairs of a partition.
 
@@ -235,13 +235,14 @@ def embed_partition(
             embed_batch_size, image_size and pooling.
         split: ``"test"`` (default), ``"train"``, ``"val"``, ``"all"`` or a comma list.
         model: a ready model to use instead of building ``senet50(config.weights)``.
-        decoder: ``"pil"`` (default) or ``"tf"`` (the thesis's exact JPEG decode), see
+        decoder: ``"pil"`` or ``"tf"`` (the thesis's exact JPEG decode; default: the config's), see
             :func:`mfr.image_cache.decode_rgb`.
     """
     from mfr.config import StudyConfig
 
     cfg = config if config is not None else StudyConfig()
     data_root, pairs_dir, out_dir = Path(data_root), Path(pairs_dir), Path(out_dir)
+    decoder = decoder or cfg.decoder
     if not data_root.is_dir():
         raise FileNotFoundError(f"{data_root}: data root is not a directory")
     splits = parse_splits(split)

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image cache folder (default OUT/cache); reused when complete")
     parser.add_argument("--config", default="thesis", metavar="PROFILE",
                         help="config profile (name in configs/ or a YAML path); default thesis")
-    parser.add_argument("--decoder", choices=("pil", "tf"), default="pil",
-                        help="image decoder: pil (default) or tf (the thesis's exact JPEG decode, "
+    parser.add_argument("--decoder", choices=("pil", "tf"), default=None,
+                        help="image decoder: pil (the profile's default) or tf (the thesis's exact JPEG decode, "
                              "needs TensorFlow)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     read_pair_csvs(args.pairs, parse_splits(args.split))  # bad input fails before slow work
     cfg = load_config(args.config).replace(
-        preprocessing=args.preprocessing, embed_batch_size=args.batch_size)
+        preprocessing=args.preprocessing, embed_batch_size=args.batch_size, decoder=args.decoder)
     cfg = with_weights(cfg, args.weights, progress=not args.no_progress)
     data_root = recorded_data_root(args.data_root, args.pairs, cfg)
     if data_root is None:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.replace(data_root=str(data_root))
     result = embed_partition(data_root, args.pairs, args.out, config=cfg, split=args.split,
                              cache_dir=args.cache_dir, progress=not args.no_progress,
-                             decoder=args.decoder)
+                             decoder=cfg.decoder)
     print((args.out / "summary.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {args.out}/distances.csv ({len(result.distances)} pairs), summary.json, "
           f"summary.md, run.json, embeddings/")

@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
                                     f"(pass --cache-dir or --data-root)")
         from mfr.image_cache import build_partition_cache
 
-        build_partition_cache(root, args.pairs, cache_dir, size=cfg.image_size)
+        build_partition_cache(root, args.pairs, cache_dir, size=cfg.image_size,
+                              decoder=cfg.decoder)
 
     from mfr.training import NonFiniteLossError, default_out_dir, run_training
 
