@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from mfr.progress import progress_bar
+
 __all__ = [
     "METRICS",
     "THESIS_TABLE_5_1_PRETRAINED",
@@ -230,11 +232,7 @@ def thesis_style_pair_distances(
         raise ValueError(f"images_u and images_m differ in length: {len(images_u)} vs {len(images_m)}")
     out = np.empty(len(images_u), dtype=np.float64)
     starts = range(0, len(images_u), batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc="per-pair forward", unit="batch")
-    for s in starts:
+    for s in progress_bar(starts, progress, desc="per-pair forward", unit="batch"):
         e1 = l2_normalize(_forward(model, np.asarray(images_u[s:s + batch_size]), preprocessing))
         e2 = l2_normalize(_forward(model, np.asarray(images_m[s:s + batch_size]), preprocessing))
         out[s:s + batch_size] = _metric(e1, e2, "sum_squared")

@@ -36,6 +36,7 @@ from mfr.image_cache import (
     unique_pair_paths,
 )
 from mfr.outputs import run_metadata, save_npy, write_csv, write_json, write_text
+from mfr.progress import progress_bar
 
 __all__ = [
     "Embeddings",
@@ -90,12 +91,8 @@ def embed_images(
     n = len(order)
     contiguous = rows is None
     starts = range(0, n, batch_size)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, total=-(-n // batch_size), desc="embed", unit="batch")
     chunks = []
-    for s in starts:
+    for s in progress_bar(starts, progress, desc="embed", unit="batch"):
         sel = slice(s, s + batch_size) if contiguous else order[s:s + batch_size]
         batch = np.asarray(images[sel])
         chunks.append(_forward(model, batch, preprocessing))

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.outputs import atomic_path, run_metadata, write_csv, write_json
+from mfr.progress import progress_bar
 
 __all__ = [
     "RESIZE_METHOD",
@@ -313,7 +314,8 @@ def build_image_cache(
     with atomic_path(cache_dir / "images.npy") as tmp:
         buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
         results = _map(_load, paths, workers)
-        for i, (img, err) in enumerate(_progress(results, n, progress, "decode+resize")):
+        for i, (img, err) in enumerate(
+                progress_bar(results, progress, total=n, desc="decode+resize", unit="img")):
             if err is None:
                 buf[i] = img
                 ok[i] = True
@@ -364,14 +366,6 @@ def _map(fn, items: list[str], workers: int):
         return
     with ThreadPoolExecutor(max_workers=workers) as ex:  # PIL decodes outside the GIL
         yield from ex.map(fn, items)
-
-
-def _progress(it, total: int, enabled: bool, desc: str):
-    if not enabled:
-        return it
-    from tqdm import tqdm
-
-    return tqdm(it, total=total, desc=desc, unit="img")
 
 
 # --------------------------------------------------------------------------- pairs -> rows

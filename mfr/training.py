@@ -56,6 +56,7 @@ import pandas as pd
 from mfr import siamese
 from mfr.config import StudyConfig
 from mfr.outputs import atomic_path, run_metadata, write_csv, write_json
+from mfr.progress import progress_bar
 
 __all__ = [
     "NonFiniteLossError",
@@ -213,16 +214,6 @@ class _FiniteLossGuard(keras.callbacks.Callback):
 # --------------------------------------------------------------------------- training
 
 
-def _progress(it, total, enabled, desc):
-    if not enabled:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return it
-    return tqdm(it, total=total, desc=desc, leave=False)
-
-
 def _table_arrays(images, rows, net_in, preprocessing, batch_size, progress, desc):
     """net_in(preprocessed batch) -> list of tensors, for `rows` of `images`, concatenated.
 
@@ -234,7 +225,7 @@ def _table_arrays(images, rows, net_in, preprocessing, batch_size, progress, des
     ops = keras.ops
     chunks: list[list] = []
     starts = range(0, len(rows), batch_size)
-    for s in _progress(starts, len(starts), progress, desc):
+    for s in progress_bar(starts, progress, total=len(starts), desc=desc):
         r = rows[s:s + batch_size]
         batch = np.asarray(images[r])
         if len(r) < batch_size and len(rows) > batch_size:
