@@ -117,7 +117,6 @@ def all_pair_distances(emb: np.ndarray, u_idx, m_idx, metrics=METRICS, **kwargs)
     return {m: pair_distances(emb, u_idx, m_idx, m, **kwargs) for m in metrics}
 
 
-PAIR_COLUMNS = ("unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject")
 DISTANCE_FLOAT_FORMAT = "%.6f"
 
 
@@ -139,6 +138,8 @@ def distance_table(split: str, pairs, emb: np.ndarray, u_idx, m_idx, labels,
     with :data:`DISTANCE_FLOAT_FORMAT`.
     """
     import pandas as pd
+
+    from mfr.partition import COLUMNS as PAIR_COLUMNS
 
     dists = all_pair_distances(emb, u_idx, m_idx, metrics)
     cols = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS if c in pairs.columns}

@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from mfr.outputs import atomic_path, run_metadata, write_csv, write_json
+from mfr.partition import COLUMNS as PAIR_COLUMNS
+from mfr.partition import read_pairs
 from mfr.progress import progress_bar
 
 __all__ = [
@@ -57,7 +59,6 @@ __all__ = [
 #: Recorded in cache.json; a cache made with another method is rebuilt, never reused.
 RESIZE_METHOD = "tf-bilinear-half-pixel-no-antialias/rint-uint8/v1"
 CACHE_FORMAT = 1
-PAIR_COLUMNS = ("unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject")
 SPLITS = ("train", "val", "test")
 
 
@@ -426,20 +427,7 @@ def read_pair_csvs(pairs_dir: str | Path, splits: Sequence[str] = SPLITS) -> dic
     if not pairs_dir.is_dir():
         raise FileNotFoundError(f"{pairs_dir}: pairs directory not found (expected the output "
                                 f"directory of `mfr partition`, with train/val/test.csv)")
-    out = {}
-    for split in splits:
-        path = pairs_dir / f"{split}.csv"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such pair CSV (expected columns "
-                                    f"{', '.join(PAIR_COLUMNS)})")
-        out[split] = _read_pairs(path)
-    return out
-
-
-def _read_pairs(path: Path) -> pd.DataFrame:
-    from mfr.partition import read_pairs
-
-    return read_pairs(path)
+    return {split: read_pairs(pairs_dir / f"{split}.csv") for split in splits}
 
 
 def unique_pair_paths(*pair_frames: pd.DataFrame) -> list[str]:
