@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     out_path = args.out or ROOT / "results" / "benchmarks" / f"embed_{args.device_label}.json"
 
     import keras
+    from thesis_style import thesis_style_pair_distances
 
-    from mfr.distances import METRICS, l2_normalize, pair_distances, thesis_style_pair_distances
+    from mfr.distances import METRICS, l2_normalize, pair_distances
     from mfr.embeddings import embed_images
     from mfr.image_cache import build_image_cache
     from mfr.models import senet50

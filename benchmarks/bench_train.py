@@ -53,7 +53,7 @@ def make_data(images, pairs, seed=0):
                                        dtype=np.uint8)
 
     def pairset(n, u0, nu, m0, nm):
-        from mfr.training import PairSet
+        from mfr.pairs import PairSet
 
         return PairSet(u0 + rng.integers(0, nu, n), m0 + rng.integers(0, nm, n),
                        (np.arange(n) % 2).astype(np.int64))
@@ -77,7 +77,7 @@ def device_name() -> str:
 
 
 def subset(p, fraction, seed=1):
-    from mfr.training import PairSet
+    from mfr.pairs import PairSet
 
     n = max(1, int(round(len(p) * fraction)))
     idx = np.random.default_rng(seed).permutation(len(p))[:n]

@@ -21,17 +21,13 @@ def _module(name: str):
 
 
 def build_parser(names: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mfr", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mfr", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"mfr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in names:
-        try:
-            mod = _module(name)
-        except ModuleNotFoundError as e:
-            if e.name == f"mfr.commands.{name}":
-                continue  # not built yet
-            raise
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod = _module(name)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, allow_abbrev=False)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -2,12 +2,18 @@
 
 `StudyConfig` holds the thesis's values as defaults (THESIS.md, Table 4.3 and Chapter 4.2).
 A profile in `configs/<name>.yaml` overrides some of them; papermill parameters and CLI flags
-override a profile. Every output records the config that made it (`to_dict`).
+override a profile. A setting has one name everywhere: the field name here is the YAML key, the
+notebook parameter, and the CLI flag (``learning_rate`` -> ``--learning-rate``; see
+:func:`mfr.commands._common.add_config_flags`). Values are checked when they are set, so a
+wrong type fails at once, naming the key. Every output records the config that made it
+(`to_dict`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,65 +25,127 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
 
 
+def _f(default: Any, doc: str, choices: tuple | None = None, minimum: float | None = None) -> Any:
+    return field(default=default, metadata={"help": doc, "choices": choices, "minimum": minimum})
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Hyperparameters of one study run; defaults are the thesis's."""
 
-    profile: str = "thesis"
+    profile: str = _f("thesis", "name of the profile these values came from")
     # data and partition (Chapter 4.2)
-    data_root: str | None = None
-    protocol: str = "thesis"  # "thesis" (its quirks) | "balanced" (corrected)
-    max_per_subject: int = 20
-    train_val_fraction: float = 0.8
-    val_size: float = 0.2
-    seed: int = 2021
+    data_root: str | None = _f(None, "the dataset folder (RMFRD, or MFR2)")
+    protocol: str = _f("thesis", "thesis (its quirks) or balanced (corrected)",
+                       ("thesis", "balanced"))
+    max_per_subject: int = _f(20, "images per subject and side (0: all)", minimum=0)
+    train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation")
+    val_size: float = _f(0.2, "fraction of the train+validation pairs for validation")
+    seed: int = _f(2021, "random_state of the partition, seed of training and random init", minimum=0)
     # model and input (Table 4.3)
-    image_size: int = 224
-    # JPEG decoding for the image cache: "pil" (default; works without TensorFlow) or "tf"
-    # (tf.image.decode_jpeg, the thesis's exact decode; about 1.4 grey levels from PIL's on average)
-    decoder: str = "pil"
-    preprocessing: str = "thesis"  # "thesis" (RGB, no flip) | "vggface2" (library: BGR)
-    pooling: str = "avg"
-    weights: str | None = "vggface2"
+    image_size: int = _f(224, "input size of the network, in pixels", minimum=1)
+    decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
+                             "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
+    preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR)",
+                            ("thesis", "vggface2"))
+    pooling: str = _f("avg", "final global pooling of SENet50", ("avg", "max"))
+    weights: str | None = _f("vggface2", "vggface2, a legacy keras-vggface .h5 file, or none "
+                                         "(random init, seeded: offline demo only)")
     # Siamese training (Eq. 3.4, Table 4.3)
-    margin: float = 5.0
-    optimizer: str = "sgd"
-    learning_rate: float = 1e-5
-    momentum: float = 0.0
-    batch_size: int = 32
-    epochs: int = 8
-    trainable_layers: tuple[int, ...] = THESIS_TRAINABLE_LAYERS
-    distance: str = "sum_squared"
-    # speed (does not change results)
-    trunk_cache: bool = True
-    embed_batch_size: int = 64
-    steps_per_execution: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
+    margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)")
+    optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
+    learning_rate: float = _f(1e-5, "learning rate")
+    momentum: float = _f(0.0, "momentum (sgd, rmsprop)")
+    batch_size: int = _f(32, "training pairs per SGD step", minimum=1)
+    epochs: int = _f(8, "epochs per setting", minimum=0)
+    trainable_layers: tuple[int, ...] = _f(THESIS_TRAINABLE_LAYERS,
+                                           "N: train the last N layers (BatchNormalization stays "
+                                           "frozen); a comma list runs several")
+    # speed and storage (do not change results)
+    trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
+                                 "way, both full twins per pair and step; same results, slower)")
+    embed_batch_size: int = _f(64, "images per forward pass when embedding", minimum=1)
+    steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU)", minimum=1)
+    keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["trainable_layers"] = list(self.trainable_layers)
         return d
 
-    def replace(self, **overrides: Any) -> StudyConfig:
-        """A copy with `overrides` applied; `None` values are ignored (unset CLI flags)."""
-        return _apply(self, {k: v for k, v in overrides.items() if v is not None})
+    def replace(self, **values: Any) -> StudyConfig:
+        """A copy with `values` set (None included: ``replace(weights=None)`` is random init).
+
+        ValueError names an unknown key or a value of the wrong type.
+        """
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known: "
+                             f"{sorted(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **values)
 
 
-def _apply(cfg: StudyConfig, values: dict[str, Any]) -> StudyConfig:
-    names = {f.name: f for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known: {sorted(names)}")
-    values = dict(values)
-    if "trainable_layers" in values:
-        tl = values["trainable_layers"]
-        values["trainable_layers"] = (int(tl),) if isinstance(tl, int) else tuple(int(x) for x in tl)
-    return dataclasses.replace(cfg, **values)
+_TYPES = typing.get_type_hints(StudyConfig)
 
 
-def load_config(profile: str | Path = "thesis", **overrides: Any) -> StudyConfig:
-    """Load a profile (a name in `configs/` or a YAML path), then apply `overrides`.
+def _check(f: dataclasses.Field, value: Any) -> Any:
+    """`value` as field `f`'s type, or ValueError naming the key, the value and the type."""
+    hint = _TYPES[f.name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    optional = union and type(None) in typing.get_args(hint)
+    base = next(t for t in typing.get_args(hint) if t is not type(None)) if union else hint
+    if value is None and optional:
+        return None
+    origin = typing.get_origin(base)
+
+    def bad(expected: str) -> ValueError:
+        extra = (" (YAML reads a number like 1e-3 as a string: write 1.0e-3)"
+                 if isinstance(value, str) and expected == "a number" else "")
+        return ValueError(f"config key {f.name}: expected {expected}, got {value!r}{extra}")
+
+    if origin is tuple:  # trainable_layers: an int, or a list / comma string of ints
+        items = value.strip(" []()").split(",") if isinstance(value, str) else (
+            [value] if isinstance(value, int) and not isinstance(value, bool) else value)
+        try:
+            out = tuple(int(x) for x in items)
+            if any(isinstance(x, bool | float) for x in items):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise bad("an integer or a list of integers") from None
+        if not out:
+            raise bad("at least one integer")
+        return out
+    if base is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    minimum = f.metadata.get("minimum")
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        if minimum is not None and value < minimum:
+            raise bad(f"an integer >= {minimum}")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise bad("a string" + (" or null" if optional else ""))
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise bad(f"one of {', '.join(choices)}")
+        return value
+    return value
+
+
+def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
+    """Load a profile (a name in `configs/` or a YAML path), then set `values`.
 
     >>> load_config("thesis").margin
     5.0
@@ -86,11 +154,15 @@ def load_config(profile: str | Path = "thesis", **overrides: Any) -> StudyConfig
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / f"{profile}.yaml"
     if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise FileNotFoundError(
-            f"{path}: no such config profile (expected a YAML file or a name in {CONFIG_DIR})"
-        )
-    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
-    values.setdefault("profile", path.stem)
-    return _apply(StudyConfig(), values).replace(**overrides)
+            f"{path}: no such config profile (expected a YAML file or one of {known})")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    loaded.setdefault("profile", path.stem)
+    try:
+        cfg = StudyConfig().replace(**loaded)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return cfg.replace(**values)

@@ -22,8 +22,9 @@ MFR2 (Anwar & Raychowdhury 2020)::
 
 where masktype `no-mask` is unmasked and anything else masked.
 
-Nothing here opens an image except `select_images(..., verify=True)`, which reads the header of
-the (at most `max_per_subject`) files it selects, so listing a 95k-file tree stays fast.
+Nothing here opens an image but :func:`check_image` (a header read, used by the partition on the
+files it selects), so listing a 95k-file tree stays fast. :func:`mfr2_pairs` reads MFR2's own
+pairs.txt protocol into the pair-table format (:mod:`mfr.pairs`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ from __future__ import annotations
 import fnmatch
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MASKED_DIR = "AFDB_masked_face_dataset"
 UNMASKED_DIR = "AFDB_face_dataset"
@@ -341,6 +345,62 @@ def load_mfr2(root: str | Path) -> Dataset:
                    excluded=excluded, patterns=("*",), ignore_case=False)
 
 
+
+
+def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
+    """MFR2's `pairs.txt` as a pairs frame (columns `COLUMNS`).
+
+    Each pair is ordered so that its unmasked image (when it has one) is in `unmasked_path`.
+    pairs.txt also holds mask-mask and nomask-nomask pairs, which are not masked-vs-unmasked
+    pairs: `mixed="drop"` (default) leaves them out, `mixed="keep"` keeps them in file order
+    (first image under `unmasked_path`). `df.attrs["kinds"]` counts the pairs of each kind in
+    the file, `df.attrs["dropped"]` how many were left out.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from mfr.pairs import COLUMNS
+
+    if mixed not in ("drop", "keep"):
+        raise ValueError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
+    root = Path(root)
+    path = root / MFR2_PAIRS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
+    masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
+    rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
+                                "unmasked-unmasked": 0}, 0
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
+        elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
+            a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
+        else:
+            raise ValueError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
+        pa, pb = mfr2_image_path(*a), mfr2_image_path(*b)
+        for p in (pa, pb):
+            if p not in masked:
+                raise ValueError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
+        ma, mb = masked[pa], masked[pb]
+        if ma and not mb:
+            a, b, pa, pb = b, a, pb, pa
+        kind = ("masked-unmasked" if ma != mb else "masked-masked" if ma
+                else "unmasked-unmasked")
+        kinds[kind] += 1
+        if kind != "masked-unmasked" and mixed == "drop":
+            dropped += 1
+            continue
+        rows.append((pa, pb, int(a[0] == b[0]), a[0], b[0]))
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["label"] = df["label"].astype(np.int64)
+    df.attrs["kinds"] = kinds
+    df.attrs["dropped"] = dropped
+    return df
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -380,46 +440,3 @@ def check_image(path: str | Path) -> str | None:
     except (OSError, SyntaxError, ValueError) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None
-
-
-def select_images(
-    dataset: Dataset,
-    max_per_subject: int | None = 20,
-    verify: bool = True,
-    subjects: Iterable[str] | None = None,
-    on_corrupt: str = "skip",
-) -> tuple[dict[str, list[FaceImage]], dict[str, list[FaceImage]], list[dict[str, Any]], dict]:
-    """Per subject and side, the first `max_per_subject` images in sorted order.
-
-    With `verify`, each candidate's header is read and unreadable or corrupt files are listed.
-    `on_corrupt="skip"` leaves them out (the next file in order takes the place);
-    `on_corrupt="keep"` keeps them, as the thesis's glob did (it selected by file name: the image
-    cache later skips such a file and drops its pairs). Returns (unmasked, masked, excluded
-    file entries, counts of files left beyond the cap).
-    """
-    if on_corrupt not in ("skip", "keep"):
-        raise ValueError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
-    subjects = list(dataset.subjects if subjects is None else subjects)
-    cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
-    sides = {False: dataset.by_subject(False), True: dataset.by_subject(True)}
-    chosen: dict[bool, dict[str, list[FaceImage]]] = {False: {}, True: {}}
-    bad: list[dict[str, Any]] = []
-    beyond = {"unmasked": 0, "masked": 0}
-    for masked in (False, True):
-        for s in subjects:
-            picked: list[FaceImage] = []
-            cands = sorted(sides[masked].get(s, []), key=lambda im: im.path)
-            for k, im in enumerate(cands):
-                if cap is not None and len(picked) >= cap:
-                    beyond["masked" if masked else "unmasked"] += len(cands) - k
-                    break
-                why = check_image(dataset.abspath(im)) if verify else None
-                if why is None or on_corrupt == "keep":
-                    picked.append(im)
-                if why is not None:
-                    bad.append({"path": im.path, "subject": s, "reason": why, "action": (
-                        "kept: selected by file name, as the thesis's glob did; the image cache "
-                        "skips it and drops its pairs" if on_corrupt == "keep" else
-                        "skipped; the next file in sorted order takes its place")})
-            chosen[masked][s] = picked
-    return chosen[False], chosen[True], bad, beyond

@@ -1,10 +1,11 @@
 """The pipeline end to end, offline, on a generated RMFRD-layout sample (`make demo`).
 
-generated tree -> `mfr partition` -> `mfr embed` (the pre-trained baseline row) -> `mfr train`
-for a few N -> Table 5.1 and Figures 5.1-5.5 beside the thesis's values. Hyperparameters come
-from the `demo` profile (configs/demo.yaml). With no internet there are no VGGFace2 weights, so
-the demo runs from a fixed random initialisation: its numbers show that the machinery works,
-not what the thesis measured. Pass `--weights vggface2` where the weight file can be had.
+generated tree and its partition -> the pre-trained baseline row -> fine-tuning for the
+profile's N -> Table 5.1 and Figures 5.1-5.3 beside the thesis's values, through the same steps
+as the CLI (:mod:`mfr.steps`). Hyperparameters come from the `demo` profile
+(configs/demo.yaml). With no internet there are no VGGFace2 weights, so the demo runs from a
+fixed random initialisation: its numbers show that the machinery works, not what the thesis
+measured. Pass `--weights vggface2` where the weight file can be had.
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mfr import report
-from mfr.cli import main as mfr_main
+from mfr import report, steps
 from mfr.config import load_config
-from mfr.outputs import markdown_table, write_text
-
-
-def _run(*argv: str) -> None:
-    print("$ mfr " + " ".join(argv), flush=True)
-    rc = mfr_main(list(argv))
-    if rc:
-        raise SystemExit(f"mfr {argv[0]} failed with exit status {rc}")
+from mfr.outputs import write_text
 
 
 def _figures(runs: dict, trained: dict, out: Path) -> list[Path]:
@@ -51,25 +44,19 @@ def _figures(runs: dict, trained: dict, out: Path) -> list[Path]:
 
 
 def run_demo(out: Path, n_subjects: int = 12, profile: str = "demo",
-             weights: str = "none") -> pd.DataFrame:
-    from mfr.synthetic import make_demo_tree
-
+             weights: str | None = None) -> pd.DataFrame:
     t0 = time.perf_counter()
-    cfg = load_config(profile)
+    cfg = load_config(profile).replace(weights=weights)
     out = Path(out)
-    data = out / "data"
-    if not (data / "AFDB_face_dataset").is_dir():
-        make_demo_tree(data, n_subjects=n_subjects, seed=cfg.seed)
-    pairs = out / "partition"
-    _run("partition", "--data-root", str(data), "--out", str(pairs), "--config", profile)
-    common = ["--weights", weights, "--config", profile, "--cache-dir", str(out / "cache"),
-              "--no-progress"]
-    _run("embed", "--pairs", str(pairs), "--out", str(out / "baseline"), "--split", "test",
-         *common)
+    sample = steps.prepare_sample(out, cfg, n_subjects=n_subjects)
+    cache = out / "cache"
+    print(f"baseline -> {out / 'baseline'}", flush=True)
+    steps.embed_step(cfg, sample.pairs_dir, out / "baseline", cache_dir=cache, progress=False)
     trained = {n: out / f"train_N{n}" for n in cfg.trainable_layers}
     for n, run_dir in trained.items():
-        _run("train", "-n", str(n), "--pairs", str(pairs), "--out", str(run_dir), "--resume",
-             *common)
+        print(f"N={n} -> {run_dir}", flush=True)
+        steps.train_step(cfg, n, sample.pairs_dir, run_dir, cache_dir=cache, resume=True,
+                         progress=False)
     runs = {"pre-trained": out / "baseline", **trained}
     table = report.table_5_1(runs)
     figures = _figures(runs, trained, out)
@@ -77,11 +64,11 @@ def run_demo(out: Path, n_subjects: int = 12, profile: str = "demo",
           "",
           f"A generated RMFRD-layout tree ({n_subjects} synthetic subjects); profile `{profile}` "
           f"(optimizer {cfg.optimizer}, lr {cfg.learning_rate:g}, {cfg.epochs} epochs, batch "
-          f"{cfg.batch_size}); weights: {weights}."
+          f"{cfg.batch_size}); weights: {cfg.weights or 'none (random init)'}."
           + (" Random initialisation: these numbers show the pipeline runs, not the thesis's "
-             "result." if weights == "none" else ""),
+             "result." if cfg.weights is None else ""),
           "",
-          markdown_table(table),
+          table.to_markdown(index=False, floatfmt=".6f"),
           "",
           "Figures: " + ", ".join(p.name for p in figures),
           "",
@@ -93,13 +80,15 @@ def run_demo(out: Path, n_subjects: int = 12, profile: str = "demo",
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mfr.demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m mfr.demo", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("--out", type=Path, default=Path("results/demo"))
     p.add_argument("--subjects", type=int, default=12)
     p.add_argument("--config", default="demo", help="config profile (default: demo)")
     p.add_argument("--weights", default="none", help="none (default, offline), vggface2 or a path")
     args = p.parse_args(argv)
-    run_demo(args.out, args.subjects, args.config, args.weights)
+    weights = None if args.weights.lower() == "none" else args.weights
+    run_demo(args.out, args.subjects, args.config, weights)
     return 0
 
 

@@ -1,9 +1,14 @@
 """Pair distances from embeddings, and the thesis's summary of them.
 
 Plain numpy in and out: ``pair_distances(emb, u_idx, m_idx)`` looks the two rows of every pair up
-in an (N, D) embedding matrix (each unique image embedded once, :mod:`mfr.embeddings`). There
-is no forward pass per pair here, except in :func:`thesis_style_pair_distances`, which exists
-only so the benchmark can compare against the thesis's per-pair pipeline.
+in an (N, D) embedding matrix (each unique image embedded once, :mod:`mfr.embeddings`); there
+is no forward pass per pair.
+
+Why not ``sklearn.metrics.pairwise.paired_distances``: it computes in the inputs' dtype
+(float32 for embeddings), where this module takes differences in float32 and sums in float64
+(|error| ~1e-8 instead of ~1e-6); the distances are written with 6 decimals, and the same
+inputs must keep giving the same bytes. The thesis's own distance (``sum_squared``) is not
+among sklearn's paired metrics anyway.
 
 Labels: 1 = genuine (same subject), 0 = impostor.
 """
@@ -14,30 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from mfr.progress import progress_bar
-
 __all__ = [
+    "DISTANCE_FLOAT_FORMAT",
     "METRICS",
-    "THESIS_TABLE_5_1_PRETRAINED",
+    "all_pair_distances",
+    "distance_table",
     "l2_normalize",
     "pair_distances",
-    "all_pair_distances",
     "summarise",
-    "summary_table",
-    "boxplot_distances",
-    "thesis_style_pair_distances",
 ]
 
 #: sum_squared: the thesis's d = sum((l2norm(e1) - l2norm(e2))^2), in [0, 4] for unit vectors;
 #: cosine: 1 - cos(e1, e2), in [0, 2]; l2: Euclidean; l1: Manhattan.
 METRICS = ("sum_squared", "cosine", "l2", "l1")
-
-#: Table 5.1, first row: pre-trained SENet50 (no fine-tuning), test set, sum_squared distance.
-THESIS_TABLE_5_1_PRETRAINED: dict[str, float] = {
-    "median_impostor": 1.278899,
-    "median_genuine": 0.989988,
-    "gap": 0.288911,
-}
 
 _CHUNK = 256  # pairs per gather: small blocks stay in cache (fastest on CPU)
 
@@ -139,7 +133,7 @@ def distance_table(split: str, pairs, emb: np.ndarray, u_idx, m_idx, labels,
     """
     import pandas as pd
 
-    from mfr.partition import COLUMNS as PAIR_COLUMNS
+    from mfr.pairs import COLUMNS as PAIR_COLUMNS
 
     dists = all_pair_distances(emb, u_idx, m_idx, metrics)
     cols = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS if c in pairs.columns}
@@ -177,64 +171,3 @@ def summarise(distances: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         "gmean": stat(np.mean, gen),
         "imean": stat(np.mean, imp),
     }
-
-
-def summary_table(summary: dict[str, Any], label: str = "this run"):
-    """A DataFrame: this run's medians, gap, GMean, IMean beside Table 5.1's first row."""
-    import pandas as pd
-
-    keys = ["median_impostor", "median_genuine", "gap", "gmean", "imean"]
-    thesis = {k: THESIS_TABLE_5_1_PRETRAINED.get(k, float("nan")) for k in keys}
-    return pd.DataFrame(
-        [{"setting": label, **{k: summary[k] for k in keys}},
-         {"setting": "thesis Table 5.1: SENet50 pre-trained", **thesis}]
-    ).set_index("setting")
-
-
-def boxplot_distances(distances, labels=None, metric: str = "sum_squared", ax=None, title=None):
-    """Seaborn box plot of distances by label (as Fig 5.3). `distances`: an array (with
-    `labels`) or a DataFrame with a ``label`` column and a `metric` column. Returns the axes."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
-    if isinstance(distances, pd.DataFrame):
-        df = distances
-    else:
-        df = pd.DataFrame({metric: np.asarray(distances), "label": np.asarray(labels)})
-    df = df.assign(pair=df["label"].map({1: "genuine", 0: "impostor"}))
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4))
-    sns.boxplot(data=df, x="pair", y=metric, order=["impostor", "genuine"], ax=ax)
-    ax.set_xlabel("")
-    ax.set_ylabel(f"{metric} distance")
-    if title:
-        ax.set_title(title)
-    return ax
-
-
-def thesis_style_pair_distances(
-    model,
-    images_u: np.ndarray,
-    images_m: np.ndarray,
-    preprocessing: str = "thesis",
-    batch_size: int = 32,
-    progress: bool = False,
-) -> np.ndarray:
-    """The thesis's way, for the benchmark only: both images of every pair go through the
-    network, batch by batch (its tf.data pipeline fed pairs, so an image in k pairs is
-    embedded k times). Returns the sum_squared distance per pair (float64).
-
-    `images_u`, `images_m`: (n_pairs, H, W, 3) uint8, row k = pair k's two images.
-    """
-    from mfr.embeddings import _forward
-
-    if len(images_u) != len(images_m):
-        raise ValueError(f"images_u and images_m differ in length: {len(images_u)} vs {len(images_m)}")
-    out = np.empty(len(images_u), dtype=np.float64)
-    starts = range(0, len(images_u), batch_size)
-    for s in progress_bar(starts, progress, desc="per-pair forward", unit="batch"):
-        e1 = l2_normalize(_forward(model, np.asarray(images_u[s:s + batch_size]), preprocessing))
-        e2 = l2_normalize(_forward(model, np.asarray(images_m[s:s + batch_size]), preprocessing))
-        out[s:s + batch_size] = _metric(e1, e2, "sum_squared")
-    return out

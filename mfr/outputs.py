@@ -21,12 +21,22 @@ import numpy as np
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+
+    The file gets the permissions of any new file (0666 less the umask), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -69,20 +79,6 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
     return Path(path)
-
-
-def markdown_table(df: pd.DataFrame, float_format: str = "{:.6f}") -> str:
-    """A GitHub-markdown table of `df` (no index), floats formatted with `float_format`."""
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float | np.floating):
-            return "" if np.isnan(v) else float_format.format(v)
-        return str(v)
-
-    head = "| " + " | ".join(map(str, df.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
 
 
 def _json_default(o: Any) -> Any:

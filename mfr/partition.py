@@ -28,6 +28,7 @@ them to these arrays gives exactly the rows the thesis's DataFrames got.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mfr.datasets import Dataset, FaceImage, load_dataset, select_images
+from mfr.datasets import Dataset, FaceImage, check_image, load_dataset, mfr2_pairs
 from mfr.outputs import run_metadata, write_csv, write_json, write_text
+from mfr.pairs import COLUMNS
 
-COLUMNS = ["unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject"]
 PROTOCOLS = ("thesis", "balanced")
 
 THESIS_TABLE_4_2: dict[str, dict[str, int]] = {
@@ -64,16 +65,65 @@ class Partition:
     layout: str
     protocol: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: an MFR2 tree's own pairs.txt protocol (masked-vs-unmasked pairs), None for RMFRD
+    mfr2_pairs: pd.DataFrame | None = None
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
-        return {"train": self.train, "val": self.val, "test": self.test}
+        """The pair tables to write: train, val, test (and mfr2_pairs for an MFR2 tree)."""
+        out = {"train": self.train, "val": self.val, "test": self.test}
+        if self.mfr2_pairs is not None:
+            out["mfr2_pairs"] = self.mfr2_pairs
+        return out
 
     def table(self) -> pd.DataFrame:
         return table_4_2(self.stats)
 
     def matches_thesis(self) -> bool:
         return matches_thesis(self.stats)
+
+
+def select_images(
+    dataset: Dataset,
+    max_per_subject: int | None = 20,
+    verify: bool = True,
+    subjects: Iterable[str] | None = None,
+    on_corrupt: str = "skip",
+) -> tuple[dict[str, list[FaceImage]], dict[str, list[FaceImage]], list[dict[str, Any]], dict]:
+    """Per subject and side, the first `max_per_subject` images in sorted order.
+
+    With `verify`, each candidate's header is read and unreadable or corrupt files are listed.
+    `on_corrupt="skip"` leaves them out (the next file in order takes the place);
+    `on_corrupt="keep"` keeps them, as the thesis's glob did (it selected by file name: the image
+    cache later skips such a file and drops its pairs). Returns (unmasked, masked, excluded
+    file entries, counts of files left beyond the cap).
+    """
+    if on_corrupt not in ("skip", "keep"):
+        raise ValueError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
+    subjects = list(dataset.subjects if subjects is None else subjects)
+    cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
+    sides = {False: dataset.by_subject(False), True: dataset.by_subject(True)}
+    chosen: dict[bool, dict[str, list[FaceImage]]] = {False: {}, True: {}}
+    bad: list[dict[str, Any]] = []
+    beyond = {"unmasked": 0, "masked": 0}
+    for masked in (False, True):
+        for s in subjects:
+            picked: list[FaceImage] = []
+            cands = sorted(sides[masked].get(s, []), key=lambda im: im.path)
+            for k, im in enumerate(cands):
+                if cap is not None and len(picked) >= cap:
+                    beyond["masked" if masked else "unmasked"] += len(cands) - k
+                    break
+                why = check_image(dataset.abspath(im)) if verify else None
+                if why is None or on_corrupt == "keep":
+                    picked.append(im)
+                if why is not None:
+                    bad.append({"path": im.path, "subject": s, "reason": why, "action": (
+                        "kept: selected by file name, as the thesis's glob did; the image cache "
+                        "skips it and drops its pairs" if on_corrupt == "keep" else
+                        "skipped; the next file in sorted order takes its place")})
+            chosen[masked][s] = picked
+    return chosen[False], chosen[True], bad, beyond
 
 
 class _Split:
@@ -230,7 +280,13 @@ def partition(
               "train_val_fraction": train_val_fraction, "val_size": val_size,
               "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
               "ignore_case": ds.ignore_case}
-    return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params)
+    theirs = None
+    if ds.layout == "mfr2":
+        theirs = mfr2_pairs(ds.root)
+        stats["mfr2_pairs"] = {**_pair_stats(theirs), "kinds": theirs.attrs["kinds"],
+                               "dropped (not masked-vs-unmasked)": theirs.attrs["dropped"]}
+    return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
+                     theirs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,11 +336,11 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
             return ""
         return f"{r}" if r == t else f"{r} (thesis {t})"
 
+    splits = ("Train", "Validation", "Test")
+    table = pd.DataFrame([[label, *(cell(s, label) for s in splits)] for label, _ in _ROWS],
+                         columns=["", *splits])
     lines = [f"# {title}", ""] if title else []
-    lines += ["| | Train | Validation | Test |", "|---|---|---|---|"]
-    for label, _ in _ROWS:
-        lines.append(f"| {label} | " + " | ".join(
-            cell(s, label) for s in ("Train", "Validation", "Test")) + " |")
+    lines.append(table.to_markdown(index=False, disable_numparse=True))
     ok = matches_thesis(stats)
     lines += ["", "Subject and image rows: Train counts train+validation together (as the "
               "thesis's table)."]
@@ -295,9 +351,6 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
 
 # --------------------------------------------------------------------------------------------
 # files
-
-
-OUTPUT_FILES = ("train.csv", "val.csv", "test.csv", "stats.json", "table_4_2.md", "run.json")
 
 
 def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:
@@ -315,71 +368,3 @@ def write_partition(part: Partition, out_dir: str | Path, config: Any = None) ->
         config, data_root=str(Path(part.root).resolve()), layout=part.layout,
         partition=part.params))
     return paths
-
-
-def read_pairs(csv_path: str | Path) -> pd.DataFrame:
-    """A pairs CSV written by `write_partition` (paths and subjects kept as strings)."""
-    path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such pairs file (expected a CSV with columns "
-                                f"{', '.join(COLUMNS)})")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    if list(df.columns) != COLUMNS:
-        raise ValueError(f"{path}: expected columns {COLUMNS}, got {list(df.columns)}")
-    df["label"] = df["label"].astype(np.int64)
-    return df
-
-
-# --------------------------------------------------------------------------------------------
-# MFR2's own pairs
-
-
-def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
-    """MFR2's `pairs.txt` as a pairs frame (columns `COLUMNS`).
-
-    Each pair is ordered so that its unmasked image (when it has one) is in `unmasked_path`.
-    pairs.txt also holds mask-mask and nomask-nomask pairs, which are not masked-vs-unmasked
-    pairs: `mixed="drop"` (default) leaves them out, `mixed="keep"` keeps them in file order
-    (first image under `unmasked_path`). `df.attrs["kinds"]` counts the pairs of each kind in
-    the file, `df.attrs["dropped"]` how many were left out.
-    """
-    from mfr.datasets import MFR2_LAYOUT_HINT, MFR2_PAIRS, mfr2_image_path, read_mfr2_labels
-
-    if mixed not in ("drop", "keep"):
-        raise ValueError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
-    root = Path(root)
-    path = root / MFR2_PAIRS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
-    masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
-    rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
-                                "unmasked-unmasked": 0}, 0
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-            a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
-        elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
-            a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
-        else:
-            raise ValueError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
-        pa, pb = mfr2_image_path(*a), mfr2_image_path(*b)
-        for p in (pa, pb):
-            if p not in masked:
-                raise ValueError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
-        ma, mb = masked[pa], masked[pb]
-        if ma and not mb:
-            a, b, pa, pb = b, a, pb, pa
-        kind = ("masked-unmasked" if ma != mb else "masked-masked" if ma
-                else "unmasked-unmasked")
-        kinds[kind] += 1
-        if kind != "masked-unmasked" and mixed == "drop":
-            dropped += 1
-            continue
-        rows.append((pa, pb, int(a[0] == b[0]), a[0], b[0]))
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df["label"] = df["label"].astype(np.int64)
-    df.attrs["kinds"] = kinds
-    df.attrs["dropped"] = dropped
-    return df

@@ -16,8 +16,8 @@ from mfr.datasets import (
     load_dataset,
     load_mfr2,
     load_rmfrd,
-    select_images,
 )
+from mfr.partition import select_images
 from mfr.synthetic import face_jpeg, make_rmfrd_tree
 
 

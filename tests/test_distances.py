@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfr.distances import (
-    METRICS,
-    THESIS_TABLE_5_1_PRETRAINED,
-    l2_normalize,
-    pair_distances,
-    summarise,
-    summary_table,
-)
+from mfr.distances import METRICS, l2_normalize, pair_distances, summarise
 
 
 def test_hand_computed_values():
@@ -74,23 +67,3 @@ def test_summarise():
     assert np.isnan(empty["median_impostor"]) and empty["gmean"] == 1.0
     with pytest.raises(ValueError, match="labels"):
         summarise(np.array([1.0]), np.array([2]))
-
-
-def test_summary_table_beside_thesis():
-    s = summarise(np.array([1.0, 2.0]), np.array([1, 0]))
-    t = summary_table(s, label="run")
-    assert list(t.index) == ["run", "thesis Table 5.1: SENet50 pre-trained"]
-    assert t.loc["run", "gap"] == 1.0
-    assert t.iloc[1]["median_impostor"] == THESIS_TABLE_5_1_PRETRAINED["median_impostor"] == 1.278899
-    assert THESIS_TABLE_5_1_PRETRAINED["gap"] == pytest.approx(1.278899 - 0.989988)
-
-
-def test_boxplot(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from mfr.distances import boxplot_distances
-
-    ax = boxplot_distances(np.array([1.0, 2.0, 0.5, 0.7]), np.array([0, 0, 1, 1]), title="t")
-    assert ax.get_ylabel() == "sum_squared distance"
-    ax.figure.savefig(tmp_path / "b.png")

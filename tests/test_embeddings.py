@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from mfr.distances import pair_distances, thesis_style_pair_distances
-from mfr.embeddings import (
-    Embeddings,
-    embed_images,
-    load_embeddings,
-    parse_splits,
-    save_embeddings,
-)
-from mfr.image_cache import pair_indices
+from mfr.distances import pair_distances
+from mfr.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
+from mfr.pairs import pair_indices, parse_splits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from thesis_style import thesis_style_pair_distances  # noqa: E402
 
 
 def _tiny_model(dim: int = 24, seed: int = 0, size: int = 32):
@@ -140,7 +139,7 @@ def test_cli_embed_end_to_end(pairs_dir, tmp_path, capsys):
     from mfr.cli import main
 
     cache = tmp_path / "cache"
-    args = ["embed", "--pairs", str(pairs_dir), "--weights", "none", "--batch-size", "8",
+    args = ["embed", "--pairs", str(pairs_dir), "--weights", "none", "--embed-batch-size", "8",
             "--cache-dir", str(cache), "--no-progress"]
     with pytest.warns(UserWarning):
         assert main([*args, "--out", str(tmp_path / "a")]) == 0

@@ -8,16 +8,9 @@ import pytest
 from PIL import Image
 
 import mfr.image_cache as ic
-from mfr.image_cache import (
-    ImageCache,
-    build_image_cache,
-    build_partition_cache,
-    drop_failed_pairs,
-    load_image,
-    pair_indices,
-    resize_bilinear,
-    unique_pair_paths,
-)
+from mfr.image_cache import ImageCache, build_image_cache, build_partition_cache
+from mfr.images import load_image, resize_bilinear
+from mfr.pairs import COLUMNS, drop_failed_pairs, pair_indices, read_pair_csvs, unique_pair_paths
 
 
 def _write(root, rel, arr, fmt=None):
@@ -41,7 +34,7 @@ def tree(tmp_path):
     rows = [(a, b, int(a.split("/")[1] == b.split("/")[1]), a.split("/")[1], b.split("/")[1])
             for a in u for b in m]
     rows += [(u[0], m[0], 1, "s0", "s0")] * 4
-    pairs = pd.DataFrame(rows, columns=list(ic.PAIR_COLUMNS))
+    pairs = pd.DataFrame(rows, columns=COLUMNS)
     return root, pairs
 
 
@@ -231,4 +224,4 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="no image paths"):
         build_image_cache(tmp_path, [], tmp_path / "c")
     with pytest.raises(FileNotFoundError, match=r"val\.csv"):
-        ic.read_pair_csvs(tmp_path, ["val"])
+        read_pair_csvs(tmp_path, ["val"])

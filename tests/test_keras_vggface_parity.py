@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from mfr.models import VGGFACE_NAMES, build_senet50, senet50
-from mfr.models.weights import save_legacy_h5
+from mfr.models.legacy_h5 import save_legacy_h5
 
 HELPER = Path(__file__).resolve().parent / "keras2_reference.py"
 ENV_VAR = "MFR_KERAS2_PYTHON"

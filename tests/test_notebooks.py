@@ -15,9 +15,9 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PARAMETERS = {
     "01_partition.ipynb": ("data_root", "out_dir", "protocol", "max_per_subject", "seed"),
     "02_baseline.ipynb": ("data_root", "pairs_dir", "out_dir", "weights", "preprocessing",
-                          "batch_size", "split"),
-    "03_finetune.ipynb": ("trainable_layers", "epochs", "batch_size", "lr", "margin", "seed",
-                          "trunk_cache"),
+                          "embed_batch_size", "split"),
+    "03_finetune.ipynb": ("trainable_layers", "epochs", "batch_size", "learning_rate", "margin",
+                          "seed", "trunk_cache"),
 }
 
 
@@ -53,7 +53,7 @@ def test_notebook_01_runs(tmp_path):
 
 def test_notebook_02_runs(tmp_path):
     text = _execute("02_baseline.ipynb", tmp_path, data_root=None, out_dir=str(tmp_path / "out"),
-                    weights=None, batch_size=16, synthetic_subjects=6)
+                    weights=None, embed_batch_size=16, synthetic_subjects=6)
     out = tmp_path / "out"
     assert {p.name for p in out.iterdir()} >= {"distances.csv", "summary.json", "summary.md",
                                                "run.json", "embeddings", "cache", "partition"}
@@ -65,7 +65,7 @@ def test_notebook_02_runs(tmp_path):
 @pytest.mark.slow
 def test_notebook_03_runs(tmp_path):
     text = _execute("03_finetune.ipynb", tmp_path, trainable_layers=[10], epochs=1, batch_size=8,
-                    lr=1e-3, margin=5.0, seed=2021, trunk_cache=True, weights=None,
+                    learning_rate=1e-3, margin=5.0, seed=2021, trunk_cache=True, weights=None,
                     out_dir=str(tmp_path / "out"), n_subjects=6)
     run = tmp_path / "out" / "train_N10"
     assert {p.name for p in run.iterdir()} >= {"history.csv", "checkpoints", "distances.csv",

@@ -15,14 +15,12 @@ from sklearn.utils import shuffle
 
 from mfr import outputs
 from mfr.cli import main
-from mfr.datasets import MASKED_DIR, UNMASKED_DIR
+from mfr.datasets import MASKED_DIR, UNMASKED_DIR, mfr2_pairs
+from mfr.pairs import COLUMNS, read_pairs
 from mfr.partition import (
-    COLUMNS,
     TABLE_KEYS,
     THESIS_TABLE_4_2,
-    mfr2_pairs,
     partition,
-    read_pairs,
     table_4_2,
     write_partition,
 )
@@ -259,6 +257,13 @@ def test_mfr2_real_partitions(mfr2_dev, tmp_path, layout, protocol):
     test = read_pairs(out / "test.csv")
     root = mfr2_dev / layout
     assert all((root / p).is_file() for p in pd.concat([test.unmasked_path, test.masked_path]))
+    # an MFR2 tree's own pairs.txt protocol is written beside the thesis's splits
+    theirs = out / "mfr2_pairs.csv"
+    assert theirs.is_file() == (layout == "mfr2")
+    if layout == "mfr2":
+        df = read_pairs(theirs)
+        pd.testing.assert_frame_equal(df, mfr2_pairs(root), check_like=False)
+        assert stats["mfr2_pairs"]["pairs"] == len(df) > 0
 
 
 def test_mfr2_pairs(mfr2_dev):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mfr.models import VGGFACE_NAMES, build_senet50, senet50
-from mfr.models.weights import save_legacy_h5
+from mfr.models.legacy_h5 import save_legacy_h5
 
 ROOT = Path(__file__).resolve().parent.parent
 N_LAYERS = 287

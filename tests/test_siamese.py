@@ -8,6 +8,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from tiny_models import tiny_senet
 
 from mfr import siamese
 from mfr.config import THESIS_TRAINABLE_LAYERS
@@ -57,9 +58,10 @@ def test_n_out_of_range(bad):
 
 
 def test_train_rejects_n_before_any_work():
-    from mfr.training import PairSet, train_siamese
+    from mfr.pairs import PairSet
+    from mfr.training import train_siamese
 
-    model = siamese.tiny_senet()
+    model = tiny_senet()
     pairs = PairSet(np.zeros(2, int), np.ones(2, int), np.array([0, 1]))
     with pytest.raises(ValueError, match="must be in 1.."):
         train_siamese(model, len(model.layers) + 1, np.zeros((2, 32, 32, 3), np.uint8), pairs)
@@ -91,7 +93,7 @@ def test_trunk_head_split_senet50(core):
 @pytest.mark.backend
 def test_trunk_head_split_every_n():
     keras.utils.set_random_seed(1)
-    model = siamese.tiny_senet()
+    model = tiny_senet()
     x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype("float32")
     ref = keras.ops.convert_to_numpy(model(x, training=False))
     for n in range(1, len(model.layers) + 1):
@@ -129,7 +131,7 @@ def test_dry_run_cli(capsys):
     out = capsys.readouterr().out.splitlines()
     assert [ln.split()[0] for ln in out[1:-1]] == ["conv5_3_1x1_down", "conv5_3_1x1_up"]
     assert out[-1] == "trainable params: 526,464"
-    assert main(["train", "-n", "300", "--dry-run"]) == 2
+    assert main(["train", "--trainable-layers", "300", "--dry-run"]) == 2
     assert "1..287" in capsys.readouterr().err
 
 

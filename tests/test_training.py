@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -13,10 +13,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_models import tiny_senet
 
-from mfr import siamese, training
+from mfr import checkpoints, siamese, training
 from mfr.config import StudyConfig
-from mfr.training import NonFiniteLossError, PairSet, train_siamese
+from mfr.pairs import PairSet
+from mfr.training import NonFiniteLossError, train_siamese
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +42,7 @@ def _run_tiny(trunk_cache, n=14, epochs=2, lr=0.5, out=None, resume=False, seed_
               engine="auto", **kw):
     images, tr, va, te = _tiny_data()
     keras.utils.set_random_seed(seed_model)
-    model = siamese.tiny_senet()
+    model = tiny_senet()
     cfg = StudyConfig(epochs=epochs, batch_size=4, learning_rate=lr, trunk_cache=trunk_cache,
                       image_size=32, margin=kw.pop("margin", 5.0), **kw)
     res = train_siamese(model, n, images, tr, va, te, config=cfg, out_dir=out, resume=resume,
@@ -63,7 +65,7 @@ def _assert_same_run(r1, m1, r0, m0, tol):
 @pytest.mark.backend
 def test_cached_equals_thesis_style_tiny():
     keras.utils.set_random_seed(7)
-    init = _weights(siamese.set_trainable(m := siamese.tiny_senet(), 14) and m)
+    init = _weights(siamese.set_trainable(m := tiny_senet(), 14) and m)
     r1, m1 = _run_tiny(True)
     r0, m0 = _run_tiny(False)
     assert r1.path == "cached" and r0.path == "thesis-style"
@@ -84,7 +86,7 @@ def test_fused_jax_engine_equals_fit():
     runs = []
     for engine, spe in (("fit", 1), ("fused", 1), ("fused", 2)):
         keras.utils.set_random_seed(7)
-        model = siamese.tiny_senet()
+        model = tiny_senet()
         cfg = StudyConfig(epochs=2, batch_size=3, learning_rate=0.5, image_size=32,
                           steps_per_execution=spe)  # 10 pairs: 3 full batches + 1 of 1
         runs.append((train_siamese(model, 14, images, tr, va, te, config=cfg, engine=engine),
@@ -119,7 +121,7 @@ def test_cached_equals_thesis_style_senet50():
 def test_resume_equals_uninterrupted(tmp_path):
     full, mf = _run_tiny(True, epochs=3, out=tmp_path / "full")
     _run_tiny(True, epochs=1, out=tmp_path / "cut")
-    assert training.latest_checkpoint(tmp_path / "cut").name == "epoch_001.npz"
+    assert checkpoints.latest_checkpoint(tmp_path / "cut").name == "epoch_001.npz"
     with pytest.raises(ValueError, match="resume"):
         _run_tiny(True, epochs=3, out=tmp_path / "cut")
     with pytest.raises(ValueError, match="other settings"):
@@ -197,13 +199,26 @@ def _study_files(root: Path, n_subjects=3) -> tuple[Path, Path]:
     return pairs, root / "cache"
 
 
-def _cli(args, env_extra=None, check=True):
-    env = dict(os.environ, **(env_extra or {}))
+def _cli(args, check=True):
     p = subprocess.run([sys.executable, "-m", "mfr.cli", "train", *map(str, args)], cwd=ROOT,
-                       env=env, capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300)
     if check:
         assert p.returncode == 0, p.stderr[-3000:]
     return p
+
+
+def _kill_after_first_checkpoint(args) -> subprocess.CompletedProcess:
+    """Run `mfr train`, SIGKILL it as soon as its first checkpoint is on disk (mid-run)."""
+    out = Path(args[args.index("--out") + 1])
+    proc = subprocess.Popen([sys.executable, "-m", "mfr.cli", "train", *map(str, args)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while checkpoints.latest_checkpoint(out) is None and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.002)
+    proc.kill()
+    stdout, stderr = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def _final(out: Path) -> dict[str, np.ndarray]:
@@ -220,13 +235,15 @@ def study(tmp_path_factory):
 
 def test_train_cli_resume_after_kill(study, tmp_path):
     pairs, cache = study
-    common = ["-n", 10, "--pairs", pairs, "--cache-dir", cache, "--weights", "none",
-              "--epochs", 3, "--batch-size", 4, "--lr", 5.0, "--no-progress"]
+    epochs = 12  # enough that the kill lands mid-run
+    common = ["--trainable-layers", 10, "--pairs", pairs, "--cache-dir", cache,
+              "--weights", "none", "--epochs", epochs, "--batch-size", 4, "--learning-rate", 5.0,
+              "--no-progress"]
     _cli([*common, "--out", tmp_path / "full"])
-    killed = _cli([*common, "--out", tmp_path / "cut"], {"MFR_TEST_KILL_AFTER_EPOCH": "1"},
-                  check=False)
+    killed = _kill_after_first_checkpoint([*common, "--out", tmp_path / "cut"])
     assert killed.returncode == -9
-    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == ["epoch_001.npz"]
+    left = [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()]
+    assert len(left) == 1 and left[0] != f"epoch_{epochs:03d}.npz"  # the latest only, mid-run
     refused = _cli([*common, "--out", tmp_path / "cut"], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     _cli([*common, "--out", tmp_path / "cut", "--resume"])
@@ -238,8 +255,8 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
     h = pd.read_csv(full / "history.csv")
-    assert list(h.columns) == ["epoch", "loss", "val_loss"] and len(h) == 3
-    assert h["loss"].nunique() == 3
+    assert list(h.columns) == ["epoch", "loss", "val_loss"] and len(h) == epochs
+    assert h["loss"].nunique() == epochs
     d = pd.read_csv(full / "distances.csv")
     assert len(d) == 5 and d["sum_squared"].between(0, 4).all()
     assert {"sum_squared", "cosine", "l2", "l1"} <= set(d.columns)
@@ -247,7 +264,7 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     assert {"median_genuine", "median_impostor", "gap"} <= set(summary)
     # the fine-tuned model loads from the base weights + final_trainable.h5
     from mfr.models import senet50
-    from mfr.models.weights import load_legacy_h5
+    from mfr.models.legacy_h5 import load_legacy_h5
 
     core = senet50(weights=None)
     assert load_legacy_h5(core, full / "final_trainable.h5", strict=False) == \
@@ -263,7 +280,7 @@ def test_train_cli_partition_must_match_cache(study, tmp_path):
         if split == "test":
             df.loc[0, "masked_path"] = "masked/nobody/0.png"
         df.to_csv(other / f"{split}.csv", index=False)
-    p = _cli(["-n", 10, "--pairs", other, "--cache-dir", cache, "--weights", "none",
+    p = _cli(["--trainable-layers", 10, "--pairs", other, "--cache-dir", cache, "--weights", "none",
               "--out", tmp_path / "o"], check=False)
     assert p.returncode == 2 and "does not match the image cache" in p.stderr
     assert "masked/nobody/0.png" in p.stderr

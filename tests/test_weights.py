@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from mfr.models import build_senet50, senet50
-from mfr.models.weights import (
-    VGGFACE2_SENET50_FILE,
-    VGGFACE2_SENET50_URL,
+from mfr.models.legacy_h5 import load_legacy_h5, save_legacy_h5
+from mfr.models.pretrained import (
+    VGGFACE2,
     WeightsDownloadError,
     get_weights_file,
-    load_legacy_h5,
-    save_legacy_h5,
     weights_cache_dir,
 )
+
+VGGFACE2_SENET50_FILE, VGGFACE2_SENET50_URL = VGGFACE2["file"], VGGFACE2["url"]
 
 
 def _randomize(model, seed=0):

@@ -1,41 +1,60 @@
-"""What several subcommands share: where the data is, and which weights to start from."""
+"""What the subcommands share: config flags named after `StudyConfig`'s fields, and reading them."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import json
-from pathlib import Path
+import typing
+from typing import Any
 
-from mfr.config import StudyConfig
+from mfr.config import StudyConfig, load_config
 
-
-def recorded_data_root(data_root: Path | None, pairs_dir: Path, cfg: StudyConfig) -> Path | None:
-    """`--data-root` if given, else the data root that `mfr partition` recorded in the pairs
-    folder's run.json, else the profile's; None when none is known."""
-    if data_root is not None:
-        return data_root
-    run = pairs_dir / "run.json"
-    if run.is_file():
-        root = json.loads(run.read_text(encoding="utf-8")).get("data_root")
-        if root:
-            return Path(root)
-    return Path(cfg.data_root) if cfg.data_root else None
+_FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
+_TYPES = typing.get_type_hints(StudyConfig)
 
 
-def with_weights(cfg: StudyConfig, weights: str | None, progress: bool = True) -> StudyConfig:
-    """Apply a `--weights vggface2|PATH|none` flag, and make sure the weights can be had
-    (a file that exists; the VGGFace2 file found or downloaded) before any slow work."""
-    if weights is not None:
-        cfg = dataclasses.replace(
-            cfg, weights=None if weights.lower() in ("none", "random") else weights)
-    if cfg.weights not in (None, "vggface2") and not Path(cfg.weights).is_file():
-        raise FileNotFoundError(f"{cfg.weights}: weights file not found (expected vggface2, "
-                                f"none, or a legacy keras-vggface .h5 file)")
-    if cfg.weights == "vggface2":
-        from mfr.models.weights import WeightsDownloadError, get_weights_file
+def flag(name: str) -> str:
+    """The CLI flag of a config field: ``learning_rate`` -> ``--learning-rate``."""
+    return "--" + name.replace("_", "-")
 
-        try:
-            get_weights_file(progress=progress)
-        except WeightsDownloadError as e:
-            raise FileNotFoundError(f"VGGFace2 SENet50 weights unavailable: {e}") from e
-    return cfg
+
+def _none_or_str(text: str) -> str | None:
+    return None if text.lower() in ("none", "null", "random") else text
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
+    """``--config PROFILE`` and one flag per named `StudyConfig` field, its help from the field.
+
+    A flag not given stays out of the parsed arguments (``argparse.SUPPRESS``), so only what
+    the user set overrides the profile. Booleans get ``--x/--no-x``; optional strings accept
+    ``none``; ``trainable_layers`` takes ``10`` or ``10,20,30``.
+    """
+    parser.add_argument("--config", default="thesis", metavar="PROFILE",
+                        help="config profile (a name in configs/ or a YAML path); default thesis")
+    group = parser.add_argument_group("config (defaults: the profile's; the thesis's values)")
+    for name in names:
+        f = _FIELDS[name]
+        hint = _TYPES[name]
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
+                              "help": f"{f.metadata['help']} (default {shown})"}
+        if hint is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.metadata.get("choices"):
+            kw["choices"] = f.metadata["choices"]
+        elif hint is int:
+            kw["type"] = int
+        elif hint is float:
+            kw["type"] = float
+        elif typing.get_origin(hint) is tuple:
+            kw["metavar"] = "N[,N...]"
+        elif type(None) in typing.get_args(hint):
+            kw["type"] = _none_or_str
+        group.add_argument(flag(name), **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The profile named by ``--config``, with every config flag that was given."""
+    given = {k: v for k, v in vars(args).items() if k in _FIELDS}
+    return load_config(args.config).replace(**given)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from mfr.models.senet50 import PRETRAINED
+
 __all__ = ["preprocess", "VGGFACE2_MEAN_BGR", "MODES"]
 
 #: keras-vggface version=2 channel means, in BGR order.
-VGGFACE2_MEAN_BGR: tuple[float, float, float] = (91.4953, 103.8827, 131.0912)
+VGGFACE2_MEAN_BGR: tuple[float, float, float] = PRETRAINED["vggface2"]["mean"]
 MODES = ("thesis", "vggface2")
 
 

@@ -20,17 +20,18 @@ Unweighted layers get deterministic names (``conv2_1_1x1_reduce_relu``, ``conv2_
 ``conv2_1_se_multiply``, ``conv2_1_add``, ``conv2_1_relu``, ...), so checkpoints match by name.
 
 The model takes preprocessed float32 images (see :mod:`mfr.models.preprocess`); preprocessing
-is not a layer.
+is not a layer. :data:`PRETRAINED` holds the facts of the released weights (file, URL, hash,
+input size, mean and channel order); :func:`mfr.models.senet50` builds and loads them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 from keras import layers
 
-__all__ = ["senet50", "VGGFACE_NAMES", "BN_EPSILON", "STAGES", "keras_name", "vggface_name"]
+from mfr.models.layer_names import keras_name, vggface_names
+
+__all__ = ["BN_EPSILON", "PRETRAINED", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]
 
 BN_EPSILON = 1e-4
 SE_COMPRESS_RATE = 16
@@ -43,28 +44,24 @@ STAGES: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
 )
 
 
-def keras_name(vggface: str) -> str:
-    """keras-vggface layer name -> the Keras 3 name used here ('/' -> '_')."""
-    return vggface.replace("/", "_")
-
-
-def _weighted_vggface_names() -> list[str]:
-    """The weighted layers' keras-vggface names, in creation order (deterministic)."""
-    names = ["conv1/7x7_s2", "conv1/7x7_s2/bn"]
-    for stage, n_blocks, _ in STAGES:
-        for block in range(1, n_blocks + 1):
-            p = f"conv{stage}_{block}"
-            for conv in ("1x1_reduce", "3x3", "1x1_increase"):
-                names += [f"{p}_{conv}", f"{p}_{conv}/bn"]
-            names += [f"{p}_1x1_down", f"{p}_1x1_up"]
-            if block == 1:
-                names += [f"{p}_1x1_proj", f"{p}_1x1_proj/bn"]
-    return names
-
-
 #: Keras 3 layer name -> keras-vggface layer name (the group name in legacy .h5 files), for
 #: every weighted layer of the network. Built from the original names, never by guessing.
-VGGFACE_NAMES: dict[str, str] = {keras_name(n): n for n in _weighted_vggface_names()}
+VGGFACE_NAMES: dict[str, str] = vggface_names(STAGES)
+
+#: The released keras-vggface weights (``SENET50(include_top=False)``): where they come from and
+#: what they expect. ``sha256`` None: not pinned (keras-vggface publishes no checksum).
+PRETRAINED: dict[str, dict] = {
+    "vggface2": {
+        "file": "rcmalli_vggface_tf_notop_senet50.h5",
+        "url": "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
+               "rcmalli_vggface_tf_notop_senet50.h5",
+        "sha256": None,
+        "input_size": (224, 224, 3),
+        "mean": (91.4953, 103.8827, 131.0912),  # subtracted per channel, in channel_order
+        "channel_order": "BGR",
+        "pooling": "avg",
+    },
+}
 
 
 def vggface_name(name: str) -> str:
@@ -155,40 +152,3 @@ def build_senet50(
     else:
         x = layers.GlobalMaxPooling2D(name="global_max_pool")(x)
     return keras.Model(inputs, x, name=name)
-
-
-def senet50(
-    weights: str | Path | None = "vggface2",
-    pooling: str = "avg",
-    input_shape=(224, 224, 3),
-) -> keras.Model:
-    """keras-vggface's SENet50 without top, as a Keras 3 Functional model (287 layers).
-
-    Args:
-        weights: ``"vggface2"`` (download/cache the released keras-vggface weights, see
-            :func:`mfr.models.weights.get_weights_file`), a path to a legacy keras-vggface
-            ``.h5`` file, or ``None`` (random initialisation).
-        pooling: ``"avg"`` (the thesis) or ``"max"``: the final global pooling.
-        input_shape: (H, W, 3); the released weights expect (224, 224, 3).
-
-    Returns:
-        A ``keras.Model`` named ``"senet50"`` taking preprocessed float32 images
-        (:func:`mfr.models.preprocess`) and returning (batch, 2048) embeddings.
-    """
-    if weights is None:
-        return build_senet50(pooling=pooling, input_shape=input_shape)
-    from mfr.models import weights as _weights
-
-    if isinstance(weights, str) and weights == "vggface2":
-        path = _weights.get_weights_file()
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise ValueError(
-                f"weights must be 'vggface2', None or the path of a legacy .h5 file; "
-                f"{str(path)!r} is not a file"
-            )
-    # Every weight is overwritten by the strict load: skip the random initialisation.
-    model = build_senet50(pooling=pooling, input_shape=input_shape, kernel_initializer="zeros")
-    _weights.load_legacy_h5(model, path, strict=True)
-    return model

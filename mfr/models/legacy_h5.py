@@ -1,4 +1,4 @@
-"""keras-vggface weights: legacy Keras 2 HDF5 read/write, and the one-time download.
+"""keras-vggface weights files: legacy Keras 2 HDF5, read and written by layer name.
 
 The released file ``rcmalli_vggface_tf_notop_senet50.h5`` is a Keras 2 ``save_weights`` HDF5
 file. Its layout:
@@ -20,39 +20,17 @@ original name with '/' replaced by '_'; the mapping comes from the file's ``laye
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 
-from mfr.models.senet50 import keras_name, vggface_name
+from mfr.models.layer_names import keras_name
+from mfr.models.senet50 import vggface_name
+from mfr.outputs import atomic_path
 
-__all__ = [
-    "VGGFACE2_SENET50_URL",
-    "VGGFACE2_SENET50_FILE",
-    "VGGFACE2_SENET50_SHA256",
-    "WeightsDownloadError",
-    "load_legacy_h5",
-    "save_legacy_h5",
-    "get_weights_file",
-    "weights_cache_dir",
-]
-
-VGGFACE2_SENET50_FILE = "rcmalli_vggface_tf_notop_senet50.h5"
-VGGFACE2_SENET50_URL = (
-    "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/" + VGGFACE2_SENET50_FILE
-)
-#: keras-vggface publishes no checksum; None means "not pinned". Pin it (or pass sha256=...)
-#: once a trusted copy's hash is known.
-VGGFACE2_SENET50_SHA256: str | None = None
-
-_CHUNK = 1 << 20
+__all__ = ["load_legacy_h5", "save_legacy_h5"]
 
 
 # --------------------------------------------------------------------------- HDF5 read
@@ -205,136 +183,14 @@ def save_legacy_h5(model, path) -> Path:
     names = [vggface_name(layer.name) for layer in layers]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicate layer names in {model.name!r}")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["layer_names"] = _str_attr(names)
-            f.attrs["backend"] = np.bytes_(keras.backend.backend().encode("utf8"))
-            f.attrs["keras_version"] = np.bytes_(keras.__version__.encode("utf8"))
-            for layer, name in zip(layers, names, strict=True):
-                group = f.require_group(name)
-                weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
-                group.attrs["weight_names"] = _str_attr(weight_names)
-                for wn, w in zip(weight_names, layer.weights, strict=True):
-                    group.create_dataset(wn, data=keras.ops.convert_to_numpy(w))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = _str_attr(names)
+        f.attrs["backend"] = np.bytes_(keras.backend.backend().encode("utf8"))
+        f.attrs["keras_version"] = np.bytes_(keras.__version__.encode("utf8"))
+        for layer, name in zip(layers, names, strict=True):
+            group = f.require_group(name)
+            weight_names = [f"{name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = _str_attr(weight_names)
+            for wn, w in zip(weight_names, layer.weights, strict=True):
+                group.create_dataset(wn, data=keras.ops.convert_to_numpy(w))
     return path
-
-
-# --------------------------------------------------------------------------- download
-
-
-class WeightsDownloadError(OSError):
-    """The weights file could not be fetched (offline, unreachable, HTTP error)."""
-
-
-def weights_cache_dir() -> Path:
-    """``$KERAS_HOME/models/vggface`` (``~/.keras/models/vggface`` when KERAS_HOME is unset)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    return Path(home).expanduser() / "models" / "vggface"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _check_pin(path: Path, target: Path, sha256: str | None) -> None:
-    if sha256 is None:
-        return
-    found = _sha256(path)
-    if found.lower() != sha256.lower():
-        path.unlink(missing_ok=True)
-        raise ValueError(
-            f"sha256 mismatch for {target}: expected {sha256.lower()}, found {found} "
-            f"(the file was removed)"
-        )
-
-
-def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """Download ``url`` into ``part``, resuming from its current size with an HTTP Range."""
-    from tqdm.auto import tqdm
-
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "mfr"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # the partial file is not a prefix we can extend
-            part.unlink()
-            return _fetch(url, part, timeout, progress)
-        raise
-    with response:
-        if offset and response.status != 206:  # the server ignored Range: start over
-            offset = 0
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        mode = "ab" if offset else "wb"
-        with (
-            open(part, mode) as out,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=part.name.removesuffix(".part"),
-                disable=not progress,
-            ) as bar,
-        ):
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
-    if total is not None and part.stat().st_size != total:
-        raise WeightsDownloadError(
-            f"incomplete download of {url}: {part.stat().st_size} of {total} bytes in {part}"
-        )
-
-
-def get_weights_file(
-    fname: str = VGGFACE2_SENET50_FILE,
-    url: str = VGGFACE2_SENET50_URL,
-    sha256: str | None = VGGFACE2_SENET50_SHA256,
-    cache_dir: str | Path | None = None,
-    timeout: float = 60.0,
-    progress: bool = True,
-) -> Path:
-    """The local path of a weights file, downloaded once into the cache.
-
-    The cache is ``cache_dir`` or :func:`weights_cache_dir` (``$KERAS_HOME/models/vggface``,
-    default ``~/.keras/models/vggface``). The download goes to ``<fname>.part`` (an interrupted
-    one resumes with an HTTP Range request), is checked against ``sha256`` when given and then
-    renamed into place atomically. A file that fails the pin is removed and a ValueError names
-    the file, the expected and the found hash. When the URL cannot be reached a
-    :class:`WeightsDownloadError` says where to put the file by hand.
-    """
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else weights_cache_dir()
-    target = directory / fname
-    if target.is_file():
-        if sha256 is None:
-            return target
-        if _sha256(target).lower() == sha256.lower():
-            return target
-        target.unlink()  # a stale or corrupt cached copy: fetch it again, then check the pin
-    directory.mkdir(parents=True, exist_ok=True)
-    part = directory / (fname + ".part")
-    try:
-        _fetch(url, part, timeout=timeout, progress=progress)
-    except (urllib.error.URLError, OSError) as e:
-        is_http = isinstance(e, urllib.error.HTTPError)
-        reason = e.reason if isinstance(e, urllib.error.URLError) and not is_http else e
-        raise WeightsDownloadError(
-            f"could not download {fname} ({reason}); put the file by hand at {target} (from {url})"
-        ) from e
-    _check_pin(part, target, sha256)
-    os.replace(part, target)
-    return target

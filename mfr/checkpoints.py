@@ -1,0 +1,97 @@
+"""Per-epoch training checkpoints: the trainable weights, the optimizer's state and the history.
+
+One ``.npz`` per completed epoch, ``<out_dir>/checkpoints/epoch_<E>.npz`` (E 1-based), written
+atomically. By default only the latest is kept (one checkpoint of N=30 with Adam is ~79 MB);
+the final weights also go to ``final_trainable.h5``. A checkpoint records the fingerprint of the
+run that made it, and is only resumed by a run with the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mfr.outputs import atomic_path
+
+__all__ = ["CHECKPOINT_FORMAT", "latest_checkpoint", "load_checkpoint", "read_checkpoint_meta",
+           "save_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    return Path(out_dir) / "checkpoints"
+
+
+def _checkpoints(out_dir: str | Path) -> list[Path]:
+    d = checkpoint_dir(out_dir)
+    return sorted(d.glob("epoch_*.npz")) if d.is_dir() else []
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint of the last completed epoch in `out_dir`, or None."""
+    found = _checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(out_dir: str | Path, epoch: int, model: keras.Model, layers: list,
+                    history: list[dict], fingerprint: dict[str, Any],
+                    keep_all: bool = False) -> Path:
+    """Write epoch `epoch`'s checkpoint; then remove the earlier ones unless `keep_all`."""
+    arrays: dict[str, np.ndarray] = {}
+    for layer in layers:
+        for i, w in enumerate(layer.trainable_weights):
+            arrays[f"w/{layer.name}/{i}"] = keras.ops.convert_to_numpy(w)
+    for i, v in enumerate(model.optimizer.variables):
+        arrays[f"opt/{i}"] = keras.ops.convert_to_numpy(v)
+    meta = {"format": CHECKPOINT_FORMAT, "epochs_done": epoch, "history": history,
+            "fingerprint": fingerprint}
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    path = checkpoint_dir(out_dir) / f"epoch_{epoch:03d}.npz"
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    if not keep_all:
+        for old in _checkpoints(out_dir):
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's metadata: format, epochs_done, history, fingerprint."""
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(bytes(z["meta"]).decode())
+
+
+def check_fingerprint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's metadata if it was made by a run with `fingerprint`, else ValueError."""
+    meta = read_checkpoint_meta(path)
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{path}: checkpoint made with other settings {meta.get('fingerprint')}, this run "
+            f"has {fingerprint}; use another --out or the same settings")
+    return meta
+
+
+def load_checkpoint(path: str | Path, model: keras.Model, layers: list,
+                    fingerprint: dict[str, Any]) -> tuple[int, list[dict]]:
+    """Restore the trainable weights and the optimizer's state; (epochs done, history)."""
+    meta = check_fingerprint(path, fingerprint)
+    with np.load(path, allow_pickle=False) as z:
+        for layer in layers:
+            for i, w in enumerate(layer.trainable_weights):
+                key = f"w/{layer.name}/{i}"
+                if key not in z.files or tuple(z[key].shape) != tuple(w.shape):
+                    raise ValueError(f"{path}: no weight {key} of shape {tuple(w.shape)}")
+                w.assign(z[key])
+        opt_vars = model.optimizer.variables
+        n_opt = sum(1 for k in z.files if k.startswith("opt/"))
+        if n_opt != len(opt_vars):
+            raise ValueError(f"{path}: {n_opt} optimizer variables, expected {len(opt_vars)}")
+        for i, v in enumerate(opt_vars):
+            v.assign(z[f"opt/{i}"])
+    return int(meta["epochs_done"]), list(meta["history"])
