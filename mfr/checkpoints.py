@@ -15,7 +15,9 @@ from typing import Any
 import keras
 import numpy as np
 
+from mfr.errors import InputError
 from mfr.outputs import atomic_path
+from mfr.provenance import differences
 
 __all__ = ["CHECKPOINT_FORMAT", "latest_checkpoint", "load_checkpoint", "read_checkpoint_meta",
            "save_checkpoint"]
@@ -70,10 +72,11 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
 def check_fingerprint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint's metadata if it was made by a run with `fingerprint`, else ValueError."""
     meta = read_checkpoint_meta(path)
-    if meta.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{path}: checkpoint made with other settings {meta.get('fingerprint')}, this run "
-            f"has {fingerprint}; use another --out or the same settings")
+    theirs, ours = meta.get("fingerprint"), json.loads(json.dumps(fingerprint, default=str))
+    if theirs != ours:
+        diff = ", ".join(differences(theirs, ours)[:6])
+        raise InputError(f"{path}: checkpoint made with other settings or inputs (differs in: "
+                         f"{diff}); use another output folder or the same settings")
     return meta
 
 
@@ -86,12 +89,12 @@ def load_checkpoint(path: str | Path, model: keras.Model, layers: list,
             for i, w in enumerate(layer.trainable_weights):
                 key = f"w/{layer.name}/{i}"
                 if key not in z.files or tuple(z[key].shape) != tuple(w.shape):
-                    raise ValueError(f"{path}: no weight {key} of shape {tuple(w.shape)}")
+                    raise InputError(f"{path}: no weight {key} of shape {tuple(w.shape)}")
                 w.assign(z[key])
         opt_vars = model.optimizer.variables
         n_opt = sum(1 for k in z.files if k.startswith("opt/"))
         if n_opt != len(opt_vars):
-            raise ValueError(f"{path}: {n_opt} optimizer variables, expected {len(opt_vars)}")
+            raise InputError(f"{path}: {n_opt} optimizer variables, expected {len(opt_vars)}")
         for i, v in enumerate(opt_vars):
             v.assign(z[f"opt/{i}"])
     return int(meta["epochs_done"]), list(meta["history"])

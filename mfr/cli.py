@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from mfr import __version__
+from mfr.errors import MfrError
 
 COMMANDS = ("partition", "embed", "train")
 
@@ -33,17 +35,34 @@ def build_parser(names: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Bad input (any :class:`mfr.errors.MfrError`) and file-system faults
+    (a full disk, a permission) are one line on stderr and exit status 2; anything else is a
+    bug: its traceback, a line saying so, and exit status 1."""
     argv = sys.argv[1:] if argv is None else argv
     # Build only the requested subcommand's parser when we can: it keeps start-up light.
     names = tuple(a for a in argv[:1] if a in COMMANDS) or COMMANDS
     args = build_parser(names).parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
-        # Bad input: one line that names the file and what was expected, no traceback.
-        print(f"mfr {args.command}: error: {e}", file=sys.stderr)
+    except MfrError as e:
+        print(f"mfr {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except OSError as e:  # the environment, not the input: a full disk, a permission, ...
+        print(f"mfr {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mfr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"mfr {args.command}: this is a bug in mfr, not a problem with your input; "
+              f"please report it with the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

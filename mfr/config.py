@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from mfr.errors import InputError, MissingError
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
@@ -84,7 +86,7 @@ class StudyConfig:
         """
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: "
+            raise InputError(f"unknown config keys {unknown}; known: "
                              f"{sorted(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **values)
 
@@ -155,14 +157,14 @@ def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
         path = CONFIG_DIR / f"{profile}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise FileNotFoundError(
+        raise MissingError(
             f"{path}: no such config profile (expected a YAML file or one of {known})")
     loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(loaded, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+        raise InputError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
     loaded.setdefault("profile", path.stem)
     try:
         cfg = StudyConfig().replace(**loaded)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
     return cfg.replace(**values)

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mfr.errors import InputError, MissingError, NotADirError
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -111,7 +113,7 @@ def protocol_patterns(protocol: str) -> tuple[tuple[str, ...], bool]:
         return THESIS_PATTERNS, False
     if protocol == "balanced":
         return BALANCED_PATTERNS, True
-    raise ValueError(f"unknown protocol {protocol!r}; expected 'thesis' or 'balanced'")
+    raise InputError(f"unknown protocol {protocol!r}; expected 'thesis' or 'balanced'")
 
 
 def _resolve_patterns(patterns: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
@@ -158,9 +160,9 @@ def find_rmfrd_root(path: str | Path) -> Path:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such directory ({RMFRD_LAYOUT_HINT})")
+        raise MissingError(f"{path}: no such directory ({RMFRD_LAYOUT_HINT})")
     if not path.is_dir():
-        raise NotADirectoryError(f"{path}: not a directory ({RMFRD_LAYOUT_HINT})")
+        raise NotADirError(f"{path}: not a directory ({RMFRD_LAYOUT_HINT})")
     levels = [[path]]
     levels.append(_subdirs(path))
     levels.append([g for c in levels[1] for g in _subdirs(c)])
@@ -171,39 +173,62 @@ def find_rmfrd_root(path: str | Path) -> Path:
         # prefer the dataset's own folder name when a level holds several trees
         named = [c for c in found if c.name == RMFRD_DIRNAME]
         if len(found) > 1 and len(named) != 1:
-            raise ValueError(
+            raise InputError(
                 f"{path}: several RMFRD trees found ({', '.join(str(c) for c in found)}); "
                 "point --data-root at one of them"
             )
         root = named[0] if len(found) > 1 else found[0]
         for _, dirname, _ in SIDES:
             if not (root / dirname).is_dir():
-                raise FileNotFoundError(
+                raise MissingError(
                     f"{root / dirname}: missing side folder ({RMFRD_LAYOUT_HINT})"
                 )
         return root
-    raise FileNotFoundError(
+    raise MissingError(
         f"{path}: no RMFRD tree found (looked in {path}, {path}/*, {path}/*/*; "
         f"{RMFRD_LAYOUT_HINT})"
     )
 
 
-def _scan_side(side_dir: Path) -> tuple[dict[str, list[str]], list[str]]:
-    """Subject folder -> sorted file names in it; and stray entries at the side's top level."""
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by os.fsdecode as surrogates
+        return False
+    return True
+
+
+def shown(name: str) -> str:
+    """A file name as text that can be written anywhere (undecodable bytes as \\xNN)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _scan_side(side_dir: Path) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+    """Subject folder -> sorted file names in it; and (entry, reason) for what is not a
+    readable subject folder at the side's top level (stray files, unreadable folders, symlink
+    loops, names that are not UTF-8): listed, never fatal."""
     subjects: dict[str, list[str]] = {}
-    stray: list[str] = []
+    stray: list[tuple[str, str]] = []
     with os.scandir(side_dir) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
-        if e.is_dir():
-            try:
-                with os.scandir(e.path) as sub:
-                    subjects[e.name] = sorted(x.name for x in sub)
-            except OSError:
-                subjects[e.name] = []
-                stray.append(e.name + "/ (unreadable folder)")
-        else:
-            stray.append(e.name)
+        if not _utf8(e.name):
+            stray.append((shown(e.name), "name is not valid UTF-8"))
+            continue
+        try:
+            is_dir = e.is_dir()
+        except OSError as err:  # e.g. a symlink loop
+            stray.append((e.name, f"unreadable ({err.strerror})"))
+            continue
+        if not is_dir:
+            stray.append((e.name, "not inside a subject folder"))
+            continue
+        try:
+            with os.scandir(e.path) as sub:
+                subjects[e.name] = sorted(x.name for x in sub)
+        except OSError as err:
+            subjects[e.name] = []
+            stray.append((e.name + "/", f"unreadable folder ({err.strerror})"))
     return subjects, stray
 
 
@@ -227,10 +252,10 @@ def load_rmfrd(
     for side, dirname, _ in SIDES:
         subs, stray = _scan_side(root / dirname)
         scans[side] = subs
-        for name in stray:
+        for name, reason in stray:
             excluded["files"].append({
-                "path": f"{dirname}/{name}", "subject": None,
-                "reason": "not inside a subject folder", "action": "ignored",
+                "path": f"{dirname}/{name}", "subject": None, "reason": reason,
+                "action": "ignored",
             })
     common = sorted(set(scans["unmasked"]) & set(scans["masked"]))
     for side, dirname, _ in SIDES:
@@ -249,7 +274,9 @@ def load_rmfrd(
             n_match = 0
             for name in names:
                 rel = f"{dirname}/{s}/{name}"
-                if name.startswith("."):
+                if not _utf8(name):
+                    rel, reason = f"{dirname}/{s}/{shown(name)}", "name is not valid UTF-8"
+                elif name.startswith("."):
                     reason = "hidden file (glob skips it)"
                 elif not _matches(name, pats, icase):
                     reason = f"does not match {desc}"
@@ -291,14 +318,14 @@ def read_mfr2_labels(root: str | Path) -> list[tuple[str, int, str]]:
     """`mfr2_labels.txt` as (name, index, masktype) rows; ValueError names a bad line."""
     path = Path(root) / MFR2_LABELS
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing labels file ({MFR2_LAYOUT_HINT})")
+        raise MissingError(f"{path}: missing labels file ({MFR2_LAYOUT_HINT})")
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 3 or not parts[1].isdigit():
-            raise ValueError(f"{path}:{n}: expected 'Name, i, masktype', got {line!r}")
+            raise InputError(f"{path}:{n}: expected 'Name, i, masktype', got {line!r}")
         rows.append((parts[0], int(parts[1]), parts[2]))
     return rows
 
@@ -307,7 +334,7 @@ def load_mfr2(root: str | Path) -> Dataset:
     """Read an MFR2 tree: images from `mfr2_labels.txt` (masktype `no-mask` = unmasked)."""
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such directory ({MFR2_LAYOUT_HINT})")
+        raise MissingError(f"{root}: no such directory ({MFR2_LAYOUT_HINT})")
     labels = read_mfr2_labels(root)
     excluded: dict[str, Any] = {"subjects": [], "files": []}
     images: list[FaceImage] = []
@@ -362,11 +389,11 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
     from mfr.pairs import COLUMNS
 
     if mixed not in ("drop", "keep"):
-        raise ValueError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
+        raise InputError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
     root = Path(root)
     path = root / MFR2_PAIRS
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
+        raise MissingError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
     masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
     rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
                                 "unmasked-unmasked": 0}, 0
@@ -379,11 +406,11 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
         elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
             a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
         else:
-            raise ValueError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
+            raise InputError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
         pa, pb = mfr2_image_path(*a), mfr2_image_path(*b)
         for p in (pa, pb):
             if p not in masked:
-                raise ValueError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
+                raise InputError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
         ma, mb = masked[pa], masked[pb]
         if ma and not mb:
             a, b, pa, pb = b, a, pb, pa
@@ -404,24 +431,32 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def load_dataset(root: str | Path, patterns: str | Sequence[str] = "thesis") -> Dataset:
-    """Detect the layout under `root` (MFR2 labels file, else an RMFRD tree) and load it."""
+def dataset_root(root: str | Path) -> tuple[Path, str]:
+    """The dataset folder under `root` and its layout, ``"mfr2"`` or ``"rmfrd"``, without
+    reading the tree: an MFR2 labels file in `root` or one folder below, else an RMFRD tree
+    (:func:`find_rmfrd_root`). MissingError names the places looked at."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise FileNotFoundError(
+        raise MissingError(
             f"{root}: no such directory ({RMFRD_LAYOUT_HINT}; or {MFR2_LAYOUT_HINT})"
         )
     if is_mfr2_root(root):
-        return load_mfr2(root)
+        return root, "mfr2"
     try:
-        return load_rmfrd(root, patterns=patterns)
+        return find_rmfrd_root(root), "rmfrd"
     except FileNotFoundError as e:
         if "no RMFRD tree found" not in str(e):
             raise
         mfr2 = [d for d in _subdirs(root) if is_mfr2_root(d)]
         if len(mfr2) == 1:
-            return load_mfr2(mfr2[0])
-        raise FileNotFoundError(f"{e}; no {MFR2_LABELS} in {root} or {root}/* either") from None
+            return mfr2[0], "mfr2"
+        raise MissingError(f"{e}; no {MFR2_LABELS} in {root} or {root}/* either") from None
+
+
+def load_dataset(root: str | Path, patterns: str | Sequence[str] = "thesis") -> Dataset:
+    """Detect the layout under `root` (:func:`dataset_root`) and load it."""
+    found, layout = dataset_root(root)
+    return load_mfr2(found) if layout == "mfr2" else load_rmfrd(found, patterns=patterns)
 
 
 def check_image(path: str | Path) -> str | None:
@@ -437,6 +472,8 @@ def check_image(path: str | Path) -> str | None:
                     return "image has zero size"
     except UnidentifiedImageError:
         return "not an image PIL can read (corrupt or not an image file)"
+    except Image.DecompressionBombError as e:
+        return f"refused: too many pixels for a face image ({e})"
     except (OSError, SyntaxError, ValueError) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mfr.errors import InputError
+
 __all__ = [
     "DISTANCE_FLOAT_FORMAT",
     "METRICS",
@@ -60,7 +62,7 @@ def _metric(a: np.ndarray, b: np.ndarray, metric: str, dtype=np.float64) -> np.n
         na = np.sqrt(np.einsum("ij,ij->i", a, a))
         nb = np.sqrt(np.einsum("ij,ij->i", b, b))
         return 1.0 - dot / np.maximum(na * nb, 1e-12)
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
 def pair_distances(
@@ -87,18 +89,18 @@ def pair_distances(
         (n_pairs,) array of `dtype`.
     """
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
     emb = np.asarray(emb)
     if emb.ndim != 2:
-        raise ValueError(f"expected (N, D) embeddings, got shape {emb.shape}")
+        raise InputError(f"expected (N, D) embeddings, got shape {emb.shape}")
     u_idx = np.asarray(u_idx, dtype=np.int64).ravel()
     m_idx = np.asarray(m_idx, dtype=np.int64).ravel()
     if u_idx.shape != m_idx.shape:
-        raise ValueError(f"u_idx and m_idx differ in length: {len(u_idx)} vs {len(m_idx)}")
+        raise InputError(f"u_idx and m_idx differ in length: {len(u_idx)} vs {len(m_idx)}")
     n = len(emb)
     for name, idx in (("u_idx", u_idx), ("m_idx", m_idx)):
         if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise ValueError(f"{name} holds rows outside the {n} embeddings")
+            raise InputError(f"{name} holds rows outside the {n} embeddings")
     out = np.empty(len(u_idx), dtype=dtype)
     for s in range(0, len(u_idx), chunk_size):
         out[s:s + chunk_size] = _metric(emb[u_idx[s:s + chunk_size]], emb[m_idx[s:s + chunk_size]],
@@ -152,9 +154,9 @@ def summarise(distances: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     d = np.asarray(distances, dtype=np.float64).ravel()
     y = np.asarray(labels).ravel()
     if d.shape != y.shape:
-        raise ValueError(f"distances and labels differ in length: {len(d)} vs {len(y)}")
+        raise InputError(f"distances and labels differ in length: {len(d)} vs {len(y)}")
     if not np.isin(y, (0, 1)).all():
-        raise ValueError(f"labels must be 0 (impostor) or 1 (genuine), got {sorted(set(y.tolist()))}")
+        raise InputError(f"labels must be 0 (impostor) or 1 (genuine), got {sorted(set(y.tolist()))}")
     gen, imp = d[y == 1], d[y == 0]
 
     def stat(fn, x):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.distances import l2_normalize
+from mfr.errors import InputError, MissingError
 from mfr.outputs import run_metadata, save_npy, write_csv, write_json
 from mfr.pairs import PathIndex
 from mfr.progress import progress_bar
@@ -55,9 +56,9 @@ def embed_images(
         float32 (n, D) embeddings, each row L2-normalised (``tf.math.l2_normalize``'s epsilon).
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected (N, H, W, 3) images, got shape {tuple(images.shape)}")
+        raise InputError(f"expected (N, H, W, 3) images, got shape {tuple(images.shape)}")
     order = np.arange(len(images)) if rows is None else np.asarray(rows, dtype=np.int64)
     n = len(order)
     contiguous = rows is None
@@ -87,7 +88,7 @@ class Embeddings(PathIndex):
 
     def __post_init__(self) -> None:
         if len(self.vectors) != len(self.paths):
-            raise ValueError(f"{len(self.vectors)} embeddings but {len(self.paths)} paths")
+            raise InputError(f"{len(self.vectors)} embeddings but {len(self.paths)} paths")
 
 
 def save_embeddings(
@@ -103,7 +104,7 @@ def save_embeddings(
     emb = np.asarray(emb, dtype=np.float32)
     paths = [str(p) for p in paths]
     if len(emb) != len(paths):
-        raise ValueError(f"{len(emb)} embeddings but {len(paths)} paths")
+        raise InputError(f"{len(emb)} embeddings but {len(paths)} paths")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "run.json").unlink(missing_ok=True)  # written last: marks a complete set
     save_npy(out_dir / "embeddings.npy", emb)
@@ -119,11 +120,11 @@ def load_embeddings(out_dir: str | Path) -> Embeddings:
     out_dir = Path(out_dir)
     run = out_dir / "run.json"
     if not run.is_file():
-        raise FileNotFoundError(f"{run}: no complete embeddings here (expected embeddings.npy, "
+        raise MissingError(f"{run}: no complete embeddings here (expected embeddings.npy, "
                                 f"index.csv and run.json from save_embeddings)")
     index = pd.read_csv(out_dir / "index.csv", dtype={"path": str}, keep_default_na=False)
     vectors = np.load(out_dir / "embeddings.npy")
     if len(index) != len(vectors):
-        raise ValueError(f"{out_dir / 'index.csv'}: {len(index)} paths but embeddings.npy has "
+        raise InputError(f"{out_dir / 'index.csv'}: {len(index)} paths but embeddings.npy has "
                          f"{len(vectors)} rows")
     return Embeddings(vectors, index["path"].tolist(), json.loads(run.read_text(encoding="utf-8")))

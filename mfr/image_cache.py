@@ -10,16 +10,24 @@ Layout of a cache directory::
     images.npy   uint8 (N, size, size, 3), RGB; open with mmap (np.lib.format.open_memmap)
     index.csv    path,row  (paths POSIX, relative to the data root, sorted; row = line - 1)
     failed.csv   path,reason  (images that could not be read; skipped, never fatal)
-    cache.json   what made it (size, resize method, fingerprint of the paths, versions);
+    cache.json   what made it (size, resize method, decoder, data root, fingerprints of the
+                 paths and of their files' sizes and modification times, versions);
                  written last, so its presence marks a complete cache
+
+A cache is reused only when it was made the same way from the same files (:func:`reusable`:
+the one check `mfr embed` and `mfr train` both make); else it is rebuilt. Its space is reserved
+on disk before any image is decoded, so a full disk is an ``OSError`` with a message, never a
+crash of the memory-mapped write; temporary files of a killed build are removed by the next.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,14 +37,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mfr.errors import InputError, MissingError
 from mfr.images import DECODERS, RESIZE_METHOD, load_image
 from mfr.outputs import atomic_path, run_metadata, write_csv, write_json
 from mfr.pairs import SPLITS, PathIndex, read_pair_csvs, unique_pair_paths
 from mfr.progress import progress_bar
+from mfr.provenance import listing_digest
 
-__all__ = ["CACHE_FORMAT", "ImageCache", "build_image_cache", "build_partition_cache"]
+__all__ = ["CACHE_FORMAT", "ImageCache", "build_image_cache", "build_partition_cache",
+           "reusable"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 
@@ -67,7 +78,7 @@ class ImageCache(PathIndex):
         cache_dir = Path(cache_dir)
         meta_path = cache_dir / "cache.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(
+            raise MissingError(
                 f"{meta_path}: no complete image cache here (expected cache.json, written last "
                 f"by build_image_cache)"
             )
@@ -76,9 +87,9 @@ class ImageCache(PathIndex):
         index = pd.read_csv(cache_dir / "index.csv", dtype={"path": str, "row": np.int64},
                             keep_default_na=False)
         if not np.array_equal(index["row"].to_numpy(), np.arange(len(index))):
-            raise ValueError(f"{cache_dir / 'index.csv'}: expected rows 0..N-1 in order")
+            raise InputError(f"{cache_dir / 'index.csv'}: expected rows 0..N-1 in order")
         if len(index) != images.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"{cache_dir / 'index.csv'}: {len(index)} paths but images.npy has "
                 f"{images.shape[0]} rows"
             )
@@ -104,27 +115,53 @@ def _normalise_paths(paths: Iterable[str | Path]) -> list[str]:
     for p in paths:
         s = Path(p).as_posix() if isinstance(p, Path) else str(p).replace("\\", "/")
         if not s or s == ".":
-            raise ValueError(f"empty image path in the list of paths ({p!r})")
+            raise InputError(f"empty image path in the list of paths ({p!r})")
         out.add(s)
     return sorted(out)
 
 
-def _reusable(cache_dir: Path, paths: list[str], size: int, data_root: Path,
-              decoder: str) -> ImageCache | None:
-    """The existing cache if it is complete and covers `paths` at `size` from `data_root`."""
+def reusable(cache_dir: str | Path, paths: Sequence[str], size: int,
+             data_root: str | Path | None, decoder: str) -> ImageCache | None:
+    """The cache in `cache_dir` if it is complete, covers `paths`, was made at `size` with
+    `decoder` from `data_root` (None: the data root it records) and none of its source files
+    changed since (same sizes and modification times); else None."""
     try:
         cache = ImageCache.open(cache_dir)
     except (FileNotFoundError, ValueError, OSError, json.JSONDecodeError):
         return None
     m = cache.meta
+    root = Path(m.get("data_root", "")) if data_root is None else Path(data_root).resolve()
     if (m.get("format") != CACHE_FORMAT or m.get("resize") != RESIZE_METHOD
-            or m.get("size") != size or m.get("data_root") != str(data_root)
+            or m.get("size") != size or m.get("data_root") != str(root)
             or m.get("decoder", "pil") != decoder):
         return None
     covered = set(cache.paths) | cache.failed_paths
-    if m.get("fingerprint") == _fingerprint(paths) or covered.issuperset(paths):
-        return cache
-    return None
+    if not (m.get("fingerprint") == _fingerprint(paths) or covered.issuperset(paths)):
+        return None
+    if m.get("sources") != listing_digest(root, sorted(covered)):
+        return None  # a source image was added, removed or rewritten since
+    return cache
+
+
+def _open_images(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new uint8 .npy of `shape` at `path`, memory-mapped for writing, its space reserved on
+    disk first: a memory-mapped write to a full disk is a SIGBUS crash, not an error, so a
+    full disk must fail here, as an OSError naming the folder and the size."""
+    nbytes = int(np.prod(shape))
+    try:
+        buf = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, buf.offset + buf.nbytes)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise  # (a filesystem without fallocate is written as before)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"{os.strerror(e.errno or 0)}: cannot write the image cache "
+                               f"({nbytes / 1e6:.0f} MB) in {path.parent}") from None
+    return buf
 
 
 def build_image_cache(
@@ -155,21 +192,23 @@ def build_image_cache(
     Raises FileNotFoundError if `data_root` is not a directory, ValueError if `paths` is empty.
     """
     if decoder not in DECODERS:
-        raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+        raise InputError(f"decoder must be one of {DECODERS}, got {decoder!r}")
     data_root = Path(data_root).resolve()
     if not data_root.is_dir():
-        raise FileNotFoundError(f"{data_root}: data root is not a directory")
+        raise MissingError(f"{data_root}: data root is not a directory")
     paths = _normalise_paths(paths)
     if not paths:
-        raise ValueError(f"no image paths to cache under {data_root}")
+        raise InputError(f"no image paths to cache under {data_root}")
     cache_dir = Path(cache_dir)
-    if not rebuild and (cache := _reusable(cache_dir, paths, size, data_root, decoder)) is not None:
+    if not rebuild and (cache := reusable(cache_dir, paths, size, data_root, decoder)) is not None:
         return cache
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     (cache_dir / "cache.json").unlink(missing_ok=True)  # no longer complete from here on
+    for stale in cache_dir.glob(".*.tmp"):  # left by a killed build
+        stale.unlink()
     n = len(paths)
-    workers = num_workers or min(8, os.cpu_count() or 1)
+    workers = num_workers or min(4, os.cpu_count() or 1)
     ok = np.zeros(n, dtype=bool)
     failed: list[tuple[str, str]] = []
 
@@ -180,7 +219,7 @@ def build_image_cache(
             return None, f"{type(e).__name__}: {e}".replace("\n", " ")
 
     with atomic_path(cache_dir / "images.npy") as tmp:
-        buf = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+        buf = _open_images(tmp, (n, size, size, 3))
         results = _map(_load, paths, workers)
         for i, (img, err) in enumerate(
                 progress_bar(results, progress, total=n, desc="decode+resize", unit="img")):
@@ -193,9 +232,7 @@ def build_image_cache(
         if not ok.all():  # keep only the readable rows, in path order
             keep = np.flatnonzero(ok)
             with atomic_path(tmp) as compact:
-                out = np.lib.format.open_memmap(
-                    compact, mode="w+", dtype=np.uint8, shape=(len(keep), size, size, 3)
-                )
+                out = _open_images(compact, (len(keep), size, size, 3))
                 for s in range(0, len(keep), 256):
                     out[s:s + 256] = buf[keep[s:s + 256]]
                 out.flush()
@@ -212,6 +249,7 @@ def build_image_cache(
         decoder=decoder,
         data_root=str(data_root),
         fingerprint=_fingerprint(paths),
+        sources=listing_digest(data_root, paths),
         n_requested=n,
         n_images=len(kept),
         n_failed=len(failed),
@@ -227,12 +265,19 @@ def build_image_cache(
 
 
 def _map(fn, items: list[str], workers: int):
+    """`map(fn, items)` in order on `workers` threads (PIL decodes outside the GIL), with at
+    most 2 x `workers` items in flight, so a slow item never lets decoded images pile up."""
     if workers <= 1:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(max_workers=workers) as ex:  # PIL decodes outside the GIL
-        yield from ex.map(fn, items)
-
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        pending: deque = deque()
+        for item in items:
+            pending.append(ex.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 def build_partition_cache(
     data_root: str | Path,

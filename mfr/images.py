@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DECODERS", "RESIZE_METHOD", "decode_rgb", "load_image", "quantise", "resize_bilinear"]
+from mfr.errors import InputError
+
+__all__ = ["DECODERS", "MIN_SIZE", "RESIZE_METHOD", "decode_rgb", "load_image", "quantise", "resize_bilinear"]
 
 #: What :func:`load_image` computes; the image cache records it and never reuses a cache made
 #: with another method.
@@ -47,13 +49,15 @@ def resize_bilinear(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarra
     out_h, out_w = (size, size) if isinstance(size, int) else size
     img = np.asarray(image)
     if img.ndim != 3:
-        raise ValueError(f"expected an (H, W, C) image, got shape {img.shape}")
-    img = img.astype(np.float32, copy=False)
+        raise InputError(f"expected an (H, W, C) image, got shape {img.shape}")
     in_h, in_w = img.shape[:2]
     y0, y1, ylerp = _interp_weights(in_h, out_h)
     x0, x1, xlerp = _interp_weights(in_w, out_w)
     xl = xlerp[None, :, None]
-    rows_top, rows_bottom = img[y0], img[y1]
+    # Gather the needed rows first, then convert: the same float32 values, without a float32
+    # copy of a whole (possibly 6000x6000) image.
+    rows_top = img[y0].astype(np.float32, copy=False)
+    rows_bottom = img[y1].astype(np.float32, copy=False)
     top = rows_top[:, x0] + (rows_top[:, x1] - rows_top[:, x0]) * xl
     bottom = rows_bottom[:, x0] + (rows_bottom[:, x1] - rows_bottom[:, x0]) * xl
     return (top + (bottom - top) * ylerp[:, None, None]).astype(np.float32, copy=False)
@@ -64,11 +68,27 @@ def quantise(image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
+#: Smaller images are refused (listed as failed), not upscaled silently.
+MIN_SIZE = 16
+
+
+def _pil_rgb(im) -> np.ndarray:
+    """A PIL image as uint8 RGB; 16- and 32-bit greyscale scaled to 8 bits (PIL's
+    ``convert("RGB")`` clips them at 255, turning a 16-bit photo almost white)."""
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        grey = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # no extra copy
+
+
 def decode_rgb(path: str | Path, decoder: str = "pil") -> np.ndarray:
     """Decode an image file to uint8 RGB (H, W, 3).
 
     ``"pil"`` (default, no backend needed): ``PIL.Image.open(path).convert("RGB")``; for JPEG
-    this is libjpeg's accurate integer IDCT (= ``tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")``).
+    this is libjpeg's accurate integer IDCT (= ``tf.io.decode_jpeg(dct_method="INTEGER_ACCURATE")``);
+    16-bit greyscale is scaled to 8 bits, not clipped.
     ``"tf"``: exactly the thesis's ``tf.io.decode_jpeg(contents, channels=3)`` with TensorFlow's
     default (fast integer) IDCT, ``tf.io.decode_image`` for other formats; needs TensorFlow.
     The two differ on JPEGs by about 1.4 grey levels on average (up to ~15 at edges).
@@ -77,7 +97,7 @@ def decode_rgb(path: str | Path, decoder: str = "pil") -> np.ndarray:
         from PIL import Image
 
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return _pil_rgb(im)
     if decoder == "tf":
         import tensorflow as tf
 
@@ -85,12 +105,19 @@ def decode_rgb(path: str | Path, decoder: str = "pil") -> np.ndarray:
         if data[:3] == b"\xff\xd8\xff":
             return tf.io.decode_jpeg(data, channels=3).numpy()
         return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
-    raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
+    raise InputError(f"decoder must be one of {DECODERS}, got {decoder!r}")
 
 
 def load_image(path: str | Path, size: int = 224, decoder: str = "pil") -> np.ndarray:
-    """Decode one image file as RGB and resize it like the thesis: uint8 (size, size, 3)."""
+    """Decode one image file as RGB and resize it like the thesis: uint8 (size, size, 3).
+
+    An image smaller than :data:`MIN_SIZE` pixels on a side is an InputError (the caller
+    lists it), not a silent upscale of a thumbnail or a broken file.
+    """
     rgb = decode_rgb(path, decoder)
+    if min(rgb.shape[:2]) < MIN_SIZE:
+        raise InputError(f"image is {rgb.shape[1]}x{rgb.shape[0]} px, smaller than the "
+                         f"minimum {MIN_SIZE} px")
     if rgb.shape[:2] == (size, size):
         return np.ascontiguousarray(rgb, dtype=np.uint8)  # TF's resize is then the identity
     return quantise(resize_bilinear(rgb, size))

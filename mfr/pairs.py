@@ -15,10 +15,12 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
+
+from mfr.errors import InputError, MissingError
 
 __all__ = [
     "COLUMNS",
@@ -44,23 +46,50 @@ EXTRA_SPLITS = ("mfr2_pairs",)
 
 
 def read_pairs(csv_path: str | Path) -> pd.DataFrame:
-    """A pairs CSV written by `mfr partition` (paths and subjects kept as strings)."""
+    """A pairs CSV written by `mfr partition` (paths and subjects kept as strings).
+
+    Checked row by row: InputError names the file and the line of a row with the wrong number
+    of fields, a label other than 0 or 1, or a path that is absolute or climbs out of the
+    data root with ``..`` (pair paths are relative to the data root).
+    """
     path = Path(csv_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such pairs file (expected a CSV with columns "
-                                f"{', '.join(COLUMNS)})")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        raise MissingError(f"{path}: no such pairs file (expected a CSV with columns "
+                           f"{', '.join(COLUMNS)})")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except pd.errors.ParserError as e:  # "Expected 5 fields in line 3, saw 6"
+        raise InputError(f"{path}: {' '.join(str(e).split())} (expected the columns "
+                         f"{', '.join(COLUMNS)})") from None
+    except (UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise InputError(f"{path}: not a pairs CSV ({type(e).__name__}: {e})") from None
     if list(df.columns) != COLUMNS:
-        raise ValueError(f"{path}: expected columns {COLUMNS}, got {list(df.columns)}")
+        raise InputError(f"{path}: expected columns {COLUMNS}, got {list(df.columns)}")
+    bad = ~df["label"].isin(["0", "1"])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path}: line {i + 2}: label must be 0 or 1, got {df['label'][i]!r}")
+    for col in ("unmasked_path", "masked_path"):
+        outside = df[col].map(_outside_root)
+        if outside.any():
+            i = int(np.flatnonzero(outside.to_numpy())[0])
+            raise InputError(f"{path}: line {i + 2}: {col} {df[col][i]!r} points outside the "
+                             f"data root (pair paths must be relative, without '..')")
     df["label"] = df["label"].astype(np.int64)
     return df
+
+
+def _outside_root(p: str) -> bool:
+    posix = p.replace("\\", "/")
+    return (not posix or PurePosixPath(posix).is_absolute() or PureWindowsPath(p).drive != ""
+            or ".." in PurePosixPath(posix).parts)
 
 
 def read_pair_csvs(pairs_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, pd.DataFrame]:
     """Read ``<pairs_dir>/<split>.csv`` for each split (FileNotFoundError naming a missing one)."""
     pairs_dir = Path(pairs_dir)
     if not pairs_dir.is_dir():
-        raise FileNotFoundError(f"{pairs_dir}: pairs directory not found (expected the output "
+        raise MissingError(f"{pairs_dir}: pairs directory not found (expected the output "
                                 f"directory of `mfr partition`, with train/val/test.csv)")
     return {split: read_pairs(pairs_dir / f"{split}.csv") for split in splits}
 
@@ -74,7 +103,7 @@ def parse_splits(split: str | Sequence[str]) -> list[str]:
     known = SPLITS + EXTRA_SPLITS
     bad = [s for s in names if s not in known]
     if bad or not names:
-        raise ValueError(f"split must be one of {known}, 'all' or a comma-separated list; "
+        raise InputError(f"split must be one of {known}, 'all' or a comma-separated list; "
                          f"got {split!r}")
     return list(dict.fromkeys(names))
 
@@ -92,7 +121,7 @@ def unique_pair_paths(*pair_frames: pd.DataFrame) -> list[str]:
 def _check_columns(pairs: pd.DataFrame, what: str = "pairs") -> None:
     missing = [c for c in ("unmasked_path", "masked_path", "label") if c not in pairs.columns]
     if missing:
-        raise ValueError(f"{what}: missing column(s) {missing}; expected {COLUMNS}")
+        raise InputError(f"{what}: missing column(s) {missing}; expected {COLUMNS}")
 
 
 # --------------------------------------------------------------------------- rows
@@ -163,7 +192,7 @@ class PathIndex:
                 parts.append(f"{len(absent)} path(s) not in it, e.g. {absent[:5]}")
             if bad:
                 parts.append(f"{len(bad)} path(s) that failed to decode, e.g. {bad[:5]}")
-            raise ValueError(f"{self.what}: " + "; ".join(parts))
+            raise InputError(f"{self.what}: " + "; ".join(parts))
         return out
 
 
@@ -195,5 +224,5 @@ def pair_indices(pairs: pd.DataFrame, index: PathIndex) -> PairSet:
     m = index.index_of(kept["masked_path"])
     labels = kept["label"].to_numpy().astype(np.int64)
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"pair labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
+        raise InputError(f"pair labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
     return PairSet(u, m, labels)

@@ -36,9 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mfr import provenance
 from mfr.datasets import Dataset, FaceImage, check_image, load_dataset, mfr2_pairs
-from mfr.outputs import run_metadata, write_csv, write_json, write_text
+from mfr.errors import InputError
+from mfr.outputs import write_csv, write_json, write_text
 from mfr.pairs import COLUMNS
+from mfr.provenance import listing_digest
 
 PROTOCOLS = ("thesis", "balanced")
 
@@ -67,6 +70,8 @@ class Partition:
     params: dict[str, Any] = field(default_factory=dict)
     #: an MFR2 tree's own pairs.txt protocol (masked-vs-unmasked pairs), None for RMFRD
     mfr2_pairs: pd.DataFrame | None = None
+    #: set by :func:`mfr.steps.partition_step`: the output folder already held this partition
+    up_to_date: bool = False
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -99,7 +104,7 @@ def select_images(
     file entries, counts of files left beyond the cap).
     """
     if on_corrupt not in ("skip", "keep"):
-        raise ValueError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
+        raise InputError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
     subjects = list(dataset.subjects if subjects is None else subjects)
     cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
     sides = {False: dataset.by_subject(False), True: dataset.by_subject(True)}
@@ -222,9 +227,9 @@ def partition(
     the thesis's; `balanced` skips them and lets the next file take the place.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+        raise InputError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if not 0.0 < train_val_fraction <= 1.0 or not 0.0 < val_size < 1.0:
-        raise ValueError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
+        raise InputError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
     ds = dataset_or_root if isinstance(dataset_or_root, Dataset) else load_dataset(
         dataset_or_root, patterns=protocol)
     unmasked, masked, bad, beyond = select_images(
@@ -353,8 +358,18 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
 # files
 
 
+def partition_fingerprint(root: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """What a partition's pairs depend on: the dataset folder, a listing of its files (names,
+    sizes, modification times) and the protocol's settings (:mod:`mfr.provenance`)."""
+    root = Path(root).resolve()
+    keys = ("protocol", "max_per_subject", "seed", "train_val_fraction", "val_size", "verify")
+    return {"data_root": str(root), "data": listing_digest(root),
+            "settings": {k: params[k] for k in keys}}
+
+
 def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:
-    """Write train/val/test CSVs, stats.json, table_4_2.md and run.json (each atomically)."""
+    """Write the pair CSVs (train/val/test, and mfr2_pairs for an MFR2 tree), stats.json,
+    table_4_2.md, each atomically, then run.json (:func:`mfr.provenance.complete`) last."""
     out = Path(out_dir)
     paths = {}
     for name, df in part.frames.items():
@@ -364,7 +379,8 @@ def write_partition(part: Partition, out_dir: str | Path, config: Any = None) ->
         out / "table_4_2.md",
         table_4_2_markdown(part.stats, title=f"Table 4.2 ({part.layout}, protocol "
                                              f"{part.protocol})"))
-    paths["run"] = write_json(out / "run.json", run_metadata(
-        config, data_root=str(Path(part.root).resolve()), layout=part.layout,
-        partition=part.params))
+    paths["run"] = provenance.complete(
+        out, "partition", partition_fingerprint(part.root, part.params),
+        outputs=[p.name for p in paths.values()], config=config,
+        data_root=str(Path(part.root).resolve()), layout=part.layout, partition=part.params)
     return paths

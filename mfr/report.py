@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from mfr.errors import InputError, MissingError
+
 # Table 5.1 of the thesis (test set, 8 epochs, sum_squared distance):
 # setting -> (median impostor, median genuine, gap), as printed
 THESIS_TABLE_5_1: dict[str | int, tuple[float, float, float]] = {
@@ -46,13 +48,13 @@ def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squ
     """One run's statistics (medians, gap, GMean, IMean, counts) for `split` and `metric`."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no summary (expected the output folder of `mfr embed` "
+        raise MissingError(f"{path}: no summary (expected the output folder of `mfr embed` "
                                 f"or `mfr train`)")
     s = json.loads(path.read_text(encoding="utf-8"))
     try:
         return s["splits"][split][metric]
     except KeyError:
-        raise ValueError(f"{path}: holds no {split!r} split with metric {metric!r}") from None
+        raise InputError(f"{path}: holds no {split!r} split with metric {metric!r}") from None
 
 
 def summary_table(summary: Mapping[str, Any], label: str = "this run") -> pd.DataFrame:

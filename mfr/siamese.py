@@ -25,6 +25,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mfr.errors import InputError
+
 __all__ = [
     "FeatureTable",
     "PairDistance",
@@ -51,9 +53,9 @@ L2_EPSILON = 1e-12  # tf.math.l2_normalize / keras.backend.l2_normalize
 def validate_trainable_layers(n, n_layers: int = 287) -> int:
     """N as an int in 1..n_layers, else ValueError (checked before any work)."""
     if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise ValueError(f"trainable layers N must be an integer in 1..{n_layers}, got {n!r}")
+        raise InputError(f"trainable layers N must be an integer in 1..{n_layers}, got {n!r}")
     if not 1 <= int(n) <= n_layers:
-        raise ValueError(f"trainable layers N must be in 1..{n_layers} (the core's layers), got {n}")
+        raise InputError(f"trainable layers N must be in 1..{n_layers} (the core's layers), got {n}")
     return int(n)
 
 
@@ -134,7 +136,7 @@ def make_optimizer(name: str = "sgd", learning_rate: float = 1e-5, momentum: flo
         return keras.optimizers.Adam(learning_rate=learning_rate)
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate, momentum=momentum)
-    raise ValueError(f"optimizer must be one of sgd, adam, rmsprop; got {name!r}")
+    raise InputError(f"optimizer must be one of sgd, adam, rmsprop; got {name!r}")
 
 
 # --------------------------------------------------------------------------- trunk / head
@@ -165,7 +167,7 @@ def split_trunk(core: keras.Model, n: int | None = None) -> TrunkSplit:
     layers = core.layers
     trainable_ids = {id(layer) for layer in layers if layer.trainable_weights}
     if not trainable_ids:
-        raise ValueError("the core has no trainable weights: nothing to split off")
+        raise InputError("the core has no trainable weights: nothing to split off")
     head_ids: set[int] = set()
     for layer in layers:  # topological order
         if id(layer) in trainable_ids:
@@ -235,7 +237,7 @@ class _ArrayInit(keras.initializers.Initializer):
 
     def __call__(self, shape, dtype=None):
         if tuple(shape) != tuple(self.array.shape):
-            raise ValueError(f"table shape {tuple(shape)} != array shape {self.array.shape}")
+            raise InputError(f"table shape {tuple(shape)} != array shape {self.array.shape}")
         array, self.array = self.array, None  # the variable holds it now
         return ops.convert_to_tensor(array, dtype=dtype)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.datasets import MASKED_DIR, RMFRD_DIRNAME, UNMASKED_DIR
+from mfr.errors import InputError
 
 # counts: subject -> (n_unmasked, n_masked); None = no folder on that side, 0 = empty folder
 Counts = Mapping[str, tuple[int | None, int | None]]
@@ -153,7 +154,7 @@ def make_rmfrd_tree(
 def _spread(rng: np.random.Generator, n: int, total: int, lo: int, hi: int) -> list[int]:
     """`n` integers in [lo, hi] summing to `total`, spread at random."""
     if not lo * n <= total <= hi * n:
-        raise ValueError(f"cannot spread {total} over {n} values in [{lo}, {hi}]")
+        raise InputError(f"cannot spread {total} over {n} values in [{lo}, {hi}]")
     vals = np.full(n, lo, dtype=np.int64)
     left = total - lo * n
     while left > 0:
@@ -179,7 +180,7 @@ def table_4_2_counts(files: str = "capped", seed: int = 2021) -> dict[str, tuple
     unmasked folders with 90468 files (95470 files).
     """
     if files not in ("capped", "full"):
-        raise ValueError(f"files must be 'capped' or 'full', got {files!r}")
+        raise InputError(f"files must be 'capped' or 'full', got {files!r}")
     rng = np.random.default_rng(seed)
     names = [f"person_{i:04d}" for i in range(442)]
     tv, te = names[:353], names[353:]

@@ -43,6 +43,7 @@ import pandas as pd
 
 from mfr import checkpoints, siamese
 from mfr.config import StudyConfig
+from mfr.errors import InputError
 from mfr.outputs import write_csv
 from mfr.pairs import PairSet
 from mfr.progress import progress_bar
@@ -99,13 +100,13 @@ def resume_fingerprint(config: StudyConfig, n: int, n_train: int) -> dict[str, A
 def _check_pairs(name: str, pairs: PairSet, n_images: int) -> PairSet:
     u, m, y = (np.asarray(a) for a in pairs)
     if not (len(u) == len(m) == len(y)):
-        raise ValueError(f"{name} pairs: u_idx, m_idx and labels differ in length")
+        raise InputError(f"{name} pairs: u_idx, m_idx and labels differ in length")
     for what, idx in (("u_idx", u), ("m_idx", m)):
         if idx.size and (idx.min() < 0 or idx.max() >= n_images):
-            raise ValueError(f"{name} pairs: {what} points outside the {n_images} cached images "
+            raise InputError(f"{name} pairs: {what} points outside the {n_images} cached images "
                              f"(the partition does not match the image cache)")
     if y.size and not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name} pairs: labels must be 0 or 1")
+        raise InputError(f"{name} pairs: labels must be 0 or 1")
     return PairSet(u.astype(np.int64), m.astype(np.int64), y.astype(np.float32))
 
 
@@ -251,7 +252,7 @@ def _pick_engine(engine: str) -> str:
     if engine == "auto":
         engine = "fused" if backend == "jax" else "fit"
     if engine not in ("fit", "fused") or (engine == "fused" and backend != "jax"):
-        raise ValueError(f"engine must be 'auto', 'fit' or (under JAX) 'fused', got {engine!r}")
+        raise InputError(f"engine must be 'auto', 'fit' or (under JAX) 'fused', got {engine!r}")
     return engine
 
 
@@ -269,6 +270,7 @@ def train_siamese(
     progress: bool = False,
     jit_compile: bool | str = "auto",
     engine: str = "auto",
+    fingerprint: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
@@ -280,29 +282,36 @@ def train_siamese(
 
     `engine`: "fit" (``model.fit`` one epoch at a time, any backend), "fused" (JAX only:
     :class:`mfr.jax_engine.FusedJaxEngine`; the same steps) or "auto" (fused under JAX).
+
+    `fingerprint`: what a checkpoint in `out_dir` must have been made by to be resumed
+    (default: the hyperparameters, N and the number of training pairs; :func:`mfr.steps.
+    train_step` passes its run's whole fingerprint: inputs' contents and settings).
     """
     cfg = config or StudyConfig()
     n = siamese.validate_trainable_layers(n, len(core.layers))
     if cfg.batch_size < 1 or cfg.epochs < 0 or cfg.steps_per_execution < 1:
-        raise ValueError("batch_size and steps_per_execution must be >= 1, epochs >= 0")
+        raise InputError("batch_size and steps_per_execution must be >= 1, epochs >= 0")
     train = _check_pairs("train", train, len(images))
     if len(train) == 0:
-        raise ValueError("no training pairs")
+        raise InputError("no training pairs")
     val = _check_pairs("val", val, len(images)) if val is not None and len(val) else None
     test = _check_pairs("test", test, len(images)) if test is not None and len(test) else None
     out = Path(out_dir) if out_dir is not None else None
-    fp = resume_fingerprint(cfg, n, len(train))
+    fp = fingerprint if fingerprint is not None else resume_fingerprint(cfg, n, len(train))
     ckpt = checkpoints.latest_checkpoint(out) if out is not None else None
     if ckpt is not None and not resume:
-        raise ValueError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
+        raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
                          f"choose another output directory")
     if ckpt is not None:
-        checkpoints.check_fingerprint(ckpt, fp)
+        done = checkpoints.check_fingerprint(ckpt, fp)["epochs_done"]
+        if done > cfg.epochs:
+            raise InputError(f"{ckpt}: {done} epochs trained already; epochs {cfg.epochs} asks "
+                             f"for fewer (choose another output folder)")
     engine = _pick_engine(engine)
     names = siamese.set_trainable(core, n)
     layers = [core.get_layer(nm) for nm in names]
     if not layers:
-        raise ValueError(f"N={n}: the last {n} layers hold no trainable weights (nothing to train)")
+        raise InputError(f"N={n}: the last {n} layers hold no trainable weights (nothing to train)")
 
     timings: dict[str, Any] = {}
     t0 = time.perf_counter()

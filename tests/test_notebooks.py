@@ -55,8 +55,8 @@ def test_notebook_02_runs(tmp_path):
     text = _execute("02_baseline.ipynb", tmp_path, data_root=None, out_dir=str(tmp_path / "out"),
                     weights=None, embed_batch_size=16, synthetic_subjects=6)
     out = tmp_path / "out"
-    assert {p.name for p in out.iterdir()} >= {"distances.csv", "summary.json", "summary.md",
-                                               "run.json", "embeddings", "cache", "partition"}
+    assert {p.name for p in out.iterdir()} == {"distances.csv", "summary.json", "summary.md",
+                                               "run.json", "embeddings", "cache"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["random_weights"] is True and summary["splits"]["test"]["sum_squared"]["n_pairs"]
     assert "RANDOM WEIGHTS" in text and "1.278899" in text and "image/png" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -272,6 +273,9 @@ def test_train_cli_resume_after_kill(study, tmp_path):
 
 
 def test_train_cli_partition_must_match_cache(study, tmp_path):
+    """The cache is used only when made from the pairs' own, unchanged images: else rebuilt
+    from the data root (an image it lacks is listed and its pair dropped), or, with no data
+    root to rebuild it from, a one-line error before any slow work."""
     pairs, cache = study
     other = tmp_path / "pairs"
     other.mkdir()
@@ -280,8 +284,23 @@ def test_train_cli_partition_must_match_cache(study, tmp_path):
         if split == "test":
             df.loc[0, "masked_path"] = "masked/nobody/0.png"
         df.to_csv(other / f"{split}.csv", index=False)
-    p = _cli(["--trainable-layers", 10, "--pairs", other, "--cache-dir", cache, "--weights", "none",
-              "--out", tmp_path / "o"], check=False)
-    assert p.returncode == 2 and "does not match the image cache" in p.stderr
-    assert "masked/nobody/0.png" in p.stderr
+    data = Path(json.loads((cache / "cache.json").read_text())["data_root"])
+    moved = tmp_path / "moved_data"
+    shutil.copytree(data, moved)
+    from mfr.image_cache import build_image_cache
+
+    paths = sorted(p.relative_to(moved).as_posix() for p in moved.rglob("*.png"))
+    build_image_cache(moved, paths, tmp_path / "cache", progress=False)
+    shutil.rmtree(moved)  # the cache's data root is gone: nothing to rebuild it from
+    common = ["--trainable-layers", 10, "--pairs", other, "--cache-dir", tmp_path / "cache",
+              "--weights", "none", "--epochs", 1, "--no-progress"]
+    p = _cli([*common, "--out", tmp_path / "o"], check=False)
+    assert p.returncode == 2 and "no image cache made from these pairs' images" in p.stderr
+    assert "masked/nobody/0.png" in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+    # with the data root: rebuilt; the image that is not there is listed, its pair dropped
+    p = _cli([*common, "--data-root", data, "--out", tmp_path / "o"])
+    assert "dropped 1 pairs" in p.stderr
+    failed = pd.read_csv(tmp_path / "cache" / "failed.csv")
+    assert list(failed["path"]) == ["masked/nobody/0.png"]
+    assert len(pd.read_csv(tmp_path / "o" / "distances.csv")) == 4

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="image cache folder (default OUT/cache); reused when complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true",
+                        help="replace whatever the output folder holds (another run, or this "
+                             "one complete) and compute from scratch")
     add_config_flags(parser, "data_root", "weights", "preprocessing", "embed_batch_size",
                      "decoder", "pooling", "image_size", "seed")
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = embed_step(config_from_args(args), args.pairs, args.out, split=args.split,
                         data_root=vars(args).get("data_root"), cache_dir=args.cache_dir,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, force=args.force)
     print((args.out / "summary.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {args.out}/distances.csv ({len(result.distances)} pairs), summary.json, "
           f"summary.md, run.json, embeddings/")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
+from mfr.errors import InputError, MissingError
 
 HELP = "fine-tune SENet50's last N layers as a Siamese network (or --dry-run: list them)"
 
@@ -30,16 +31,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--force", action="store_true",
+                        help="replace whatever the output folder holds (another run, or this "
+                             "one complete) and compute from scratch")
     add_config_flags(parser, "trainable_layers", "epochs", "batch_size", "learning_rate",
                      "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
                      "data_root", "decoder", "trunk_cache", "steps_per_execution",
                      "embed_batch_size", "keep_all_checkpoints")
 
 
-def dry_run(ns: tuple[int, ...], out=sys.stdout) -> None:
+def dry_run(ns: tuple[int, ...], out=None) -> None:
     from mfr import siamese
     from mfr.models import senet50
 
+    out = out or sys.stdout  # looked up now: a default bound at import goes stale
     for n in ns:
         siamese.validate_trainable_layers(n)
     core = senet50(weights=None)
@@ -63,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
         dry_run(ns)
         return 0
     if args.pairs is None:
-        raise ValueError("--pairs DIR is required (or --dry-run)")
+        raise InputError("--pairs DIR is required (or --dry-run)")
     if not args.pairs.is_dir():
-        raise FileNotFoundError(f"{args.pairs}: pairs folder not found (expected the output "
+        raise MissingError(f"{args.pairs}: pairs folder not found (expected the output "
                                 f"folder of `mfr partition`, with train/val/test.csv)")
 
     from mfr.steps import train_step
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = train_step(cfg, n, args.pairs, out, cache_dir=args.cache_dir,
                                 data_root=vars(args).get("data_root"), resume=args.resume,
-                                progress=not args.no_progress,
+                                progress=not args.no_progress, force=args.force,
                                 verbose=0 if args.no_progress else 2)
         except NonFiniteLossError as e:
             print(f"mfr train: N={n}: {e}", file=sys.stderr)

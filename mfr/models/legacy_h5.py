@@ -26,11 +26,12 @@ import h5py
 import keras
 import numpy as np
 
+from mfr.errors import InputError
 from mfr.models.layer_names import keras_name
 from mfr.models.senet50 import vggface_name
 from mfr.outputs import atomic_path
 
-__all__ = ["load_legacy_h5", "save_legacy_h5"]
+__all__ = ["file_layer_names", "load_legacy_h5", "save_legacy_h5"]
 
 
 # --------------------------------------------------------------------------- HDF5 read
@@ -63,20 +64,43 @@ def _weights_root(f: h5py.File, path) -> tuple[h5py.Group, list[str]]:
             names = _read_str_list(root, "layer_names")
             if names is not None:
                 return root, names
-    raise ValueError(
+    raise InputError(
         f"{path}: not a legacy Keras HDF5 weights file (no 'layer_names' attribute at the root "
         "or under 'model_weights/')"
     )
 
 
 def _read_file_layers(path) -> dict[str, tuple[str, list[str], list[np.ndarray]]]:
-    """{keras name: (original name, weight names, arrays)} for every weighted layer in the file."""
+    """{keras name: (original name, weight names, arrays)} for every weighted layer in the file.
+
+    A file h5py cannot read (empty, truncated, not HDF5) is an InputError naming it.
+    """
+    try:
+        return _read_layers(path)
+    except OSError as e:
+        raise InputError(f"{path}: not a readable HDF5 weights file ({' '.join(str(e).split())}); "
+                         f"expected keras-vggface's legacy .h5 weights (a truncated download? "
+                         f"delete it and fetch it again)") from None
+
+
+def file_layer_names(path) -> list[str]:
+    """The layer names a legacy weights file lists (no weights are read); InputError when it
+    cannot be read as one."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _weights_root(f, path)[1]
+    except OSError as e:
+        raise InputError(f"{path}: not a readable HDF5 weights file ({' '.join(str(e).split())}); "
+                         f"expected keras-vggface's legacy .h5 weights") from None
+
+
+def _read_layers(path) -> dict[str, tuple[str, list[str], list[np.ndarray]]]:
     out: dict[str, tuple[str, list[str], list[np.ndarray]]] = {}
     with h5py.File(path, "r") as f:
         root, layer_names = _weights_root(f, path)
         for name in layer_names:
             if name not in root:
-                raise ValueError(
+                raise InputError(
                     f"{path}: layer {name!r} is listed in layer_names but has no group"
                 )
             group = root[name]
@@ -86,11 +110,11 @@ def _read_file_layers(path) -> dict[str, tuple[str, list[str], list[np.ndarray]]
             arrays = []
             for wn in weight_names:
                 if wn not in group:
-                    raise ValueError(f"{path}: layer {name!r}: dataset {wn!r} is missing")
+                    raise InputError(f"{path}: layer {name!r}: dataset {wn!r} is missing")
                 arrays.append(np.asarray(group[wn]))
             key = keras_name(name)
             if key in out and out[key][0] != name:
-                raise ValueError(
+                raise InputError(
                     f"{path}: layers {out[key][0]!r} and {name!r} both map to Keras name {key!r}"
                 )
             out[key] = (name, weight_names, arrays)
@@ -136,7 +160,7 @@ def load_legacy_h5(model, path, strict: bool = True) -> list[str]:
         entry = file_layers.get(layer.name)
         if entry is None:
             if strict:
-                raise ValueError(
+                raise InputError(
                     f"{path}: layer {layer.name!r} (keras-vggface name "
                     f"{vggface_name(layer.name)!r}, expected weight shapes {expected}) is not in "
                     f"the file"
@@ -152,7 +176,7 @@ def load_legacy_h5(model, path, strict: bool = True) -> list[str]:
             arrays = [arrays[file_short.index(n)] for n in model_short]
             found = [tuple(a.shape) for a in arrays]
         if found != expected:
-            raise ValueError(
+            raise InputError(
                 f"{path}: layer {layer.name!r} (file group {orig!r}): expected weight shapes "
                 f"{expected} ({model_short}), found {found} ({weight_names})"
             )
@@ -182,7 +206,7 @@ def save_legacy_h5(model, path) -> Path:
     layers = _leaf_layers(model)
     names = [vggface_name(layer.name) for layer in layers]
     if len(set(names)) != len(names):
-        raise ValueError(f"{path}: duplicate layer names in {model.name!r}")
+        raise InputError(f"{path}: duplicate layer names in {model.name!r}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["layer_names"] = _str_attr(names)
         f.attrs["backend"] = np.bytes_(keras.backend.backend().encode("utf8"))

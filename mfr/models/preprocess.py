@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from mfr.errors import InputError
 from mfr.models.senet50 import PRETRAINED
 
 __all__ = ["preprocess", "VGGFACE2_MEAN_BGR", "MODES"]
@@ -30,7 +31,7 @@ def preprocess(batch, mode: str = "thesis"):
     backend (returns a backend tensor), via ``keras.ops``.
     """
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     mean = np.asarray(VGGFACE2_MEAN_BGR, dtype=np.float32)
     if isinstance(batch, np.ndarray | np.generic | list | tuple):
         x = np.asarray(batch).astype(np.float32)
@@ -47,4 +48,4 @@ def preprocess(batch, mode: str = "thesis"):
 
 def _check_channels(shape) -> None:
     if len(shape) == 0 or shape[-1] != 3:
-        raise ValueError(f"expected channel-last RGB images (..., 3), got shape {tuple(shape)}")
+        raise InputError(f"expected channel-last RGB images (..., 3), got shape {tuple(shape)}")

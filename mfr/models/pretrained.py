@@ -15,14 +15,17 @@ import hashlib
 import os
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import keras
 
-from mfr.models.legacy_h5 import load_legacy_h5
-from mfr.models.senet50 import PRETRAINED, build_senet50
+from mfr.errors import InputError, MfrError
+from mfr.models.legacy_h5 import file_layer_names, load_legacy_h5
+from mfr.models.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 
-__all__ = ["VGGFACE2", "WeightsDownloadError", "get_weights_file", "senet50", "weights_cache_dir"]
+__all__ = ["VGGFACE2", "WeightsDownloadError", "check_senet50_file", "get_weights_file", "senet50",
+           "vggface2_weights_file", "weights_cache_dir"]
 
 VGGFACE2 = PRETRAINED["vggface2"]
 _CHUNK = 1 << 20
@@ -49,11 +52,11 @@ def senet50(
     if weights is None:
         return build_senet50(pooling=pooling, input_shape=input_shape)
     if isinstance(weights, str) and weights == "vggface2":
-        path = get_weights_file()
+        path = vggface2_weights_file()
     else:
         path = Path(weights)
         if not path.is_file():
-            raise ValueError(
+            raise InputError(
                 f"weights must be 'vggface2', None or the path of a legacy .h5 file; "
                 f"{str(path)!r} is not a file"
             )
@@ -63,7 +66,41 @@ def senet50(
     return model
 
 
-class WeightsDownloadError(OSError):
+def check_senet50_file(path: str | Path) -> None:
+    """InputError unless `path` is a readable legacy HDF5 file listing every weighted layer of
+    SENet50 (keras-vggface publishes no checksum, so this is the check a download gets)."""
+    listed = set(file_layer_names(path))
+    missing = sorted(set(VGGFACE_NAMES.values()) - listed)
+    if missing:
+        raise InputError(f"{path}: lacks {len(missing)} of SENet50's {len(VGGFACE_NAMES)} weighted "
+                         f"layers (e.g. {missing[:3]}); expected keras-vggface's "
+                         f"{VGGFACE2['file']}")
+
+
+def vggface2_weights_file(progress: bool = True) -> Path:
+    """The VGGFace2 SENet50 weights, downloaded once and checked (:func:`check_senet50_file`).
+
+    A damaged cached copy (an interrupted copy by hand, a truncated file) is fetched again,
+    with a warning saying so; a download that fails the check is removed and an InputError.
+    """
+    path = weights_cache_dir() / VGGFACE2["file"]
+    if path.is_file():
+        try:
+            check_senet50_file(path)
+            return path
+        except InputError as e:
+            warnings.warn(f"{e}; downloading it again", stacklevel=2)
+            path.unlink()
+    path = get_weights_file(progress=progress)
+    try:
+        check_senet50_file(path)
+    except InputError:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+class WeightsDownloadError(MfrError, OSError):
     """The weights file could not be fetched (offline, unreachable, HTTP error)."""
 
 
@@ -87,7 +124,7 @@ def _check_pin(path: Path, target: Path, sha256: str | None) -> None:
     found = _sha256(path)
     if found.lower() != sha256.lower():
         path.unlink(missing_ok=True)
-        raise ValueError(
+        raise InputError(
             f"sha256 mismatch for {target}: expected {sha256.lower()}, found {found} "
             f"(the file was removed)"
         )

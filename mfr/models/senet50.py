@@ -29,6 +29,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mfr.errors import InputError
 from mfr.models.layer_names import keras_name, vggface_names
 
 __all__ = ["BN_EPSILON", "PRETRAINED", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]
@@ -135,7 +136,7 @@ def build_senet50(
     compilation); :func:`senet50` uses it when every weight is loaded from a file anyway.
     """
     if pooling not in ("avg", "max"):
-        raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        raise InputError(f"pooling must be 'avg' or 'max', got {pooling!r}")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _conv_bn(inputs, 64, 7, "conv1/7x7_s2", kernel_initializer, strides=2, padding="same")
     x = layers.Activation("relu", name="conv1_relu")(x)
