@@ -376,3 +376,41 @@ def train_step(
         final_weights="final_trainable.h5 (trained layers only, keras-vggface legacy HDF5)",
         epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)"))
     return result
+
+
+# --------------------------------------------------------------------------- Grad-CAM (issue 10)
+
+
+def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
+                 model_dir: str | Path | None = None, config: StudyConfig | None = None,
+                 pairs_dir: str | Path | None = None, **options: Any):
+    """Grad-CAM maps, attention shares above the mask line and the deletion test (`mfr
+    gradcam`, notebook 05) for one of: every setting of a study folder (`study_dir`: its
+    ``baseline/`` and ``train_N<N>/``), one run folder (`model_dir`), or the bare core of
+    `config` (its weights; ``None`` = seeded random init). `pairs_dir` defaults to
+    ``study_dir/partition`` or the run's recorded pairs folder. `options` go to
+    :func:`mfr.gradcam_study.run_gradcam` (n_images, seed, data_root, deletion_fraction,
+    random_draws, n_boot, layer, progress). Returns its :class:`~mfr.gradcam_study.GradcamRun`.
+    """
+    from mfr import gradcam_study as gs
+
+    if sum(x is not None for x in (study_dir, model_dir, config)) != 1:
+        raise ValueError("give exactly one of a study folder, a run folder or a config")
+    if study_dir is not None:
+        settings = gs.find_settings(study_dir)
+        pairs_dir = pairs_dir or Path(study_dir) / "partition"
+    elif model_dir is not None:
+        settings = [gs.read_setting(model_dir)]
+        recorded = json.loads((Path(model_dir) / "run.json").read_text("utf-8")).get("pairs_dir")
+        pairs_dir = pairs_dir or recorded
+    else:
+        settings = [gs.Setting("core", gs.setting_label(config.weights), config)]
+    if pairs_dir is None:
+        raise ValueError("no pairs folder: pass --pairs DIR (the output folder of `mfr partition`)")
+    for s in settings:  # the weights can be had, before any slow work
+        check_weights(s.config, options.get("progress", True))
+    if options.get("seed") is None:
+        options["seed"] = settings[0].config.seed
+    options["data_root"] = resolve_data_root(options.get("data_root"), Path(pairs_dir),
+                                             settings[0].config)
+    return gs.run_gradcam(settings, pairs_dir, out_dir, **options)
