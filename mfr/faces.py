@@ -1,8 +1,9 @@
 """Faces in a photo (MTCNN) and the line above a face mask.
 
 Detection is MTCNN (package ``mtcnn`` 1.0, Zhang et al. 2016; its weights ship in the wheel, so
-it works offline). It runs on TensorFlow directly, so it is imported only when a face is first
-looked for, and its three networks are built once per process (:func:`detector`).
+it works offline). It needs TensorFlow, and Keras on the TensorFlow backend, so it is imported
+only when a face is first looked for; its three networks are built once per process
+(:func:`detector`).
 
 :func:`mask_line` is where the attention share of :mod:`mfr.attention` splits a face: the row
 halfway between the eyes' mean height and the nose tip's height (MTCNN's landmarks), i.e. below
@@ -24,6 +25,7 @@ import numpy as np
 __all__ = [
     "FIXED_FRACTION",
     "Face",
+    "FaceDetectorBackendError",
     "as_rgb",
     "crop_face",
     "detect_faces",
@@ -50,9 +52,24 @@ class Face:
         return int(self.box[2]) * int(self.box[3])
 
 
+class FaceDetectorBackendError(RuntimeError):
+    """MTCNN was asked for under a Keras backend other than TensorFlow."""
+
+
 @functools.cache
 def detector() -> Any:
-    """MTCNN's detector, built once per process (three small networks, about 1 s)."""
+    """MTCNN's detector, built once per process (three small networks, about 1 s).
+
+    mtcnn 1.0 builds its networks with ``tf.keras``, i.e. Keras 3 on the process's backend, and
+    then calls TensorFlow-only methods on their outputs: it works only when Keras runs on
+    TensorFlow (FaceDetectorBackendError, one line, otherwise).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise FaceDetectorBackendError(
+            f"face detection (mtcnn 1.0) needs the TensorFlow backend; Keras runs on "
+            f"{keras.backend.backend()}: run with KERAS_BACKEND=tensorflow")
     from mtcnn import MTCNN
 
     return MTCNN()

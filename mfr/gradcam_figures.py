@@ -76,14 +76,16 @@ def overlay_grid(images: np.ndarray, maps: Mapping[str, np.ndarray], lines: Sequ
 def plot_shares(attention: pd.DataFrame, summary: pd.DataFrame, order: Sequence[str]):
     """Per setting and role, each image's share above the mask line (dots), the mean with its
     bootstrap CI (bar), and the share a uniform map would have (dotted: the mean line height).
-    A setting failing the deletion test is drawn grey and labelled so."""
+    Maps failing the deletion test are drawn grey and their setting's label says so."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(max(5.0, 1.6 * len(order) + 1.5), 4.0), dpi=100)
+    fig = Figure(figsize=(max(5.5, 1.8 * len(order) + 1.5), 4.2), dpi=100)
     ax = fig.subplots()
     roles = sorted(attention["role"].unique())
     width = 0.8 / max(len(roles), 1)
     colours = {"masked": "tab:red", "unmasked": "tab:blue"}
+    markers = {"masked": "o", "unmasked": "^"}
     for r, role in enumerate(roles):
         for x, setting in enumerate(order):
             g = attention[(attention.setting == setting) & (attention.role == role)]
@@ -96,8 +98,8 @@ def plot_shares(attention: pd.DataFrame, summary: pd.DataFrame, order: Sequence[
             pos = x - 0.4 + width * (r + 0.5)
             y = g["share_above"].to_numpy(float)
             jitter = np.linspace(-width / 3, width / 3, len(y)) if len(y) > 1 else np.zeros(1)
-            ax.scatter(pos + jitter, y, s=12, color=colour, alpha=0.6,
-                       label=role if x == 0 else None)
+            ax.scatter(pos + jitter, y, s=14, color=colour, alpha=0.7,
+                       marker=markers.get(role, "s"))
             if np.isfinite(s["share_above_mean"]):
                 ax.errorbar(pos, s["share_above_mean"],
                             yerr=[[s["share_above_mean"] - s["share_above_ci_low"]],
@@ -109,14 +111,19 @@ def plot_shares(attention: pd.DataFrame, summary: pd.DataFrame, order: Sequence[
     for setting in order:
         s = summary[summary.setting == setting]
         label = s["label"].iloc[0] if len(s) else setting
-        if len(s) and not s["maps_pass_deletion_test"].all():
-            label += "\n(maps fail\ndeletion test)"
+        failing = list(s.loc[~s["maps_pass_deletion_test"].astype(bool), "role"])
+        if failing:
+            label += f"\n({' and '.join(failing)} maps\nfail deletion test)"
         labels.append(label)
     ax.set_xticks(range(len(order)), labels, fontsize=8)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("share of Grad-CAM mass above the mask line")
-    ax.set_title("attention above the mask line\n(dots: images; square: mean, bootstrap 95% "
-                 "CI; dotted: a uniform map)", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_ylabel("share of Grad-CAM mass above the mask line", fontsize=9)
+    ax.set_title("attention above the mask line\n(dots: images; square: mean, 95% bootstrap "
+                 "CI; dotted: uniform map)", fontsize=9)
+    handles = [Line2D([], [], linestyle="", marker=markers.get(r, "s"),
+                      color=colours.get(r, "tab:green"), label=f"{r} image") for r in roles]
+    handles.append(Line2D([], [], linestyle="", marker="o", color="0.6",
+                          label="grey: maps fail deletion test"))
+    ax.legend(handles=handles, fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig

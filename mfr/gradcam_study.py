@@ -250,7 +250,8 @@ def _summary_markdown(summary: pd.DataFrame, settings: list[Setting], n_boot: in
     lines += rows + [""]
     if len(failing):
         lines += ["**Maps that fail the deletion test** (greying the region they rank highest "
-                  "raises the pair distance no more than greying a random region): "
+                  "changes the pair distance no more than greying random regions of the same "
+                  "size): "
                   + ", ".join(f"{r.label} ({r.role})" for r in failing.itertuples())
                   + ". Their attention shares are not an answer to RQ1.", ""]
     lines += [

@@ -302,11 +302,14 @@ def test_gradcam_under_jax_says_so_in_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [lines[-1]] and "needs the TensorFlow backend" in lines[-1], r.stderr
     code = ("import sys, mfr.gradcam, mfr.gradcam_study, mfr.attention, mfr.faces, "
-            "mfr.commands.gradcam; print('tensorflow' in sys.modules)")
+            "mfr.commands.gradcam; print('tensorflow' in sys.modules)\n"
+            "try:\n    mfr.faces.detect_faces(__import__('numpy').zeros((40, 40, 3)))\n"
+            "except mfr.faces.FaceDetectorBackendError as e:\n    print(e)")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300)
-    assert out.stdout.strip() == "False", out.stderr
+    assert out.stdout.splitlines()[0] == "False", out.stderr
+    assert "face detection (mtcnn 1.0) needs the TensorFlow backend" in out.stdout, out.stderr
 
 
 @needs_tf
@@ -338,3 +341,17 @@ def test_mfr_gradcam_on_a_study_twice_gives_the_same_bytes(tmp_path):
         "overlays_masked.png", "overlays_unmasked.png", "attention_share.png"}
     meta = json.loads((outs[0] / "run.json").read_text())
     assert meta["command"] == "gradcam" and meta["layer"] == FEATURE_LAYER
+    assert meta["skipped_pairs"] == []
+
+    # A bare core read from the data root (no cache there): a corrupt image is skipped, listed,
+    # and the next candidate pair is explained instead.
+    first = meta["pairs"][0]["masked_path"]
+    root = Path(json.loads((sample.pairs_dir / "run.json").read_text())["data_root"])
+    (root / first).write_bytes(b"not an image")
+    out = tmp_path / "gc3"
+    assert main(["gradcam", "--weights", "none", "--pairs", str(sample.pairs_dir), "--out",
+                 str(out), "--n-images", "1", "--random-draws", "2", "--no-progress"]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert [s["masked_path"] for s in meta["skipped_pairs"]] == [first]
+    assert meta["n_images"] == 1 and meta["pairs"][0]["masked_path"] != first
+    assert meta["settings"][0]["label"] == "random init"
