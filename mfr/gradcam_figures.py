@@ -80,7 +80,7 @@ def plot_shares(attention: pd.DataFrame, summary: pd.DataFrame, order: Sequence[
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    fig = Figure(figsize=(max(5.5, 1.8 * len(order) + 1.5), 4.2), dpi=100)
+    fig = Figure(figsize=(max(7.5, 1.8 * len(order) + 3.5), 4.2), dpi=100)
     ax = fig.subplots()
     roles = sorted(attention["role"].unique())
     width = 0.8 / max(len(roles), 1)
@@ -124,6 +124,7 @@ def plot_shares(attention: pd.DataFrame, summary: pd.DataFrame, order: Sequence[
                       color=colours.get(r, "tab:green"), label=f"{r} image") for r in roles]
     handles.append(Line2D([], [], linestyle="", marker="o", color="0.6",
                           label="grey: maps fail deletion test"))
-    ax.legend(handles=handles, fontsize=8, loc="lower right")
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
     fig.tight_layout()
     return fig
