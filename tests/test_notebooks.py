@@ -18,6 +18,8 @@ PARAMETERS = {
                           "embed_batch_size", "split"),
     "03_finetune.ipynb": ("trainable_layers", "epochs", "batch_size", "learning_rate", "margin",
                           "seed", "trunk_cache"),
+    "05_gradcam.ipynb": ("study_dir", "pairs_dir", "out_dir", "n_images", "deletion_fraction",
+                         "random_draws", "n_boot", "seed"),
 }
 
 
@@ -72,3 +74,19 @@ def test_notebook_03_runs(tmp_path):
                                                "summary.json", "run.json", "final_trainable.h5"}
     assert len(pd.read_csv(run / "history.csv")) == 1
     assert "image/png" in text and "median impostor" in text and "thesis gap" in text
+
+
+@pytest.mark.slow
+def test_notebook_05_runs(tmp_path):
+    pytest.importorskip("tf_keras_vis")
+    pytest.importorskip("mtcnn")
+    text = _execute("05_gradcam.ipynb", tmp_path, study_dir=None, out_dir=str(tmp_path / "gc"),
+                    n_images=2, random_draws=2, n_boot=200)
+    out = tmp_path / "gc"
+    assert {p.name for p in out.iterdir()} >= {
+        "attention.csv", "attention_summary.csv", "attention_summary.md", "deletion.csv",
+        "overlays_masked.png", "overlays_unmasked.png", "attention_share.png", "run.json"}
+    summary = pd.read_csv(out / "attention_summary.csv")
+    assert list(summary["label"].unique()) == ["random init", "last 10 layers (from random init)"]
+    assert len(pd.read_csv(out / "attention.csv")) == 2 * 2 * 2  # settings x roles x images
+    assert "image/png" in text and "Random initialisation" in text
