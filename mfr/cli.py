@@ -13,7 +13,7 @@ import sys
 
 from mfr import __version__
 
-COMMANDS = ("partition", "embed", "train")
+COMMANDS = ("partition", "embed", "train", "evaluate")
 
 
 def _module(name: str):
