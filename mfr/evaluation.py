@@ -55,6 +55,9 @@ __all__ = [
 #: cosine, L1
 EVAL_DISTANCES = ("sum_squared", "cosine", "l1")
 DEFAULT_DISTANCE = "sum_squared"
+#: an embedder's own distance on its unnormalised vectors (dlib: face_recognition's
+#: face_distance), reported beside the others in a dataset evaluation
+RAW_EUCLIDEAN = "euclidean_raw"
 RESERVED = ("partition", "cache", "evaluation")
 
 BOOTSTRAP_DEFINITION = (
@@ -383,14 +386,21 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
         "thresholds": threshold_table(settings, distances),
         "identification": identification_table(settings, distances),
     }
-    runs = {s.report_key: s.run_dir for s in study.settings
-            if (s.run_dir / "summary.json").is_file() and s.key in settings
-            and "test" in settings[s.key]["splits"]}
+    runs = _report_runs([s for s in study.settings if (s.run_dir / "summary.json").is_file()
+                         and "test" in settings[s.key]["splits"]])
     if runs:
         t51 = report.table_5_1(runs)
         t51.insert(1, "trained layers", [0 if k == "pre-trained" else int(k) for k in runs])
         tables["table_5_1"] = t51
     return StudyEvaluation(study, metrics, thresholds, tables)
+
+
+def _report_runs(settings: Sequence[Setting]) -> dict[str | int, Path]:
+    """{"pre-trained" or N: run folder} for :mod:`mfr.report` (the first of several embed runs)."""
+    runs: dict[str | int, Path] = {}
+    for s in settings:
+        runs.setdefault(s.report_key, s.run_dir)
+    return runs
 
 
 # --------------------------------------------------------------------------- tables
@@ -545,7 +555,7 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
         a2.set_title(f"Validation loss per epoch (Fig 5.2){tnote}\nthesis: lower with more "
                      f"trainable layers (no values printed)", fontsize=10)
         figs["fig_5_1_train_loss"], figs["fig_5_2_val_loss"] = f1, f2
-    runs = {s.report_key: s.run_dir for s in study.settings}
+    runs = _report_runs(study.settings)
     if runs:
         thesis = {s.label: report.THESIS_TABLE_5_1[s.report_key][:2] for s in study.settings
                   if s.report_key in report.THESIS_TABLE_5_1}

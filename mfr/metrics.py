@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BOOTSTRAP_STATS",
     "FMR_TARGETS",
     "THRESHOLD_RULES",
     "Roc",
     "apply_threshold",
+    "bootstrap_identification",
     "bootstrap_subjects",
     "choose_threshold",
     "cv_accuracy",
@@ -46,6 +48,7 @@ __all__ = [
     "identification_ranks",
     "missing_class",
     "roc",
+    "subject_weights",
     "verification_metrics",
 ]
 

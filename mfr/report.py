@@ -1,4 +1,5 @@
-"""The thesis's Table 5.1 and Figures 5.1-5.5 from run folders, beside the thesis's values.
+"""The thesis's Table 5.1 and Figures 5.1-5.5 from run folders, beside the thesis's values;
+ROC, DET and CMC curves (:mod:`mfr.metrics`); figures saved as PNG and SVG (:func:`save_figure`).
 
 A run folder is what `mfr embed` (the pre-trained baseline) or `mfr train` (one N) wrote: a
 ``summary.json`` (splits -> split -> metric -> statistics), a ``distances.csv`` and, for

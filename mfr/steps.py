@@ -468,6 +468,10 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
                 else E.table_markdown(table, name))
         write_text(out / f"{name}.md", text)
         md += [f"## {name}", "", text]
+    notes = [f"{v['label']}, {d}: {n}" for v in ev.metrics["settings"].values()
+             for d, m in v["splits"].get("test", {}).items() for n in m.get("notes", [])]
+    if notes:
+        md += ["## Notes (test pairs)", "", *(f"- {n}" for n in notes), ""]
     for title, items in (("Missing", study.missing), ("Incomplete", ev.metrics["incomplete"])):
         if items:
             md += [f"## {title}", "", *(f"- {m['setting']} ({m['path']}): {m['reason']}"
@@ -537,7 +541,9 @@ def evaluate_dataset_step(
     (one entry per pair set with ``auc``, ``eer``, ``fnmr_at_fmr_1pct``, ``fnmr_at_fmr_0_1pct``,
     ``gmean``, ``imean``, ``median_genuine``, ``median_impostor``, ``n_genuine``,
     ``n_impostor``, ... for the default distance (sum_squared), ``ci`` (95% subject bootstrap),
-    ``by_distance``, ``accuracy_cv``; plus ``identification``, ``embedder``, ``dataset``),
+    ``by_distance`` (sum_squared, cosine, l1, and for dlib ``euclidean_raw``: Euclidean on the
+    unnormalised descriptors, face_recognition's own distance), ``accuracy_cv``; plus
+    ``identification``, ``embedder``, ``dataset``),
     ``metrics.md``, ``thresholds.json``, ROC / DET / CMC figures, ``run.json``.
 
     Args:
@@ -550,7 +556,7 @@ def evaluate_dataset_step(
     """
     from mfr import evaluation as E
     from mfr.datasets import mfr2_pairs
-    from mfr.distances import all_pair_distances
+    from mfr.distances import all_pair_distances, pair_distances
     from mfr.embedders import get_embedder
     from mfr.embeddings import Embeddings, save_embeddings
 
@@ -586,6 +592,11 @@ def evaluate_dataset_step(
     failed = sorted(set(cache.failed["path"]) | set(flags.get("failed", [])))
     save_embeddings(out / "embeddings", vectors, cache.paths, config=cfg,
                     meta={"embedder": desc, "flags": flags})
+    dist_names = list(E.EVAL_DISTANCES)
+    raw = None
+    if emb_model.norms is not None:  # the model's own distance: Euclidean on raw vectors
+        raw = vectors.astype(np.float64) * emb_model.norms[:, None]
+        dist_names.append(E.RAW_EUCLIDEAN)
     emb = Embeddings(vectors, cache.paths, {"embedder": desc})
     emb.failed_paths = frozenset(failed)
 
@@ -597,11 +608,12 @@ def evaluate_dataset_step(
                          f"to load or embed (see images_failed)")
         idx = pair_indices(kept, emb)
         dists = all_pair_distances(emb.vectors, idx.u_idx, idx.m_idx, E.EVAL_DISTANCES)
+        if raw is not None:
+            dists[E.RAW_EUCLIDEAN] = pair_distances(raw, idx.u_idx, idx.m_idx, "l2")
         frame = pd.DataFrame({"split": name, **{c: kept[c].to_numpy() for c in kept.columns},
                               **dists})
         frames.append(frame)
-        entries[name] = E.pair_set_entry(frame, E.EVAL_DISTANCES, cfg.bootstrap_resamples,
-                                         cfg.seed)
+        entries[name] = E.pair_set_entry(frame, dist_names, cfg.bootstrap_resamples, cfg.seed)
         entries[name]["n_pairs_dropped"] = int(len(dropped))
         if entries[name]["null_reason"]:
             warnings.warn(f"{name}: {entries[name]['null_reason']}", stacklevel=2)
@@ -623,7 +635,7 @@ def evaluate_dataset_step(
         **entries,
         "identification": identification,
         "pair_sets": list(entries),
-        "distances": list(E.EVAL_DISTANCES),
+        "distances": dist_names,
         "default_distance": E.DEFAULT_DISTANCE,
         "embedder": desc,
         "dataset": {"root": str(ds.root), "layout": layout, "n_subjects": len(ds.subjects),
@@ -643,10 +655,12 @@ def evaluate_dataset_step(
     write_json(out / "thresholds.json", {
         "rule": "eer", "accept": "distance <= threshold", "embedder": desc,
         "chosen_on": "each pair set itself (in-sample: a dataset has no validation split)",
-        "pair_sets": {name: {d: e["by_distance"][d]["eer_threshold"] for d in E.EVAL_DISTANCES}
+        "pair_sets": {name: {d: e["by_distance"][d]["eer_threshold"] for d in dist_names}
                       for name, e in entries.items()}})
     figures = _save_figures(E.pair_set_figures(distances, list(entries), identification,
-                                               title=f"{desc['name']} on {layout}"), out)
+                                               title=f"{desc['name']} on {layout}"
+                                               + E.init_note([bool(desc.get("random_init"))])),
+                          out)
     write_json(out / "run.json", run_metadata(
         cfg, command="evaluate", data_root=str(ds.root.resolve()), layout=layout,
         embedder=desc, pair_sets=list(entries), figures=figures,

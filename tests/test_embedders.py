@@ -117,6 +117,10 @@ def test_evaluate_dataset_dlib_on_mfr2(mfr2_dev, dlib_embedder, tmp_path):
     assert mvu["median_genuine"] == pytest.approx(x.loc[x.label == 1, "sum_squared"].median(),
                                                   abs=1e-6)
     assert mvu["median_genuine"] < mvu["median_impostor"] and mvu["auc"] > 0.5
+    # face_recognition's own distance (Euclidean on the raw descriptors), reported beside
+    raw = mvu["by_distance"]["euclidean_raw"]
+    assert raw["auc"] == pytest.approx(roc_auc_score(x["label"], -x["euclidean_raw"]))
+    assert (x["euclidean_raw"] > x["sum_squared"] ** 0.5).all()  # descriptors are longer than 1
     ours = m["mfr2_pairs"]
     assert ours["n_impostor"] > 0 and ours["median_genuine"] < ours["median_impostor"]
     assert mvu["ci"]["auc"]["n_valid"] == 100 and m["bootstrap"]["unit"] == "subject"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
@@ -49,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if (args.study is None) == (data_root is None):
         raise ValueError("give either --study DIR, or --data-root DIR with --layout and --out")
     if args.study is not None:
-        ev = steps.evaluate_step(args.study, args.out, cfg, progress=not args.no_progress)
+        with warnings.catch_warnings():  # what is missing is printed below, once
+            warnings.filterwarnings("ignore", message="missing ")
+            ev = steps.evaluate_step(args.study, args.out, cfg, progress=not args.no_progress)
         out = args.out or args.study / "evaluation"
         for m in ev.study.missing + ev.metrics["incomplete"]:
             print(f"note: {m['setting']} ({m['path']}): {m['reason']}", file=sys.stderr)

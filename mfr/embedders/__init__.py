@@ -5,7 +5,8 @@ RGB images: the size of the image cache to build for it), ``embed(images, progre
 ((N, S, S, 3) uint8 -> (N, D) float32, L2-normalised rows, so every embedder shares
 :mod:`mfr.distances` and :mod:`mfr.metrics`) and ``describe()`` (what it is, for run.json and
 metrics.json). ``flags`` holds per-image notes of the last ``embed`` call (e.g. dlib's
-``no_face_detected``), as boolean arrays over its rows.
+``no_face_detected``), as boolean arrays over its rows; ``norms`` the rows' lengths before
+normalisation where the model's own distance is on raw vectors (dlib's).
 
 ``get_embedder("senet50", weights=...)`` or ``get_embedder("dlib")``; the registry
 :data:`EMBEDDERS` maps a name to ``"module:Class"``, imported only when asked for, so a third
@@ -37,6 +38,9 @@ class Embedder(ABC):
 
     def __init__(self) -> None:
         self.flags: dict[str, np.ndarray] = {}
+        #: the rows' lengths before normalisation (last ``embed`` call), for an embedder whose
+        #: own distance uses unnormalised vectors (dlib / face_recognition); else None
+        self.norms: np.ndarray | None = None
 
     @abstractmethod
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:

