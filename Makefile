@@ -10,7 +10,7 @@ export MFR_KERAS2_PYTHON ?= $(CURDIR)/.venv-keras2/bin/python
 setup:  ## create .venv and install mfr with everything CI and the notebooks need
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,jax,faces,notebooks,dev]"
+	$(PY) -m pip install -q -e ".[cpu,jax,faces,notebooks,dev,baselines]"
 	$(PY) -m ipykernel install --user --name mfr --display-name "mfr (.venv)" >/dev/null
 	$(MAKE) setup-keras2
 

@@ -63,6 +63,12 @@ class StudyConfig:
     trainable_layers: tuple[int, ...] = _f(THESIS_TRAINABLE_LAYERS,
                                            "N: train the last N layers (BatchNormalization stays "
                                            "frozen); a comma list runs several")
+    # evaluation (mfr evaluate)
+    bootstrap_resamples: int = _f(1000, "bootstrap resamples (over subjects) for the 95% "
+                                        "confidence intervals (0: none)", minimum=0)
+    threshold_rule: str = _f("eer", "decision threshold chosen on the validation pairs: at the "
+                                    "EER, or at FMR 1% / 0.1%",
+                             ("eer", "fmr_1pct", "fmr_0_1pct"))
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")

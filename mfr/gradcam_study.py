@@ -61,13 +61,15 @@ class Setting:
 
 
 def setting_label(weights: str | None, trainable_layers: int | None = None) -> str:
-    """How a setting is named in tables and figures; random weights always say so."""
-    if trainable_layers is not None:
-        return f"last {trainable_layers} layers" + (" (from random init)" if weights is None
-                                                    else "")
-    if weights is None:
-        return "random init"
-    return "pre-trained" if weights == "vggface2" else f"weights {Path(weights).name}"
+    """How a setting is named in tables and figures, as in the evaluation
+    (:func:`mfr.report.setting_label`); random weights always say so."""
+    from mfr.report import setting_label as label
+
+    if weights not in (None, "vggface2"):
+        base = f"weights {Path(weights).name}"
+        return base if trainable_layers is None else f"last {trainable_layers} layers ({base})"
+    return label("pre-trained" if trainable_layers is None else trainable_layers,
+                 random_init=weights is None)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:

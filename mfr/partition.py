@@ -28,6 +28,7 @@ them to these arrays gives exactly the rows the thesis's DataFrames got.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,8 +291,27 @@ def partition(
         theirs = mfr2_pairs(ds.root)
         stats["mfr2_pairs"] = {**_pair_stats(theirs), "kinds": theirs.attrs["kinds"],
                                "dropped (not masked-vs-unmasked)": theirs.attrs["dropped"]}
+    problems = class_warnings({"train": train, "val": val, "test": test,
+                               **({"mfr2_pairs": theirs} if theirs is not None else {})})
+    for w in problems:
+        warnings.warn(w, stacklevel=2)
+    if problems:
+        stats["warnings"] = problems
     return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
                      theirs)
+
+
+def class_warnings(frames: dict[str, pd.DataFrame]) -> list[str]:
+    """One line per pair table with no genuine or no impostor pairs (verification metrics of
+    such a split are undefined; the split is then too small or the tree too uneven)."""
+    out = []
+    for name, df in frames.items():
+        n_gen = int((df["label"] == 1).sum())
+        n_imp = len(df) - n_gen
+        if n_gen == 0 or n_imp == 0:
+            out.append(f"{name} split has {n_gen} genuine and {n_imp} impostor pairs: metrics "
+                       f"that compare the two (ROC, EER, thresholds) are undefined on it")
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -75,6 +75,8 @@ class TrainResult:
     test_distances: np.ndarray | None = None
     test_pair_rows: np.ndarray | None = None
     test_embeddings: np.ndarray | None = None  # (n unique test images, 2048), L2-normalised
+    embeddings: np.ndarray | None = None  # the unique val + test images', L2-normalised
+    embedding_rows: np.ndarray | None = None  # their rows of `images` (sorted)
     timings: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0  # epochs already done when this call started
     engine: str = "fit"  # "fit" | "fused"
@@ -277,8 +279,9 @@ def train_siamese(
     Hyperparameters come from `config` (margin, optimizer, learning_rate, momentum,
     batch_size, epochs, seed, trunk_cache, steps_per_execution, preprocessing,
     embed_batch_size, keep_all_checkpoints). `core` is modified in place (trainable flags,
-    trained weights). With `test` pairs, the result holds the fine-tuned embeddings of their
-    unique images and the pairs' distances (the thesis's sum_squared).
+    trained weights). The result holds the fine-tuned embeddings of the unique images of the
+    `val` and `test` pairs (``embeddings``, ``embedding_rows``) and, with `test` pairs, their
+    distances (the thesis's sum_squared).
 
     `engine`: "fit" (``model.fit`` one epoch at a time, any backend), "fused" (JAX only:
     :class:`mfr.jax_engine.FusedJaxEngine`; the same steps) or "auto" (fused under JAX).
@@ -358,24 +361,31 @@ def train_siamese(
 
         write_csv(out / "history.csv", result.history)
         save_legacy_h5(SimpleNamespace(layers=layers, name=core.name), out / "final_trainable.h5")
-    if test_r is not None:
+    if test_r is not None or val_r is not None:
         t2 = time.perf_counter()
-        _embed_test_pairs(result, model, test_r, cfg.embed_batch_size)
+        _embed_eval_pairs(result, model, rows, val_r, test_r, cfg.embed_batch_size)
         timings["test_s"] = time.perf_counter() - t2
     return result
 
 
-def _embed_test_pairs(result: TrainResult, model: keras.Model, test: PairSet,
-                      batch_size: int) -> None:
-    """The fine-tuned embeddings of the test pairs' unique images, and the pairs' distances."""
+def _embed_eval_pairs(result: TrainResult, model: keras.Model, rows: np.ndarray,
+                      val: PairSet | None, test: PairSet | None, batch_size: int) -> None:
+    """The fine-tuned embeddings of the val and test pairs' unique images (each once), and the
+    test pairs' distances. `rows`: the image rows behind the model's rows."""
     from mfr.distances import pair_distances
 
+    sets = [s for s in (val, test) if s is not None]
+    model_rows = np.unique(np.concatenate([np.r_[s.u_idx, s.m_idx] for s in sets]))
+    emb = embed_rows(model, model_rows, batch_size)
+    result.embeddings, result.embedding_rows = emb, rows[model_rows]
+    if test is None:
+        return
     test_rows, inv = np.unique(np.r_[test.u_idx, test.m_idx], return_inverse=True)
-    emb = embed_rows(model, test_rows, batch_size)
     nt = len(test)
-    result.test_embeddings = emb
+    result.test_embeddings = emb[np.searchsorted(model_rows, test_rows)]
     result.test_pair_rows = inv  # rows of test_embeddings: unmasked then masked
-    result.test_distances = pair_distances(emb, inv[:nt], inv[nt:], "sum_squared")
+    result.test_distances = pair_distances(result.test_embeddings, inv[:nt], inv[nt:],
+                                           "sum_squared")
 
 
 def embed_rows(model: keras.Model, rows: np.ndarray, batch_size: int = 64) -> np.ndarray:

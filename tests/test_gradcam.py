@@ -231,12 +231,12 @@ def test_find_settings_orders_and_labels_a_study(tmp_path):
     (tmp_path / "train_Nx").mkdir()
     found = find_settings(tmp_path)
     assert [s.name for s in found] == ["baseline", "train_N10", "train_N20"]
-    assert [s.label for s in found] == ["random init", "last 10 layers (from random init)",
-                                        "last 20 layers (from random init)"]
+    assert [s.label for s in found] == ["SENet50 random init", "last 10 layers (random init)",
+                                        "last 20 layers (random init)"]
     assert all(s.random_init for s in found)
     pre = _run_json(tmp_path / "vgg" / "baseline", command="embed",
                     config=StudyConfig().to_dict())
-    assert find_settings(pre.parent)[0].label == "pre-trained"
+    assert find_settings(pre.parent)[0].label == "SENet50 pre-trained"
     with pytest.raises(FileNotFoundError, match="no baseline/run.json"):
         find_settings(tmp_path / "train_Nx")
 
@@ -332,7 +332,7 @@ def test_mfr_gradcam_on_a_study_twice_gives_the_same_bytes(tmp_path):
                  "attention_summary.md", "run.json"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
     att = pd.read_csv(outs[0] / "attention.csv")
-    assert list(att["role"]) == ["masked", "unmasked"] and (att["label"] == "random init").all()
+    assert list(att["role"]) == ["masked", "unmasked"] and (att["label"] == "SENet50 random init").all()
     assert att["share_above"].between(0, 1).all()
     summary = pd.read_csv(outs[0] / "attention_summary.csv")
     assert "maps_pass_deletion_test" in summary.columns
@@ -354,4 +354,4 @@ def test_mfr_gradcam_on_a_study_twice_gives_the_same_bytes(tmp_path):
     meta = json.loads((out / "run.json").read_text())
     assert [s["masked_path"] for s in meta["skipped_pairs"]] == [first]
     assert meta["n_images"] == 1 and meta["pairs"][0]["masked_path"] != first
-    assert meta["settings"][0]["label"] == "random init"
+    assert meta["settings"][0]["label"] == "SENet50 random init"

@@ -18,6 +18,9 @@ PARAMETERS = {
                           "embed_batch_size", "split"),
     "03_finetune.ipynb": ("trainable_layers", "epochs", "batch_size", "learning_rate", "margin",
                           "seed", "trunk_cache"),
+    "04_analysis.ipynb": ("study_dir", "out_dir", "config", "bootstrap_resamples",
+                          "threshold_rule", "seed", "weights", "trainable_layers", "epochs",
+                          "n_subjects"),
     "05_gradcam.ipynb": ("study_dir", "pairs_dir", "out_dir", "n_images", "deletion_fraction",
                          "random_draws", "n_boot", "seed"),
 }
@@ -76,6 +79,31 @@ def test_notebook_03_runs(tmp_path):
     assert "image/png" in text and "median impostor" in text and "thesis gap" in text
 
 
+_FIGURES = ("fig_5_1_train_loss", "fig_5_2_val_loss", "fig_5_3_distances", "fig_5_4_medians",
+            "fig_5_5_gap", "roc", "det", "cmc")
+
+
+def test_notebook_04_runs_on_a_study(tmp_path):
+    from test_evaluation import make_study
+
+    study = make_study(tmp_path / "study", layers=(10, 30), trained=(10,))
+    text = _execute("04_analysis.ipynb", tmp_path, study_dir=str(study),
+                    bootstrap_resamples="50", trainable_layers="10,30")
+    out = study / "evaluation"
+    assert {f"{s}.png" for s in _FIGURES} <= {p.name for p in out.iterdir()}
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["bootstrap"]["n_resamples"] == 50 and set(m["settings"]) == {"baseline", "N10"}
+    assert "not evaluated: N30" in text and "last 10 layers (random init)" in text
+    assert text.count("image/png") >= len(_FIGURES)
+
+
+@pytest.mark.slow
+def test_notebook_04_builds_a_tiny_study_offline(tmp_path):
+    """Default parameters: a generated sample, the baseline and N=10 from random weights."""
+    text = _execute("04_analysis.ipynb", tmp_path, bootstrap_resamples=100)
+    assert "built a tiny study (random init)" in text and "SENet50 pre-trained" not in text
+    assert "SENet50 random init" in text and "last 10 layers (random init)" in text
+    assert text.count("image/png") >= len(_FIGURES)
 @pytest.mark.slow
 def test_notebook_05_runs(tmp_path):
     pytest.importorskip("tf_keras_vis")
@@ -87,6 +115,6 @@ def test_notebook_05_runs(tmp_path):
         "attention.csv", "attention_summary.csv", "attention_summary.md", "deletion.csv",
         "overlays_masked.png", "overlays_unmasked.png", "attention_share.png", "run.json"}
     summary = pd.read_csv(out / "attention_summary.csv")
-    assert list(summary["label"].unique()) == ["random init", "last 10 layers (from random init)"]
+    assert list(summary["label"].unique()) == ["SENet50 random init", "last 10 layers (random init)"]
     assert len(pd.read_csv(out / "attention.csv")) == 2 * 2 * 2  # settings x roles x images
     assert "image/png" in text and "Random initialisation" in text

@@ -279,3 +279,13 @@ def test_mfr2_pairs(mfr2_dev):
     assert (df.label == (df.unmasked_subject == df.masked_subject)).all()
     keep = mfr2_pairs(root, mixed="keep")
     assert len(keep) == 325 and keep.attrs["dropped"] == 0
+
+
+def test_warns_when_a_split_has_one_class(tmp_path):
+    # 5 subjects: int(0.8*5) = 4 for train+val, one test subject: no test impostor can exist
+    counts = {"a": (1, 1), "b": (1, 1), "c": (1, 1), "d": (1, 1), "e": (2, 1)}
+    with pytest.warns(UserWarning, match="test split has 2 genuine and 0 impostor pairs"):
+        p = partition(_tree(tmp_path, counts))
+    assert p.stats["warnings"] == [
+        "test split has 2 genuine and 0 impostor pairs: metrics that compare the two (ROC, EER, "
+        "thresholds) are undefined on it"]

