@@ -1,17 +1,27 @@
-# mfr: make setup (once), make test, make demo
+# mfr: `make demo` (set-up included) and `make test`; `make help` lists the rest
 PY ?= .venv/bin/python
 VENV_BIN := $(dir $(PY))
 PYTEST := $(PY) -m pytest -q
+MFR := $(PY) -m mfr.cli
 # A Keras-2 interpreter running the original keras-vggface, for the parity tests (see setup-keras2)
 export MFR_KERAS2_PYTHON ?= $(CURDIR)/.venv-keras2/bin/python
+# TensorFlow's C++ start-up banners say nothing a user needs
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup setup-keras2 test test-tf test-jax lint demo bench clean
+.PHONY: help setup setup-keras2 _need-setup test test-tf test-jax lint demo study bench clean
+
+help:  ## this list
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(PY):
+	@echo "no $(PY) yet: making it (make setup)"
+	$(MAKE) setup
 
 setup:  ## create .venv and install mfr with everything CI and the notebooks need
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[cpu,jax,faces,notebooks,dev,baselines]"
-	$(PY) -m ipykernel install --user --name mfr --display-name "mfr (.venv)" >/dev/null
+	$(PY) -m ipykernel install --sys-prefix --name mfr --display-name "mfr (.venv)" >/dev/null
 	$(MAKE) setup-keras2
 
 # keras-vggface 0.6 itself on tf-keras (Keras 2), reusing .venv's TensorFlow: the tests check
@@ -22,22 +32,28 @@ setup-keras2:
 	  "$$(.venv-keras2/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")/mfr_venv.pth"
 	.venv-keras2/bin/python -m pip install -q --no-deps "tf-keras==$$($(PY) -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))' | cut -d. -f1,2).*" keras-vggface==0.6 keras-applications==1.0.8
 
-lint:
+_need-setup:
+	@test -x $(PY) || { echo "no $(PY): run \`make setup\` first (or \`make demo\`, which does it)"; exit 2; }
+
+lint: _need-setup  ## ruff over the package, tests, benchmarks and notebooks
 	$(VENV_BIN)ruff check mfr tests benchmarks notebooks
 
-test-tf:  ## every test, TensorFlow backend
+test-tf: _need-setup  ## every test, TensorFlow backend
 	KERAS_BACKEND=tensorflow $(PYTEST)
 
-test-jax:  ## the backend-agnostic Keras tests again, JAX backend
+test-jax: _need-setup  ## the backend-agnostic Keras tests again, JAX backend
 	KERAS_BACKEND=jax $(PYTEST) -m backend
 
-test: lint test-tf test-jax
+test: lint test-tf test-jax  ## what CI runs: ruff, then the tests under TensorFlow and JAX
 
-demo:  ## the pipeline as far as it goes, offline, on a generated RMFRD-layout sample
-	$(PY) -m mfr.demo --out results/demo
+demo: $(PY)  ## the whole study offline on a generated sample (mfr study --profile demo)
+	$(MFR) study --profile demo --out results/demo
 
-bench:
+study: _need-setup  ## the thesis's study: RMFRD ($$MFR_DATA), VGGFace2 weights, a GPU advised
+	$(MFR) study --profile thesis --out results/thesis
+
+bench: _need-setup  ## re-measure the partition benchmark
 	$(PY) benchmarks/bench_partition.py
 
-clean:
-	rm -rf results/demo .pytest_cache .ruff_cache
+clean:  ## remove what runs wrote (results/demo's committed files come back with git checkout)
+	rm -rf .pytest_cache .ruff_cache

@@ -12,6 +12,7 @@ wrong type fails at once, naming the key. Every output records the config that m
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,6 +24,12 @@ import yaml
 from mfr.errors import InputError, MissingError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def data_home() -> Path:
+    """Where datasets live: ``$MFR_DATA``, default ``~/mfr_data`` (a profile's ``data_root``
+    may start with ``$MFR_DATA``)."""
+    return Path(os.environ.get("MFR_DATA") or "~/mfr_data").expanduser()
 
 THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
 
@@ -69,6 +76,11 @@ class StudyConfig:
     threshold_rule: str = _f("eer", "decision threshold chosen on the validation pairs: at the "
                                     "EER, or at FMR 1% / 0.1%",
                              ("eer", "fmr_1pct", "fmr_0_1pct"))
+    # the study runner (mfr study)
+    sample_subjects: int = _f(12, "subjects of the generated sample, when a profile has no "
+                                  "data_root (the offline demo)", minimum=2)
+    gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows",
+                             minimum=1)
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")
@@ -106,8 +118,11 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     optional = union and type(None) in typing.get_args(hint)
     base = next(t for t in typing.get_args(hint) if t is not type(None)) if union else hint
-    if value is None and optional:
-        return None
+    if optional and (value is None or (isinstance(value, str)
+                                       and value.strip().lower() in ("none", "null"))):
+        return None  # papermill and the CLI pass None as a string
+    if f.name == "data_root" and isinstance(value, str):
+        value = os.path.expanduser(value.replace("$MFR_DATA", str(data_home())))
     origin = typing.get_origin(base)
 
     def bad(expected: str) -> ValueError:
@@ -174,3 +189,10 @@ def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
     except ValueError as e:
         raise InputError(f"{path}: {e}") from None
     return cfg.replace(**values)
+
+
+def from_parameters(profile: str | Path, **parameters: Any) -> StudyConfig:
+    """A profile with a notebook's parameters applied: a parameter left at None keeps the
+    profile's value (random init is ``weights="none"``), so a notebook's defaults are its
+    profile's and `mfr study` passes only the profile's name."""
+    return load_config(profile, **{k: v for k, v in parameters.items() if v is not None})

@@ -147,6 +147,10 @@ def discover_study(study_dir: str | Path) -> Study:
         else:
             continue
         s.label = report.setting_label(s.report_key, s.random_init)
+        if run.get("status") == "running":
+            incomplete.append(_entry(s.key, sub, "its run.json says status running: the run "
+                                                 "did not finish"))
+            continue
         if not (sub / "distances.csv").is_file():
             incomplete.append(_entry(s.key, sub, "no distances.csv: the run did not finish"))
             continue

@@ -275,7 +275,7 @@ def _summary_markdown(summary: pd.DataFrame, settings: list[Setting], n_boot: in
 
 def _save(fig, path: Path) -> Path:
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=80)
     return path
 
 

@@ -192,8 +192,8 @@ class Sample:
     pairs_dir: Path
 
 
-def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None, n_subjects: int = 12,
-                   image_size: int = 224) -> Sample:
+def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None,
+                   n_subjects: int | None = None, image_size: int = 224) -> Sample:
     """A small synthetic RMFRD-layout tree (``out_dir/synthetic``) and its partition under
     `config` (``out_dir/partition``): offline data for the demo, the notebooks and the tests.
 
@@ -205,7 +205,8 @@ def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None, n_sub
     out = Path(out_dir)
     tree = out / "synthetic"
     if not (tree / "AFDB_face_dataset").is_dir():
-        make_demo_tree(tree, n_subjects=n_subjects, image_size=image_size, seed=cfg.seed)
+        make_demo_tree(tree, n_subjects=n_subjects or cfg.sample_subjects,
+                       image_size=image_size, seed=cfg.seed)
     pairs_dir = out / "partition"
     if not (pairs_dir / "run.json").is_file():
         partition_step(cfg.replace(data_root=str(tree)), pairs_dir)

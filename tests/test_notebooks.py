@@ -88,7 +88,7 @@ def test_notebook_04_runs_on_a_study(tmp_path):
 
     study = make_study(tmp_path / "study", layers=(10, 30), trained=(10,))
     text = _execute("04_analysis.ipynb", tmp_path, study_dir=str(study),
-                    bootstrap_resamples="50", trainable_layers="10,30")
+                    bootstrap_resamples=50, trainable_layers="10,30")
     out = study / "evaluation"
     assert {f"{s}.png" for s in _FIGURES} <= {p.name for p in out.iterdir()}
     m = json.loads((out / "metrics.json").read_text())

@@ -306,4 +306,5 @@ def test_train_cli_partition_must_match_cache(study, tmp_path):
     assert "dropped 1 pairs" in p.stderr
     failed = pd.read_csv(tmp_path / "cache" / "failed.csv")
     assert list(failed["path"]) == ["masked/nobody/0.png"]
-    assert len(pd.read_csv(tmp_path / "o" / "distances.csv")) == 4
+    d = pd.read_csv(tmp_path / "o" / "distances.csv")
+    assert (d["split"] == "test").sum() == 4 and set(d["split"]) == {"val", "test"}

@@ -1,0 +1,36 @@
+"""`mfr data fetch rmfrd|mfr2`: download (or take a manual download of) a dataset, unpack it,
+check its layout (:mod:`mfr.data`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "fetch a dataset (RMFRD or MFR2) into $MFR_DATA, or check a manual download"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = sub.add_parser("fetch", help="download, unpack and check a dataset", allow_abbrev=False)
+    p.add_argument("name", choices=("rmfrd", "mfr2"))
+    p.add_argument("--to", type=Path, default=None, metavar="DIR",
+                   help="where it goes (default $MFR_DATA/<name>, $MFR_DATA=~/mfr_data)")
+    p.add_argument("--from", dest="source", type=Path, default=None, metavar="PATH",
+                   help="a manual download: the archive, or its unpacked folder")
+    p.add_argument("--url", default=None, help="download from here instead of Google Drive")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_parser("where", help="print where datasets live ($MFR_DATA)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfr import data
+
+    if args.action == "where":
+        from mfr.config import data_home
+
+        print(data_home())
+        return 0
+    root = data.fetch(args.name, args.to, source=args.source, url=args.url,
+                      progress=not args.no_progress)
+    print(f"{args.name}: {root}")
+    return 0

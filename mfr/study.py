@@ -1,0 +1,296 @@
+"""`mfr study`: the whole study, one executed notebook per step, resumable and skip-aware.
+
+A profile (``configs/<name>.yaml``) becomes a plan of steps; each step runs one notebook of
+``notebooks/`` with papermill, which calls :mod:`mfr.steps` and writes one run folder:
+
+==============  ====================  =========================================
+step            notebook              writes (under the study folder)
+==============  ====================  =========================================
+partition       01_partition          ``partition/`` (and ``synthetic/``: demo)
+baseline        02_baseline           ``baseline/`` (val + test), ``cache/``
+finetune_N<N>   03_finetune           ``train_N<N>/``, one step per N
+evaluation      04_analysis           ``evaluation/``
+gradcam         05_gradcam            ``gradcam/`` (TensorFlow backend only)
+==============  ====================  =========================================
+
+Each executed notebook is kept in ``notebooks/``; ``study.json`` records, per step, its
+parameters, the fingerprints of its inputs (the notebook, the config, the dataset listing or
+the run records of the folders it reads) and its duration. A step is skipped when its record
+matches and its run folder is complete (:mod:`mfr.provenance`); an interrupted study resumes at
+the first step that is not. A failing notebook stops the study at that step, keeps every
+finished one, and names the executed notebook that holds the error. ``REPORT.md`` and
+``REPORT.html`` (:mod:`mfr.study_report`) gather every table and figure at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfr.config import CONFIG_DIR, StudyConfig, load_config
+from mfr.errors import InputError, MfrError, MissingError
+from mfr.outputs import versions, write_json
+from mfr.provenance import file_digest, listing_digest, read_run
+
+__all__ = ["NOTEBOOK_DIR", "Step", "StudyResult", "plan", "run_study", "step_names"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+LEDGER = "study.json"
+
+
+class StudyStepError(MfrError):
+    """A step's notebook failed; the message names the executed notebook with the error."""
+
+
+@dataclass
+class Step:
+    """One notebook run: its parameters, the run folder it writes, the steps it reads."""
+
+    name: str
+    notebook: str
+    parameters: dict[str, Any]
+    run_dir: Path
+    needs: tuple[str, ...] = ()
+    tensorflow: bool = False  # needs the TensorFlow backend (tf-keras-vis, MTCNN)
+
+    @property
+    def output_notebook(self) -> str:
+        """The executed notebook's name: the notebook's, with N for a fine-tuning step."""
+        stem = Path(self.notebook).stem
+        n = self.parameters.get("trainable_layers")
+        return f"{stem}_N{n}.ipynb" if n is not None else f"{stem}.ipynb"
+
+
+@dataclass
+class StudyResult:
+    out_dir: Path
+    ledger: dict[str, Any]
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
+
+
+def _profile_arg(profile: str | Path) -> str:
+    """The profile as the notebooks get it: a name in configs/, or an absolute YAML path."""
+    p = Path(profile)
+    return str(p.resolve()) if p.suffix in (".yaml", ".yml") else str(profile)
+
+
+def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[Step]:
+    """The study's steps for `config` (loaded from `profile`), writing under `out_dir`."""
+    out = Path(out_dir).resolve()
+    prof = _profile_arg(profile)
+    pairs, cache = str(out / "partition"), str(out / "cache")
+    finetunes = [f"finetune_N{n}" for n in config.trainable_layers]
+    steps = [
+        Step("partition", "01_partition.ipynb",
+             {"config": prof, "data_root": config.data_root, "out_dir": str(out)},
+             out / "partition"),
+        Step("baseline", "02_baseline.ipynb",
+             {"config": prof, "pairs_dir": pairs, "out_dir": str(out / "baseline"),
+              "cache_dir": cache, "split": "val,test"},
+             out / "baseline", ("partition",)),
+        *(Step(name, "03_finetune.ipynb",
+               {"config": prof, "trainable_layers": n, "pairs_dir": pairs, "cache_dir": cache,
+                "out_dir": str(out)},
+               out / f"train_N{n}", ("partition",))
+          for name, n in zip(finetunes, config.trainable_layers, strict=True)),
+        Step("evaluation", "04_analysis.ipynb", {"config": prof, "study_dir": str(out)},
+             out / "evaluation", ("partition", "baseline", *finetunes)),
+        Step("gradcam", "05_gradcam.ipynb",
+             {"study_dir": str(out), "n_images": config.gradcam_images, "seed": config.seed},
+             out / "gradcam", ("partition", "baseline", *finetunes), tensorflow=True),
+    ]
+    return steps
+
+
+def step_names(steps: Sequence[Step]) -> list[str]:
+    return [s.name for s in steps]
+
+
+def _run_record(run_dir: Path) -> str | None:
+    """A digest of what a run folder's run.json says made it and what it wrote."""
+    run = read_run(run_dir)
+    if run is None or run.get("status") != "complete":
+        return None
+    blob = json.dumps({"fingerprint": run.get("fingerprint"), "outputs": run.get("outputs")},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _inputs(step: Step, steps: dict[str, Step], config: StudyConfig, out: Path) -> dict[str, Any]:
+    """Fingerprints of everything a step reads: its notebook, the config, and the dataset (the
+    partition) or the run records of the folders it reads (every other step)."""
+    inputs: dict[str, Any] = {"notebook": file_digest(NOTEBOOK_DIR / step.notebook),
+                              "config": config.to_dict()}
+    if step.name == "partition":
+        root = Path(config.data_root) if config.data_root else out / "synthetic"
+        inputs["data"] = listing_digest(root) if root.is_dir() else None
+    for need in step.needs:
+        inputs[need] = _run_record(steps[need].run_dir)
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+def _up_to_date(step: Step, record: dict[str, Any] | None, inputs: dict[str, Any],
+                out: Path) -> bool:
+    """The step ran before with these parameters and inputs, its run folder is complete and
+    was written by its command, and its executed notebook is there."""
+    run = read_run(step.run_dir) or {}
+    return (record is not None and record.get("status") == "complete"
+            and record.get("parameters") == step.parameters and record.get("inputs") == inputs
+            and run.get("status") == "complete" and run.get("command") == _COMMANDS[step.notebook]
+            and (out / "notebooks" / step.output_notebook).is_file())
+
+
+#: the command each notebook's run folder records
+_COMMANDS = {"01_partition.ipynb": "partition", "02_baseline.ipynb": "embed",
+             "03_finetune.ipynb": "train", "04_analysis.ipynb": "evaluate",
+             "05_gradcam.ipynb": "gradcam"}
+
+
+def _tensorflow_backend() -> bool:
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
+    """Before any notebook: the data and the weights a profile needs are there (one line
+    saying what to fetch otherwise)."""
+    if config.data_root is not None and not Path(config.data_root).is_dir():
+        name = "MFR2" if "mfr2" in str(config.data_root).lower() else "RMFRD"
+        raise MissingError(
+            f"{config.data_root}: no {name} data here (profile {Path(str(profile)).stem}); "
+            f"fetch it with `mfr data fetch {name.lower()}`, or unpack a download there "
+            f"(`mfr data fetch {name.lower()} --from FILE`)")
+    from mfr.steps import check_weights
+
+    check_weights(config, progress=True)
+
+
+def _ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over local sockets (IPC), not TCP: nothing
+    on the network, and no plain-text warning from every kernel."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
+def _execute(step: Step, out: Path, kernel: str, progress: bool) -> Path:
+    """Run a step's notebook with papermill; StudyStepError names the notebook on failure."""
+    import papermill as pm
+
+    nb_out = out / "notebooks" / step.output_notebook
+    nb_out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
+                            parameters=step.parameters, kernel_name=kernel, cwd=str(out),
+                            progress_bar=progress, log_output=False,
+                            kernel_manager_class=_ipc_kernel_manager())
+    except pm.PapermillExecutionError as e:
+        raise StudyStepError(f"step {step.name} failed ({e.ename}: "
+                             f"{' '.join(str(e.evalue).split())[:300]}); the executed notebook "
+                             f"with the error: {nb_out}") from None
+    return nb_out
+
+
+def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
+              force: bool = False, only: str | None = None, kernel: str = "python3",
+              progress: bool = True, executor: Callable | None = None) -> StudyResult:
+    """Run (or resume) the study of `profile` in `out_dir` (default ``results/<profile>``).
+
+    Args:
+        force: run every step again from scratch (the notebooks get ``force=True``).
+        only: run just this step (a step name, or ``finetune`` for every N); the others are
+            neither run nor checked.
+        kernel: the Jupyter kernel papermill starts (the venv's ``python3`` by default).
+        executor: (internal) runs one step; the local executor runs the notebook here.
+
+    Returns:
+        A :class:`StudyResult`; ``REPORT.md``/``REPORT.html`` are written unless `only`.
+    """
+    config = load_config(profile)
+    out = Path(out_dir) if out_dir is not None else Path("results") / config.profile
+    out = out.resolve()
+    steps = plan(config, profile, out)
+    by_name = {s.name: s for s in steps}
+    valid = step_names(steps)
+    if only is not None and only not in valid and only != "finetune":
+        raise InputError(f"unknown step {only!r}; the steps of profile {config.profile}: "
+                         f"{', '.join(valid)} (or finetune: every N)")
+    _check_can_run(config, profile)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels' TensorFlow: no banners
+    out.mkdir(parents=True, exist_ok=True)
+    ledger_path = out / LEDGER
+    ledger = json.loads(ledger_path.read_text("utf-8")) if ledger_path.is_file() else {}
+    if ledger.get("profile") not in (None, config.profile):
+        raise InputError(f"{out}: holds the study of profile {ledger['profile']} (see "
+                         f"{ledger_path}); choose another --out")
+    ledger.update(profile=config.profile, config=config.to_dict())
+    ledger.setdefault("steps", {})
+    result = StudyResult(out, ledger)
+    run_one = executor or (lambda step: _execute(step, out, kernel, progress))
+    chosen = [s for s in steps if only is None or s.name == only
+              or (only == "finetune" and s.name.startswith("finetune_"))]
+
+    from mfr.progress import progress_bar
+
+    for step in progress_bar(chosen, progress, total=len(chosen), desc="study", unit="step"):
+        record = ledger["steps"].get(step.name)
+        if step.tensorflow and not _tensorflow_backend():
+            ledger["steps"][step.name] = {"status": "skipped", "parameters": step.parameters,
+                                          "reason": "needs the TensorFlow backend (tf-keras-vis, "
+                                                    "MTCNN); this run used "
+                                                    + os.environ.get("KERAS_BACKEND", "jax")}
+            result.skipped.append(step.name)
+            write_json(ledger_path, ledger)
+            continue
+        if not force and _up_to_date(step, record, _inputs(step, by_name, config, out), out):
+            result.skipped.append(step.name)
+            continue
+        params = {**step.parameters, **({"force": True} if force and "force" in
+                                        _notebook_parameters(step.notebook) else {})}
+        t0 = time.perf_counter()
+        ledger["steps"][step.name] = {"status": "running", "parameters": step.parameters,
+                                      "notebook": f"notebooks/{step.output_notebook}"}
+        write_json(ledger_path, ledger)
+        run_one(Step(step.name, step.notebook, params, step.run_dir, step.needs,
+                     step.tensorflow))
+        ledger["steps"][step.name].update(
+            status="complete", seconds=round(time.perf_counter() - t0, 1),
+            inputs=_inputs(step, by_name, config, out))
+        write_json(ledger_path, ledger)
+        result.ran.append(step.name)
+    ledger["versions"] = versions()
+    write_json(ledger_path, ledger)
+    if only is None:
+        from mfr.study_report import write_report
+
+        result.report = write_report(out, config, ledger, steps)
+    return result
+
+
+def _notebook_parameters(notebook: str) -> set[str]:
+    """The names a notebook's parameters cell defines."""
+    nb = json.loads((NOTEBOOK_DIR / notebook).read_text("utf-8"))
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"])
+            return {line.split("=")[0].strip() for line in src.splitlines()
+                    if "=" in line and not line.lstrip().startswith("#")}
+    return set()
+
+
+def profiles() -> list[str]:
+    """The profiles in configs/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))

@@ -1,0 +1,110 @@
+"""`mfr study`: every step's notebook through papermill, a report, skip and resume, and the
+one-line errors of a study (unknown profile or step, missing data, a failing notebook)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mfr.cli import main
+
+TINY = """\
+# a tiny offline study: generated sample, random init, one setting, one epoch
+weights: null
+optimizer: adam
+learning_rate: 1.0e-03
+epochs: 1
+batch_size: 8
+trainable_layers: [10]
+sample_subjects: 5
+bootstrap_resamples: 50
+gradcam_images: 1
+"""
+
+
+def _one_line(capsys) -> str:
+    err = [ln for ln in capsys.readouterr().err.splitlines()
+           if ln.startswith("mfr study")]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_unknown_profile_step_and_missing_data(tmp_path, capsys, monkeypatch):
+    assert main(["study", "--profile", "nope", "--out", str(tmp_path / "s")]) == 2
+    msg = _one_line(capsys)
+    assert "no such config profile" in msg and "'demo'" in msg and "'thesis'" in msg
+    assert main(["study", "--profile", "demo", "--only", "train", "--out",
+                 str(tmp_path / "s")]) == 2
+    msg = _one_line(capsys)
+    assert "unknown step 'train'" in msg and "partition, baseline, finetune_N10" in msg
+    monkeypatch.setenv("MFR_DATA", str(tmp_path / "data"))
+    assert main(["study", "--profile", "thesis", "--out", str(tmp_path / "t")]) == 2
+    msg = _one_line(capsys)
+    assert str(tmp_path / "data" / "rmfrd") in msg and "mfr data fetch rmfrd" in msg
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    base = tmp_path_factory.mktemp("study")
+    profile = base / "tiny.yaml"
+    profile.write_text(TINY)
+    out = base / "out"
+    assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
+    return profile, out
+
+
+def test_a_study_runs_every_notebook_and_writes_a_report(study):
+    pytest.importorskip("tf_keras_vis")
+    _, out = study
+    ledger = json.loads((out / "study.json").read_text())
+    assert sorted(s for s, r in ledger["steps"].items() if r["status"] == "complete") == [
+        "baseline", "evaluation", "finetune_N10", "gradcam", "partition"]
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [
+        "01_partition.ipynb", "02_baseline.ipynb", "03_finetune_N10.ipynb",
+        "04_analysis.ipynb", "05_gradcam.ipynb"]
+    for name in ("partition", "baseline", "train_N10", "evaluation", "gradcam"):
+        assert json.loads((out / name / "run.json").read_text())["status"] == "complete", name
+    report = (out / "REPORT.md").read_text()
+    assert "This is the offline demo" in report
+    assert "1.278899" in report and "Table 4.2" in report  # the thesis's values beside
+    for rel in ("evaluation/fig_5_3_distances.png", "evaluation/fig_5_5_gap.png",
+                "evaluation/roc.png", "gradcam/overlays_masked.png"):
+        assert f"]({rel})" in report and (out / rel).is_file(), rel
+    assert "SENet50 pre-trained" not in report and "random init" in report
+    html = (out / "REPORT.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8 and "<table>" in html
+    text = (out / "notebooks" / "03_finetune_N10.ipynb").read_text()
+    assert "image/png" in text and "trainable_layers = 10" in text  # the injected parameters
+
+
+def test_a_second_run_skips_every_step(study, capsys):
+    profile, out = study
+    before = (out / "evaluation" / "metrics.json").read_bytes()
+    capsys.readouterr()
+    assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "ran: nothing" in printed
+    assert (out / "evaluation" / "metrics.json").read_bytes() == before
+
+
+def test_a_changed_input_reruns_what_depends_on_it_and_a_failure_names_the_notebook(
+        study, capsys):
+    profile, out = study
+    # the evaluation alone, when its folder is gone (an interrupted study resumes)
+    import shutil
+
+    shutil.rmtree(out / "evaluation")
+    assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
+    assert "ran: evaluation; skipped" in capsys.readouterr().out
+    # a failing notebook stops the study at its step and points to the executed notebook
+    (out / "partition" / "test.csv").unlink()
+    assert main(["study", "--profile", str(profile), "--out", str(out), "--only", "baseline",
+                 "--force", "--no-progress"]) == 2
+    msg = _one_line(capsys)
+    assert "step baseline failed" in msg and str(out / "notebooks" / "02_baseline.ipynb") in msg
+    assert "test.csv" in msg
+    ledger = json.loads((out / "study.json").read_text())
+    assert ledger["steps"]["baseline"]["status"] == "running"
+    assert ledger["steps"]["finetune_N10"]["status"] == "complete"  # finished steps are kept
