@@ -15,7 +15,7 @@ import traceback
 from mfr import __version__
 from mfr.errors import MfrError
 
-COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam")
+COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify")
 
 
 def _module(name: str):
