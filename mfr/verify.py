@@ -38,6 +38,8 @@ __all__ = ["CROP_SCALE", "DISTANCE_WORDS", "FaceImage", "NoFaceError", "Verifica
 #: height in the 160 px MFR2 crops, measured on 34 of them with mfr.faces)
 CROP_SCALE = 1.37
 
+RANDOM_INIT_WARNING = "random init: this distance says nothing about faces"
+
 DISTANCE_WORDS = {
     "sum_squared": "the thesis's sum of squared differences of the L2-normalised embeddings, "
                    "in [0, 4]",
@@ -293,6 +295,7 @@ class Verification:
                 "preprocessing": preprocessing_words([self.a, self.b], self.a.image.shape[0]),
                 "images": [self.a.describe(), self.b.describe()],
                 "face_boxes": [_box(self.a.face_box), _box(self.b.face_box)],
+                "warning": RANDOM_INIT_WARNING if self.embedder.get("random_init") else None,
                 "notes": self.notes}
 
     def lines(self) -> list[str]:
@@ -328,7 +331,7 @@ class Verification:
             out.append(f"decision: {self.decision} (distance {self.distance:.4f} {sign} "
                        f"threshold {t.value:.4g})")
         if e.get("random_init"):
-            out.append("WARNING: random init: this distance says nothing about faces")
+            out.append(f"WARNING: {RANDOM_INIT_WARNING}")
         out += [f"note: {n}" for n in self.notes]
         return out
 

@@ -101,9 +101,13 @@ def verify_pairs(pairs: pd.DataFrame, embedder: Any, threshold: float | str | Pa
     thr = resolve_threshold(threshold, embedder, distance)
     paths = sorted(set(pairs["image_a"]) | set(pairs["image_b"]))
     faces: dict[str, Any] = {}
+    from mfr.faces import FaceDetectorBackendError
+
     for p in paths:
         try:
             faces[p] = prepare_face(p, embedder.image_size, detect)
+        except FaceDetectorBackendError:
+            raise  # no image can be detected: the whole table fails, in one line
         except MfrError as e:
             faces[p] = " ".join(str(e).split())
     good = [p for p in paths if not isinstance(faces[p], str)]

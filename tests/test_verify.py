@@ -83,7 +83,7 @@ def test_genuine_pair_nearer_than_impostor_and_decided_at_0_6(mfr2_dev, dlib_ok,
         assert "face_recognition" in r["threshold_source"]
         assert r["same_person"] == (r["distance"] <= 0.6)
         assert all(b is not None and b["width"] > 40 for b in r["face_boxes"])
-        assert [im["n_faces"] for im in r["images"]] == [1, 1]
+        assert [im["n_faces"] for im in r["images"]] == [1, 1] and r["warning"] is None
     assert genuine["distance"] < impostor["distance"]
     assert genuine["same_person"] is True and impostor["same_person"] is False
 
@@ -318,6 +318,7 @@ def test_senet50_model_run_uses_its_study_threshold(mfr2_dev, mtcnn_ok, study, c
                      "--model", root / "baseline")
     expected = th["settings"]["baseline"]["sum_squared"]["threshold"]
     assert r["embedder"]["name"] == "senet50" and r["embedder"]["random_init"] is True
+    assert "random init" in r["warning"]
     assert r["embedder"]["image_size"] == 224 and r["images"][0]["input_size"] == 224
     assert r["distance_name"] == "sum_squared" and 0 <= r["distance"] <= 4
     assert r["threshold"] == expected and "setting baseline" in r["threshold_source"]
@@ -384,3 +385,21 @@ def test_pairs_csv_bad_label_names_the_line(tmp_path):
     pairs = read_pairs_csv(tmp_path / "r.csv")
     assert pairs["image_a"][0] == str(tmp_path.resolve() / "sub" / "a.png")
     assert pairs["image_b"][0] == str(tmp_path / "b.png") and pairs["label"][0] is None
+
+
+def test_exif_orientation_is_applied_and_said_so(mfr2_dev, tmp_path):
+    """A phone photo stored sideways with an EXIF orientation tag is turned upright (the
+    study's decoder ignores the tag; its photos have none), and the note says so."""
+    src = Image.open(_photo(mfr2_dev, "BenAffleck", 3)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view": the pixels are stored turned 90 degrees CCW
+    src.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", exif=exif,
+                                                   quality=95)
+    src.save(tmp_path / "upright.jpg", quality=95)
+    from mfr.verify import read_photo
+
+    rgb, mode, notes = read_photo(tmp_path / "sideways.jpg")
+    ref, _, ref_notes = read_photo(tmp_path / "upright.jpg")
+    assert rgb.shape == ref.shape and ref_notes == [] and mode == "RGB"
+    assert notes == ["rotated upright by its EXIF orientation tag (6)"]
+    assert np.abs(rgb.astype(int) - ref.astype(int)).mean() < 3  # JPEG noise only
