@@ -5,8 +5,8 @@ any photos (`mfr verify IMG_A IMG_B`, notebook 06).
 
 Per photo (:func:`prepare_face`): decoded with PIL (any format PIL reads; upright by its EXIF
 orientation tag; grayscale, RGBA, palette or 16-bit images converted to RGB, and said so); the
-largest face MTCNN finds (:mod:`mfr.faces`; several faces: the largest, said so; none: an
-error suggesting ``detect=False``), cropped to a square around its box, :data:`CROP_SCALE`
+largest face MTCNN finds (:mod:`mfr.faces`, on a copy at most :data:`DETECT_MAX_SIDE` px on a
+side; several faces: the largest, said so; none: an error suggesting ``detect=False``), cropped to a square around its box, :data:`CROP_SCALE`
 times the box's larger side (clipped to the image): on the real MFR2 photos MTCNN's box is a
 median 0.73 of the crop's height, so this frames a face as the MFR2 crops the project is
 evaluated on are framed. ``detect=False`` takes the whole image (an already-cropped face).
@@ -34,6 +34,9 @@ from mfr.errors import InputError, MissingError
 __all__ = ["CROP_SCALE", "DISTANCE_WORDS", "FaceImage", "NoFaceError", "Verification",
            "embed_faces", "face_distances", "prepare_face", "read_photo", "verify_pair"]
 
+#: faces are looked for on a copy of the photo at most this many px on its longer side (faces
+#: down to about 20 px there are found: MTCNN's smallest)
+DETECT_MAX_SIDE = 1024
 #: side of the square crop / the larger side of MTCNN's face box (1 / 0.73, the median box
 #: height in the 160 px MFR2 crops, measured on 34 of them with mfr.faces)
 CROP_SCALE = 1.37
@@ -169,6 +172,28 @@ def _array(image: np.ndarray, name: str) -> tuple[np.ndarray, str, list[str]]:
     return rgb, "array", notes
 
 
+def _detect(rgb: np.ndarray) -> list:
+    """MTCNN's faces (:func:`mfr.faces.detect_faces`), found on a copy at most
+    :data:`DETECT_MAX_SIDE` px on its longer side (PIL's antialiased bilinear), boxes scaled
+    back to `rgb`'s pixels: a 12-megapixel photo otherwise takes MTCNN half a minute on a CPU."""
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from mfr.faces import detect_faces
+
+    h, w = rgb.shape[:2]
+    scale = DETECT_MAX_SIDE / max(h, w)
+    if scale >= 1.0:
+        return detect_faces(rgb)
+    small = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)),
+                                                    max(1, round(h * scale))),
+                                                   Image.Resampling.BILINEAR))
+    return [replace(f, box=tuple(int(round(v / scale)) for v in f.box),
+                    landmarks={k: (x / scale, y / scale) for k, (x, y) in f.landmarks.items()})
+            for f in detect_faces(small)]
+
+
 def square_crop_box(box: tuple[int, int, int, int], width: int, height: int,
                     scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
     """A square of side ``scale * max(w, h)`` centred on the box, clipped to the image."""
@@ -185,7 +210,7 @@ def prepare_face(image: str | Path | np.ndarray, size: int, detect: bool = True,
                  name: str | None = None) -> FaceImage:
     """A photo (a path, or an (H, W[, C]) array) as the uint8 (size, size, 3) face an embedder
     takes (see the module docstring). NoFaceError when `detect` and MTCNN finds no face."""
-    from mfr.faces import FaceDetectorBackendError, crop_face, detect_faces
+    from mfr.faces import FaceDetectorBackendError, crop_face
     from mfr.images import quantise, resize_bilinear
 
     if isinstance(image, str | Path):
@@ -199,7 +224,7 @@ def prepare_face(image: str | Path | np.ndarray, size: int, detect: bool = True,
     crop_box = (0, 0, w, h)
     if detect:
         try:
-            found = detect_faces(rgb)
+            found = _detect(rgb)
         except FaceDetectorBackendError as e:
             raise FaceDetectorBackendError(f"{e}; or use --no-detect for already-cropped "
                                            f"faces") from None

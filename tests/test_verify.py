@@ -403,3 +403,20 @@ def test_exif_orientation_is_applied_and_said_so(mfr2_dev, tmp_path):
     assert rgb.shape == ref.shape and ref_notes == [] and mode == "RGB"
     assert notes == ["rotated upright by its EXIF orientation tag (6)"]
     assert np.abs(rgb.astype(int) - ref.astype(int)).mean() < 3  # JPEG noise only
+
+
+def test_large_photo_face_found_on_a_smaller_copy_box_in_photo_pixels(mfr2_dev, mtcnn_ok,
+                                                                      tmp_path):
+    """A 2400x1800 photo: MTCNN looks at a copy 1024 px wide; the box is in the photo's pixels
+    (inside the pasted face) and the crop is taken from the full-resolution photo."""
+    from mfr.verify import DETECT_MAX_SIDE
+
+    face = Image.open(_photo(mfr2_dev, "BenAffleck", 3)).convert("RGB").resize((1200, 1200))
+    canvas = Image.new("RGB", (2400, 1800), (210, 210, 210))
+    canvas.paste(face, (900, 400))
+    canvas.save(tmp_path / "big.png")
+    assert max(canvas.size) > DETECT_MAX_SIDE
+    f = prepare_face(tmp_path / "big.png", 160)
+    x, y, w, h = f.face_box
+    assert 900 <= x and 400 <= y and x + w <= 2100 and y + h <= 1600 and h > 600
+    assert f.image.shape == (160, 160, 3) and f.crop_box[2] > 0.9 * 1.37 * h
