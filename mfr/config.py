@@ -81,6 +81,10 @@ class StudyConfig:
                                   "data_root (the offline demo)", minimum=2)
     gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows",
                              minimum=1)
+    table_5_2_pairs: str | None = _f(None, "a CSV of photo pairs (image_a,image_b[,label]) the "
+                                           "study verifies as the thesis's Table 5.2; none: "
+                                           "drawn faces (only for a study of a generated "
+                                           "sample)")
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")

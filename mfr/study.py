@@ -11,6 +11,7 @@ baseline        02_baseline           ``baseline/`` (val + test), ``cache/``
 finetune_N<N>   03_finetune           ``train_N<N>/``, one step per N
 evaluation      04_analysis           ``evaluation/``
 gradcam         05_gradcam            ``gradcam/`` (TensorFlow backend only)
+pairs           06_pairs              ``pairs/``: Table 5.2 (``table_5_2_pairs``)
 ==============  ====================  =========================================
 
 Each executed notebook is kept in ``notebooks/``; ``study.json`` records, per step, its
@@ -107,6 +108,18 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
              {"study_dir": str(out), "n_images": config.gradcam_images, "seed": config.seed},
              out / "gradcam", ("partition", "baseline", *finetunes), tensorflow=True),
     ]
+    if config.table_5_2_pairs is not None or config.data_root is None:
+        # Table 5.2: photo pairs verified by the most fine-tuned model (the thesis: last 70);
+        # a generated sample's study verifies drawn faces, already cropped
+        last = max(config.trainable_layers)
+        pairs_csv = config.table_5_2_pairs
+        steps.append(Step(
+            "pairs", "06_pairs.ipynb",
+            {"pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else None,
+             "out_dir": str(out / "pairs"), "embedder": "senet50",
+             "model": str(out / f"train_N{last}"), "seed": config.seed},
+            out / "pairs", ("evaluation", f"finetune_N{last}"),
+            tensorflow=pairs_csv is not None))  # MTCNN finds the faces in photos
     return steps
 
 
@@ -151,7 +164,7 @@ def _up_to_date(step: Step, record: dict[str, Any] | None, inputs: dict[str, Any
 #: the command each notebook's run folder records
 _COMMANDS = {"01_partition.ipynb": "partition", "02_baseline.ipynb": "embed",
              "03_finetune.ipynb": "train", "04_analysis.ipynb": "evaluate",
-             "05_gradcam.ipynb": "gradcam"}
+             "05_gradcam.ipynb": "gradcam", "06_pairs.ipynb": "verify"}
 
 
 def _tensorflow_backend() -> bool:

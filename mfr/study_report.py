@@ -158,6 +158,16 @@ def write_report(out_dir: str | Path, config: StudyConfig, ledger: dict[str, Any
                 md += _figure(f"gradcam/{stem}.png", title)
     else:
         md += ["not run", ""]
+    md += ["## Verifying photo pairs (Table 5.2)", ""]
+    t52 = _read(out / "pairs" / "table_5_2.md")
+    if t52:
+        md += [_demoted(t52), ""]
+        if (out / "pairs" / "table_5_2.png").is_file():
+            md += _figure("pairs/table_5_2.png", "The pairs, side by side")
+    else:
+        rec = ledger.get("steps", {}).get("pairs", {})
+        md += [f"Skipped: {rec['reason']}." if rec.get("status") == "skipped" else
+               "not run (give a CSV of photo pairs as the profile's table_5_2_pairs)", ""]
     text = "\n".join(md).rstrip() + "\n"
     path = write_text(out / "REPORT.md", text)
     write_text(out / "REPORT.html", _html(text, out, config.profile))

@@ -10,6 +10,7 @@ image carries the word "SYNTHETIC". They serve tests, benchmarks and the offline
   Table 4.2 under the thesis protocol (and Table 3.1's folder and file totals with
   `files="full"`).
 - `demo_counts()` / `make_demo_tree()`: a small tree (12 subjects) for the demo and tests.
+- `make_pairs_csv()`: drawn masked/unmasked photo pairs and their pairs CSV (notebook 06).
 """
 
 from __future__ import annotations
@@ -227,3 +228,28 @@ def make_demo_tree(root: str | Path, n_subjects: int = 12, image_size: int = 224
                    seed: int = 2021) -> Path:
     """A small synthetic RMFRD tree for the demo, the notebooks and the tests."""
     return make_rmfrd_tree(root, demo_counts(n_subjects, seed), image_size=image_size, seed=seed)
+
+
+def make_pairs_csv(root: str | Path, n_subjects: int = 3, image_size: int = 160,
+                   seed: int = 2021) -> Path:
+    """Drawn photo pairs for notebook 06 and the tests: per subject a masked and an unmasked
+    PNG in ``root/drawn/``, and ``root/pairs.csv`` (image_a,image_b,label; paths relative to
+    it) with each subject's masked/unmasked pair (genuine) and its masked face against the next
+    subject's unmasked one (impostor). Returns the CSV's path."""
+    from mfr.outputs import atomic_path, write_text
+
+    if n_subjects < 2:
+        raise InputError(f"n_subjects must be >= 2 (impostor pairs need two), got {n_subjects}")
+    root = Path(root)
+    subjects = [f"subject_{i:02d}" for i in range(n_subjects)]
+    for s in subjects:
+        for masked in (False, True):
+            name = f"{s}_{'masked' if masked else 'unmasked'}.png"
+            with atomic_path(root / "drawn" / name) as tmp:
+                draw_face(s, masked, image_size, int(masked), seed).save(tmp, format="PNG")
+    rows = ["image_a,image_b,label"]
+    for k, s in enumerate(subjects):
+        other = subjects[(k + 1) % n_subjects]
+        rows += [f"drawn/{s}_masked.png,drawn/{s}_unmasked.png,genuine",
+                 f"drawn/{s}_masked.png,drawn/{other}_unmasked.png,impostor"]
+    return write_text(root / "pairs.csv", "\n".join(rows) + "\n")

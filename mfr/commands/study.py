@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the study folder (default results/<profile>)")
     parser.add_argument("--only", default=None, metavar="STEP",
                         help="run only this step (partition, baseline, finetune_N<N> or "
-                             "finetune, evaluation, gradcam)")
+                             "finetune, evaluation, gradcam, pairs)")
     parser.add_argument("--force", action="store_true",
                         help="run every step again, even those that are up to date")
     parser.add_argument("--kernel", default="python3",

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from mfr.embedders import Embedder, check_images
-from mfr.errors import MissingError
+from mfr.errors import InputError, MissingError
 
 __all__ = ["SENet50Embedder"]
 
@@ -25,7 +25,8 @@ class SENet50Embedder(Embedder):
         pooling: ``"avg"`` or ``"max"``.
         run_dir: a `mfr train` run folder: its run.json's config gives the base weights,
             preprocessing, pooling, image size and seed (these override the arguments above),
-            and its ``final_trainable.h5`` the fine-tuned layers.
+            and its ``final_trainable.h5`` the fine-tuned layers; or an `mfr embed` run
+            folder (run.json ``"command": "embed"``): its config's network, as it embedded.
         image_size: input side in pixels (224 for the released weights).
         batch_size: images per forward pass.
         seed: the random init's seed (``weights=None``).
@@ -39,13 +40,20 @@ class SENet50Embedder(Embedder):
         super().__init__()
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.trained_layers: list[str] = []
+        self.fine_tuned = False
         if self.run_dir is not None:
             run = self.run_dir / "run.json"
             final = self.run_dir / "final_trainable.h5"
-            if not run.is_file() or not final.is_file():
+            try:
+                meta = json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
+            except ValueError as e:
+                raise InputError(f"{run}: not valid JSON ({e})") from None
+            # an `mfr embed` run: its config's network, nothing fine-tuned
+            self.fine_tuned = meta.get("command") != "embed"
+            if not run.is_file() or (self.fine_tuned and not final.is_file()):
                 raise MissingError(f"{self.run_dir}: not a finished `mfr train` run folder "
-                                        f"(expected run.json and final_trainable.h5)")
-            meta = json.loads(run.read_text(encoding="utf-8"))
+                                   f"(expected run.json and final_trainable.h5) nor an `mfr "
+                                   f"embed` one (run.json)")
             cfg = meta.get("config", {})
             self.trained_layers = list(meta.get("trainable_layer_names", []))
             weights = cfg.get("weights", weights)
@@ -76,7 +84,7 @@ class SENet50Embedder(Embedder):
                                input_shape=(self.image_size, self.image_size, 3))
             except WeightsDownloadError as e:
                 raise MissingError(f"VGGFace2 SENet50 weights unavailable: {e}") from e
-            if self.run_dir is not None:
+            if self.fine_tuned:
                 self.trained_layers = load_legacy_h5(core, self.run_dir / "final_trainable.h5",
                                                      strict=False)
             self._model = core
