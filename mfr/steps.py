@@ -636,7 +636,7 @@ def _save_figures(figs: dict[str, Any], out: Path) -> list[str]:
 
 
 def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
-                  config: StudyConfig | None = None, progress: bool = True):
+                  config: StudyConfig | None = None, progress: bool = True, force: bool = False):
     """Chapter 5 for a study folder (`mfr evaluate --study DIR`), from its stored distances
     and embeddings (no forward pass).
 
@@ -667,7 +667,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
         warnings.warn(f"missing {m['setting']} ({m['path']}): {m['reason']}", stacklevel=2)
     out = Path(out_dir) if out_dir is not None else study.root / "evaluation"
     fp = evaluate_fingerprint(study_dir, cfg)
-    claim(out, "evaluate", fp, config=cfg, reopen=True)
+    claim(out, "evaluate", fp, config=cfg, reopen=True, force=force)
     ev = E.evaluate_study(study, cfg.threshold_rule, cfg.bootstrap_resamples, cfg.seed,
                           progress=progress)
     write_json(out / "metrics.json", ev.metrics)

@@ -271,7 +271,14 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
         if not force and _up_to_date(step, record, _inputs(step, by_name, config, out), out):
             result.skipped.append(step.name)
             continue
-        params = {**step.parameters, **({"force": True} if force and "force" in
+        # The study owns its run folders: a step recorded with other parameters or inputs
+        # (stale, or a study committed or copied from elsewhere) replaces what its folder
+        # holds; a step interrupted with these parameters resumes (training from its last
+        # checkpoint); a step with no record lets its folder decide (up to date, or refused).
+        interrupted = (record is not None and record.get("status") == "running"
+                       and record.get("parameters") == step.parameters)
+        replace = force or (record is not None and not interrupted)
+        params = {**step.parameters, **({"force": True} if replace and "force" in
                                         _notebook_parameters(step.notebook) else {})}
         t0 = time.perf_counter()
         ledger["steps"][step.name] = {"status": "running", "parameters": step.parameters,

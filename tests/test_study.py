@@ -109,3 +109,21 @@ def test_a_changed_input_reruns_what_depends_on_it_and_a_failure_names_the_noteb
     ledger = json.loads((out / "study.json").read_text())
     assert ledger["steps"]["baseline"]["status"] == "running"
     assert ledger["steps"]["finetune_N10"]["status"] == "complete"  # finished steps are kept
+
+
+def test_a_committed_study_is_redone_where_it_is_cloned(study, tmp_path, capsys):
+    """A study folder as git keeps it (no data, cache or arrays; run records made elsewhere)
+    is recomputed in place by the next `mfr study`, not refused."""
+    import shutil
+
+    profile, out = study
+    moved = tmp_path / "clone"
+    shutil.copytree(out, moved, ignore=shutil.ignore_patterns(
+        "synthetic", "cache", "embeddings", "checkpoints", "*.npy", "*.npz", "*.h5", "*.csv"))
+    for step in ("partition", "baseline"):
+        assert main(["study", "--profile", str(profile), "--out", str(moved), "--only", step,
+                     "--no-progress"]) == 0, capsys.readouterr().err
+    run = json.loads((moved / "partition" / "run.json").read_text())
+    assert run["fingerprint"]["data_root"].startswith(str(moved / "synthetic"))
+    assert (moved / "partition" / "test.csv").is_file()
+    assert json.loads((moved / "baseline" / "run.json").read_text())["status"] == "complete"
