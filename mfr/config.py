@@ -85,12 +85,17 @@ class StudyConfig:
                                            "study verifies as the thesis's Table 5.2; none: "
                                            "drawn faces (only for a study of a generated "
                                            "sample)")
+    seeds: tuple[int, ...] = _f((), "more seeds: each fine-tuning setting runs again per seed "
+                                    "(train_N<N>_s<seed>), the evaluation reports the spread "
+                                    "across seeds; empty: just the seed", minimum=0)
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")
     embed_batch_size: int = _f(64, "images per forward pass when embedding", minimum=1)
     steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU)", minimum=1)
     keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
+    data_parallel: bool = _f(False, "JAX only: shard each batch across every device of this "
+                                    "machine (fine-tuning steps, embedding); same results")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -99,6 +104,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["trainable_layers"] = list(self.trainable_layers)
+        d["seeds"] = list(self.seeds)
         return d
 
     def replace(self, **values: Any) -> StudyConfig:
@@ -134,23 +140,27 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
                  if isinstance(value, str) and expected == "a number" else "")
         return ValueError(f"config key {f.name}: expected {expected}, got {value!r}{extra}")
 
-    if origin is tuple:  # trainable_layers: an int, or a list / comma string of ints
+    minimum = f.metadata.get("minimum")
+    if origin is tuple:  # trainable_layers, seeds: an int, or a list / comma string of ints
         items = value.strip(" []()").split(",") if isinstance(value, str) else (
             [value] if isinstance(value, int) and not isinstance(value, bool) else value)
+        if isinstance(value, str) and not value.strip(" []()"):
+            items = []
         try:
             out = tuple(int(x) for x in items)
             if any(isinstance(x, bool | float) for x in items):
                 raise TypeError
         except (TypeError, ValueError):
             raise bad("an integer or a list of integers") from None
-        if not out:
+        if not out and f.default:  # a field whose default is empty may be empty
             raise bad("at least one integer")
+        if minimum is not None and any(x < minimum for x in out):
+            raise bad(f"integers >= {minimum}")
         return out
     if base is bool:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value
-    minimum = f.metadata.get("minimum")
     if base is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad("an integer")

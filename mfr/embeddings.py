@@ -41,6 +41,7 @@ def embed_images(
     batch_size: int = 64,
     progress: bool = True,
     rows: Sequence[int] | np.ndarray | None = None,
+    data_parallel: bool = False,
 ) -> np.ndarray:
     """Embed images (N, H, W, 3) uint8 (array or memmap) batch by batch.
 
@@ -51,6 +52,8 @@ def embed_images(
         batch_size: images per forward pass.
         progress: show a tqdm bar.
         rows: embed only these rows of `images`, in this order (default: all).
+        data_parallel: JAX only: each batch sharded across every device
+            (:class:`mfr.data_parallel.ShardedForward`); the same embeddings.
 
     Returns:
         float32 (n, D) embeddings, each row L2-normalised (``tf.math.l2_normalize``'s epsilon).
@@ -64,10 +67,20 @@ def embed_images(
     contiguous = rows is None
     starts = range(0, n, batch_size)
     chunks = []
+    sharded = None
+    if data_parallel:
+        from mfr.data_parallel import ShardedForward
+
+        sharded = ShardedForward(model)
     for s in progress_bar(starts, progress, desc="embed", unit="batch"):
         sel = slice(s, s + batch_size) if contiguous else order[s:s + batch_size]
         batch = np.asarray(images[sel])
-        chunks.append(predict_batch(model, batch, preprocessing))
+        if sharded is not None:
+            from mfr.models import preprocess
+
+            chunks.append(sharded(preprocess(batch, mode=preprocessing)))
+        else:
+            chunks.append(predict_batch(model, batch, preprocessing))
     if not chunks:
         out_dim = model.output_shape[-1]
         return np.zeros((0, out_dim), dtype=np.float32)

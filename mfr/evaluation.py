@@ -13,11 +13,22 @@ A study folder (what ``mfr evaluate --study DIR`` reads)::
     DIR/cache/          image cache
     DIR/baseline/       an `mfr embed` run folder (run.json "command": "embed"; --split val,test)
     DIR/train_N<N>/     an `mfr train` run folder per N (run.json "trainable_layers")
+    DIR/train_N<N>_s<seed>/  the same N trained with another seed (`mfr study --seeds`)
     DIR/evaluation/     written by `mfr evaluate`
 
 Settings are found by their run.json, whatever the folder names; a setting that the study's
-configs ask for (their ``trainable_layers``) but that has no finished run folder is listed as
-missing, and a run folder lacking what a metric needs is listed as incomplete, with the reason.
+configs ask for (their ``trainable_layers``, and the ledger's ``seeds``) but that has no
+finished run folder is listed as missing, and a run folder lacking what a metric needs is
+listed as incomplete, with the reason.
+
+Seeds: a fine-tuned N trained with the study's seed (the baseline's) is setting ``N<n>``; the
+same N with another seed is ``N<n>_s<seed>``, a *replicate*: evaluated like any setting
+(metrics.json, the verification, threshold and identification tables, labelled with its seed),
+left out of Table 5.1 and the figures, and summarised with the others of its N in
+``seeds.csv/.md`` (:func:`seed_table`): the spread across seeds (mean, sd, min, max) beside the
+subject-bootstrap interval of one run. The interval says how much the numbers would move with
+other subjects; the spread, how much with another training order (and, from random weights,
+another initialisation).
 """
 
 from __future__ import annotations
@@ -48,6 +59,8 @@ __all__ = [
     "masked_vs_unmasked_pairs",
     "pair_set_metrics",
     "read_distances",
+    "seed_spread",
+    "seed_table",
     "threshold_table",
     "verification_table",
 ]
@@ -85,6 +98,8 @@ class Setting:
     random_init: bool
     label: str  # report.setting_label
     run: dict[str, Any] = field(default_factory=dict)  # its run.json
+    seed: int | None = None  # its config's seed
+    replicate: bool = False  # another seed of a fine-tuned N (key N<n>_s<seed>)
 
     @property
     def report_key(self) -> str | int:
@@ -126,6 +141,7 @@ def discover_study(study_dir: str | Path) -> Study:
                                 f"baseline/ from `mfr embed`, train_N<N>/ from `mfr train`)")
     missing: list[dict[str, str]] = []
     incomplete: list[dict[str, str]] = []
+    study_seed, ledger_seeds = _study_seeds(root)
     part = root / "partition"
     partition_dir = part if (part / "test.csv").is_file() else None
     if partition_dir is None:
@@ -140,13 +156,18 @@ def discover_study(study_dir: str | Path) -> Study:
             continue
         run = _read_json(run_json)
         if run.get("command") == "embed":
-            s = Setting(sub.name, sub, "embed", 0, report.run_random_init(sub), "", run)
+            s = Setting(sub.name, sub, "embed", 0, report.run_random_init(sub), "", run,
+                        seed=run.get("config", {}).get("seed"))
         elif "trainable_layers" in run or run.get("command") == "train":
             n = int(run.get("trainable_layers") or 0)
-            s = Setting(f"N{n}", sub, "train", n, report.run_random_init(sub), "", run)
+            s = Setting(f"N{n}", sub, "train", n, report.run_random_init(sub), "", run,
+                        seed=run.get("config", {}).get("seed"))
         else:
             continue
         s.label = report.setting_label(s.report_key, s.random_init)
+        if s.kind == "train" and _is_replicate(s, found, study_seed):
+            s.key, s.replicate = f"N{s.n_layers}_s{s.seed}", True
+            s.label += f", seed {s.seed}"
         if run.get("status") == "running":
             incomplete.append(_entry(s.key, sub, "its run.json says status running: the run "
                                                  "did not finish"))
@@ -165,15 +186,38 @@ def discover_study(study_dir: str | Path) -> Study:
                               "no `mfr embed` run folder (run.json with \"command\": \"embed\")"))
     train_cfgs = [c for c in configs if c["kind"] == "train"] or configs
     expected = sorted({int(n) for c in train_cfgs for n in c.get("trainable_layers", [])})
-    have = {s.n_layers for s in found if s.kind == "train"}
+    have = {s.key for s in found if s.kind == "train"}
     unfinished = {e["setting"] for e in incomplete}
+    extra = [x for x in ledger_seeds if x != study_seed]
     for n in expected:
-        if n not in have and f"N{n}" not in unfinished and f"train_N{n}" not in unfinished:
-            missing.append(_entry(f"N{n}", root / f"train_N{n}",
-                                  "asked for by the study's config (trainable_layers) but no "
-                                  "`mfr train` run folder"))
-    found.sort(key=lambda s: (s.kind != "embed", s.n_layers, s.key))
+        for key, folder, why in [(f"N{n}", f"train_N{n}", "trainable_layers"),
+                                 *((f"N{n}_s{x}", f"train_N{n}_s{x}", "trainable_layers x "
+                                    "seeds") for x in extra)]:
+            if key not in have and key not in unfinished and folder not in unfinished:
+                missing.append(_entry(key, root / folder,
+                                      f"asked for by the study's config ({why}) but no `mfr "
+                                      f"train` run folder"))
+    found.sort(key=lambda s: (s.kind != "embed", s.n_layers, s.replicate, s.seed or 0, s.key))
     return Study(root, partition_dir, found, missing, incomplete)
+
+
+def _study_seeds(root: Path) -> tuple[int | None, list[int]]:
+    """The study's seed (its baseline's config seed, else its ledger's) and the extra seeds
+    its ledger (``study.json`` of `mfr study`) asks for."""
+    ledger = root / "study.json"
+    config = _read_json(ledger).get("config", {}) if ledger.is_file() else {}
+    base = root / "baseline" / "run.json"
+    seed = _read_json(base).get("config", {}).get("seed") if base.is_file() else None
+    return (seed if seed is not None else config.get("seed")), list(config.get("seeds", []))
+
+
+def _is_replicate(s: Setting, found: Sequence[Setting], study_seed: int | None) -> bool:
+    """A fine-tuned run is a replicate when its seed is not the study's; with no study seed
+    known, when a run of its N with another seed came first (in folder-name order)."""
+    if study_seed is not None:
+        return s.seed is not None and s.seed != study_seed
+    return any(f.kind == "train" and f.n_layers == s.n_layers and not f.replicate
+               and f.seed != s.seed for f in found)
 
 
 def read_distances(run_dir: str | Path, distances: Sequence[str] = EVAL_DISTANCES) -> pd.DataFrame:
@@ -397,15 +441,74 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
         t51 = report.table_5_1(runs)
         t51.insert(1, "trained layers", [0 if k == "pre-trained" else int(k) for k in runs])
         tables["table_5_1"] = t51
+    spread = seed_spread(study, settings)
+    if spread:
+        metrics["seeds"] = spread
+        tables["seeds"] = seed_table(spread)
     return StudyEvaluation(study, metrics, thresholds, tables)
 
 
 def _report_runs(settings: Sequence[Setting]) -> dict[str | int, Path]:
-    """{"pre-trained" or N: run folder} for :mod:`mfr.report` (the first of several embed runs)."""
+    """{"pre-trained" or N: run folder} for :mod:`mfr.report` (the first of several embed runs;
+    the study seed's run of each N, not its replicates)."""
     runs: dict[str | int, Path] = {}
     for s in settings:
-        runs.setdefault(s.report_key, s.run_dir)
+        if not s.replicate:
+            runs.setdefault(s.report_key, s.run_dir)
     return runs
+
+
+#: the statistics whose spread across seeds is reported (test pairs, the default distance)
+SEED_STATS = ("auc", "eer", "fnmr_at_fmr_1pct", "median_genuine", "median_impostor", "gap")
+
+
+def seed_spread(study: Study, settings: Mapping[str, Any],
+                distance: str = DEFAULT_DISTANCE) -> dict[str, Any]:
+    """Per fine-tuned N trained with more than one seed: each statistic of :data:`SEED_STATS`
+    on the test pairs across its seeds (``values`` per seed, ``mean``, ``sd`` -- the sample
+    standard deviation, ddof 1 --, ``min``, ``max``), beside the subject-bootstrap 95% interval
+    of the study seed's run (``ci_seed``, ``ci_value``, ``ci_low``, ``ci_high``). Seeds whose
+    statistic is undefined (null) are left out of its numbers (``n``)."""
+    groups: dict[int, list[Setting]] = {}
+    for s in study.settings:
+        if s.kind == "train" and "test" in settings[s.key]["splits"]:
+            groups.setdefault(s.n_layers, []).append(s)
+    out: dict[str, Any] = {}
+    for n, runs in sorted(groups.items()):
+        if len(runs) < 2:
+            continue
+        main = next((r for r in runs if not r.replicate), runs[0])
+        main_m = settings[main.key]["splits"]["test"][distance]
+        stats = {}
+        for stat in SEED_STATS:
+            values = {str(r.seed): settings[r.key]["splits"]["test"][distance][stat]
+                      for r in runs}
+            v = np.array([x for x in values.values() if x is not None], dtype=np.float64)
+            ci = main_m.get("ci", {}).get(stat, {})
+            stats[stat] = {
+                "values": values, "n": int(len(v)),
+                "mean": float(v.mean()) if len(v) else None,
+                "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                "min": float(v.min()) if len(v) else None,
+                "max": float(v.max()) if len(v) else None,
+                "ci_seed": main.seed, "ci_value": main_m[stat],
+                "ci_low": ci.get("low"), "ci_high": ci.get("high")}
+        out[f"N{n}"] = {"label": report.setting_label(n, main.random_init),
+                        "trainable_layers": n, "distance": distance,
+                        "seeds": [r.seed for r in runs], "settings": [r.key for r in runs],
+                        "stats": stats}
+    return out
+
+
+def seed_table(spread: Mapping[str, Any]) -> pd.DataFrame:
+    """:func:`seed_spread` as a table: one row per N and statistic."""
+    rows = [{"setting": g["label"], "trained layers": g["trainable_layers"],
+             "distance": g["distance"], "statistic": stat,
+             "seeds": ",".join(str(x) for x in g["seeds"]),
+             **{k: v[k] for k in ("n", "mean", "sd", "min", "max", "ci_seed", "ci_value",
+                                  "ci_low", "ci_high")}}
+            for g in spread.values() for stat, v in g["stats"].items()]
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- tables
@@ -509,6 +612,16 @@ def table_markdown(table: pd.DataFrame, kind: str, first: str = "setting") -> st
                  r["n_gallery_subjects"] if r["n_gallery_subjects"] is not None else "n/a",
                  r["null_reason"]] for r in table.to_dict("records")]
         head = ["setting", "distance", "rank-1", "rank-5", "probes", "gallery subjects", "note"]
+    elif kind == "seeds":
+        rows = [[r["setting"], r["statistic"], r["seeds"], str(r["n"]),
+                 f"{_fmt(r['mean'])} ± {_fmt(r['sd'])}", _fmt(r["min"]), _fmt(r["max"]),
+                 f"{_fmt(r['ci_value'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+                 if r["ci_low"] is not None and r["ci_low"] == r["ci_low"]
+                 else _fmt(r["ci_value"])]
+                for r in table.to_dict("records")]
+        seed = table["ci_seed"].iloc[0]
+        head = ["setting", "statistic (test pairs)", "seeds", "n", "mean ± sd", "min", "max",
+                f"seed {seed}: value [95% subject-bootstrap CI]"]
     else:
         raise InputError(f"unknown table kind {kind!r}")
     head[0] = first
@@ -542,9 +655,13 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
     {file stem: matplotlib Figure}. Figs 5.1 / 5.2 (losses per epoch), 5.3 (box plots of test
     distances), 5.4 (medians per setting), 5.5 (gap vs trained layers); ROC, DET and CMC
     curves per distance."""
+    import dataclasses
+
     import matplotlib.pyplot as plt
 
-    study = ev.study
+    # the study seed's runs: a replicate (another seed) adds no curve or box
+    study = dataclasses.replace(ev.study, settings=[s for s in ev.study.settings
+                                                    if not s.replicate])
     figs: dict[str, Any] = {}
     note = init_note([s.random_init for s in study.settings])
     trained = {s.n_layers: s.run_dir for s in study.settings

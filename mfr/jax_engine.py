@@ -13,7 +13,7 @@ import numpy as np
 
 from mfr import siamese
 
-__all__ = ["FusedJaxEngine", "batch_mean"]
+__all__ = ["FusedJaxEngine", "batch_mean", "host_batches"]
 
 
 class FusedJaxEngine:
@@ -24,6 +24,9 @@ class FusedJaxEngine:
     device, so a call moves no data and does not wait for the previous one. Every batch's loss
     is kept, so a non-finite one is located exactly. (A ``lax.scan`` over the steps was tried:
     XLA:CPU runs convolution gradients inside a loop body ~10x slower.)"""
+
+    #: the axis of the batch arrays that counts steps (a subclass may lay them out otherwise)
+    step_axis = 0
 
     def __init__(self, model: keras.Model, margin: float, steps_per_execution: int = 1):
         import jax
@@ -49,7 +52,8 @@ class FusedJaxEngine:
         def run(tv, ov, k, ntv, *arrays):
             losses = []
             for _ in range(n_steps):
-                batch = [jax.lax.dynamic_index_in_dim(a, k, keepdims=False) for a in arrays]
+                batch = [jax.lax.dynamic_index_in_dim(a, k, self.step_axis, keepdims=False)
+                         for a in arrays]
                 loss, g = grad(tv, ntv, *batch)
                 tv, ov = opt.stateless_apply(ov, g, tv)
                 losses.append(loss)
@@ -72,14 +76,9 @@ class FusedJaxEngine:
     def _batches(self, u, m, y, batch_size):
         """(steps, B) device arrays u, m, y, w; the last batch padded with w = 0 (no new
         shape to compile; its mean is over its real pairs, as Keras's smaller last batch)."""
-        n = len(u)
-        steps = -(-n // batch_size)
-        pad = steps * batch_size - n
-        w = np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)]
-        cols = [np.r_[np.asarray(a), np.zeros(pad, np.asarray(a).dtype)]
-                for a in (u, m, y)] + [w]
+        cols = host_batches(u, m, y, batch_size)
         jnp = self.jax.numpy
-        return [jnp.asarray(c.reshape(steps, batch_size)) for c in cols], w.reshape(steps, -1)
+        return [jnp.asarray(c) for c in cols], cols[-1]
 
     def _state(self):
         model = self.model
@@ -97,7 +96,7 @@ class FusedJaxEngine:
         model = self.model
         tv, ov, ntv = self._state()
         arrays, _ = self._batches(u, m, y, batch_size)
-        n = arrays[0].shape[0]
+        n = arrays[0].shape[self.step_axis]
         k = jnp.zeros((), "int32")
         losses, done = [], 0
         while done < n:
@@ -118,6 +117,18 @@ class FusedJaxEngine:
             self._eval["fn"] = self._eval_fn()
         losses = np.asarray(self._eval["fn"](tv, ntv, *arrays))
         return batch_mean(losses, w.sum(axis=1))
+
+
+def host_batches(u, m, y, batch_size: int) -> list[np.ndarray]:
+    """u, m, y and the weights w as (steps, batch_size) numpy arrays, in order; the last batch
+    padded with w = 0 rows (index 0, label 0)."""
+    n = len(u)
+    steps = -(-n // batch_size)
+    pad = steps * batch_size - n
+    w = np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)]
+    cols = [np.r_[np.asarray(a), np.zeros(pad, np.asarray(a).dtype)]
+            for a in (u, m, y)] + [w]
+    return [c.reshape(steps, batch_size) for c in cols]
 
 
 def batch_mean(losses: np.ndarray, sizes: np.ndarray) -> float:

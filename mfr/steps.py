@@ -161,6 +161,17 @@ TRAIN_SETTINGS = EMBED_SETTINGS + ("margin", "optimizer", "learning_rate", "mome
                                    "batch_size", "seed")
 
 
+def _devices(config: StudyConfig) -> int:
+    """The devices a step's forward and SGD steps run on: every device with
+    ``data_parallel`` (JAX only: InputError otherwise, before any work), else 1. Recorded in
+    run.json; not in the fingerprint (data parallelism does not change results)."""
+    if not config.data_parallel:
+        return 1
+    from mfr.data_parallel import device_count, distribution
+
+    return device_count(distribution())
+
+
 def _require_complete(folder: Path, what: str) -> None:
     """An input folder written by mfr must hold a finished run (a hand-made one is taken as
     it is): a partition killed halfway is not read."""
@@ -335,6 +346,7 @@ def embed_step(
     from mfr.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
 
     cfg = config
+    devices = _devices(cfg)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     splits = parse_splits(split)
@@ -384,7 +396,7 @@ def embed_step(
     paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
     vectors = embed_images(model, cache.images, preprocessing=cfg.preprocessing,
                            batch_size=cfg.embed_batch_size, progress=progress,
-                           rows=cache.index_of(paths))
+                           rows=cache.index_of(paths), data_parallel=cfg.data_parallel)
     meta = {"weights_desc": weights_desc, "random_weights": cfg.weights is None,
             "preprocessing": cfg.preprocessing, "decoder": cfg.decoder, "splits": splits,
             "warning": warning}
@@ -421,7 +433,8 @@ def embed_step(
              cache_dir=str(cache.cache_dir), weights_desc=weights_desc,
              random_weights=cfg.weights is None, warning=warning, decoder=cfg.decoder,
              n_images_embedded=len(paths), n_images_failed=len(cache.failed),
-             n_pairs_dropped=len(dropped_df), failed_images=cache.failed.to_dict("records"))
+             n_pairs_dropped=len(dropped_df), failed_images=cache.failed.to_dict("records"),
+             data_parallel=cfg.data_parallel, devices=devices)
     return EmbedRun(out_dir, distances, summary, emb, cache, dropped_df)
 
 
@@ -487,6 +500,7 @@ def train_step(
     from mfr.training import TrainResult, train_siamese
 
     n = siamese.validate_trainable_layers(n)
+    _devices(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
     _require_complete(pairs_dir, "partition")
     frames = read_pair_csvs(pairs_dir)
@@ -553,7 +567,8 @@ def train_step(
              trainable_layers=n, trainable_layer_names=result.trainable_layers,
              trainable_params=result.trainable_params, path=result.path,
              epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
-             engine=result.engine, pairs_dir=str(pairs_dir), cache_dir=str(cache.cache_dir),
+             engine=result.engine, data_parallel=config.data_parallel, devices=result.devices,
+             pairs_dir=str(pairs_dir), cache_dir=str(cache.cache_dir),
              final_weights="final_trainable.h5 (trained layers only, keras-vggface legacy HDF5)",
              epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)")
     return result
@@ -642,7 +657,8 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
 
     Reads ``DIR/partition``, the baseline (`mfr embed` run folder) and every ``mfr train``
     run folder (found by their run.json, :func:`mfr.evaluation.discover_study`); lists what is
-    missing or incomplete and evaluates the rest. Writes into `out_dir` (default
+    missing or incomplete and evaluates the rest. An earlier evaluation of the same study with
+    the same settings in `out_dir` is replaced when the study's run folders changed since. Writes into `out_dir` (default
     ``DIR/evaluation``): ``metrics.json`` (per setting, split and distance: AUC, EER, FNMR at
     FMR 1% / 0.1%, GMean, IMean, medians, Fisher ratio; test values with 95% intervals from a
     bootstrap over subjects; identification rank-1 / rank-5 / CMC), ``thresholds.json`` (chosen
@@ -667,7 +683,9 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
         warnings.warn(f"missing {m['setting']} ({m['path']}): {m['reason']}", stacklevel=2)
     out = Path(out_dir) if out_dir is not None else study.root / "evaluation"
     fp = evaluate_fingerprint(study_dir, cfg)
-    claim(out, "evaluate", fp, config=cfg, reopen=True, force=force)
+    root = str(study.root.resolve())
+    claim(out, "evaluate", fp, config=cfg, reopen=True, force=force or _follows_study(out, root, fp),
+          study=root)
     ev = E.evaluate_study(study, cfg.threshold_rule, cfg.bootstrap_resamples, cfg.seed,
                           progress=progress)
     write_json(out / "metrics.json", ev.metrics)
@@ -697,6 +715,15 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
              settings={s.key: str(s.run_dir) for s in study.settings}, missing=study.missing,
              incomplete=ev.metrics["incomplete"], figures=figures, tables=sorted(ev.tables))
     return ev
+
+
+def _follows_study(out: Path, root: str, fp: dict[str, Any]) -> bool:
+    """Whether `out` holds an evaluation of the study at `root` with these settings, made
+    before its run folders changed (a setting or seed added, a run redone): it is replaced,
+    as the evaluation follows the study's runs. Any other run there is refused by claim."""
+    run = read_run(out) or {}
+    return (run.get("command") == "evaluate" and run.get("study") == root
+            and (run.get("fingerprint") or {}).get("settings") == fp["settings"])
 
 
 #: The config fields an evaluation's numbers depend on.

@@ -9,10 +9,18 @@ step            notebook              writes (under the study folder)
 partition       01_partition          ``partition/`` (and ``synthetic/``: demo)
 baseline        02_baseline           ``baseline/`` (val + test), ``cache/``
 finetune_N<N>   03_finetune           ``train_N<N>/``, one step per N
+finetune_N<N>   03_finetune           ``train_N<N>_s<seed>/``: ``--seeds``, one step
+_s<seed>                              per N and extra seed
 evaluation      04_analysis           ``evaluation/``
 gradcam         05_gradcam            ``gradcam/`` (TensorFlow backend only)
 pairs           06_pairs              ``pairs/``: Table 5.2 (``table_5_2_pairs``)
 ==============  ====================  =========================================
+
+Steps wait for the steps they read (``needs``) and for those they must follow (``after``: a
+fine-tuning step follows the baseline, which builds the image cache they share). An executor
+(:mod:`mfr.executors`) runs them: one by one in this process (``local``, the default), or as
+Ray tasks, independent steps at the same time (``ray``); either way this process alone decides
+what is up to date and writes the ledger.
 
 Each executed notebook is kept in ``notebooks/``; ``study.json`` records, per step, its
 parameters, the fingerprints of its inputs (the notebook, the config, the dataset listing or
@@ -28,18 +36,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfr.config import CONFIG_DIR, StudyConfig, load_config
 from mfr.errors import InputError, MfrError, MissingError
 from mfr.outputs import versions, write_json
 from mfr.provenance import file_digest, listing_digest, read_run
 
-__all__ = ["NOTEBOOK_DIR", "Step", "StudyResult", "plan", "run_study", "step_names"]
+if TYPE_CHECKING:
+    from mfr.executors import Executor, StepContext
+
+__all__ = ["NOTEBOOK_DIR", "Step", "StudyResult", "plan", "run_notebook", "run_study",
+           "step_names"]
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 LEDGER = "study.json"
@@ -59,13 +70,16 @@ class Step:
     run_dir: Path
     needs: tuple[str, ...] = ()
     tensorflow: bool = False  # needs the TensorFlow backend (tf-keras-vis, MTCNN)
+    after: tuple[str, ...] = ()  # steps it must follow without reading their run folders
 
     @property
     def output_notebook(self) -> str:
-        """The executed notebook's name: the notebook's, with N for a fine-tuning step."""
+        """The executed notebook's name: the notebook's, with N (and the seed) for a
+        fine-tuning step: ``03_finetune_N10.ipynb``, ``03_finetune_N10_s2022.ipynb``."""
         stem = Path(self.notebook).stem
-        n = self.parameters.get("trainable_layers")
-        return f"{stem}_N{n}.ipynb" if n is not None else f"{stem}.ipynb"
+        if self.name.startswith("finetune_"):
+            return f"{stem}_{self.name.removeprefix('finetune_')}.ipynb"
+        return f"{stem}.ipynb"
 
 
 @dataclass
@@ -83,12 +97,24 @@ def _profile_arg(profile: str | Path) -> str:
     return str(p.resolve()) if p.suffix in (".yaml", ".yml") else str(profile)
 
 
+def extra_seeds(config: StudyConfig) -> list[int]:
+    """The seeds ``config.seeds`` adds to the config's own seed, each once, ascending."""
+    return sorted(set(config.seeds) - {config.seed})
+
+
 def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[Step]:
-    """The study's steps for `config` (loaded from `profile`), writing under `out_dir`."""
+    """The study's steps for `config` (loaded from `profile`), writing under `out_dir`.
+
+    The config's seed runs every step; each extra seed of ``config.seeds`` adds one
+    fine-tuning step per N (``finetune_N<N>_s<seed>``, run folder ``train_N<N>_s<seed>``), read
+    by the evaluation (the spread across seeds); Grad-CAM explains the config seed's runs.
+    """
     out = Path(out_dir).resolve()
     prof = _profile_arg(profile)
     pairs, cache = str(out / "partition"), str(out / "cache")
     finetunes = [f"finetune_N{n}" for n in config.trainable_layers]
+    seeded = [(f"finetune_N{n}_s{seed}", n, seed) for n in config.trainable_layers
+              for seed in extra_seeds(config)]
     steps = [
         Step("partition", "01_partition.ipynb",
              {"config": prof, "data_root": config.data_root, "out_dir": str(out)},
@@ -100,10 +126,17 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
         *(Step(name, "03_finetune.ipynb",
                {"config": prof, "trainable_layers": n, "pairs_dir": pairs, "cache_dir": cache,
                 "out_dir": str(out)},
-               out / f"train_N{n}", ("partition",))
+               out / f"train_N{n}", ("partition",), after=("baseline",))
           for name, n in zip(finetunes, config.trainable_layers, strict=True)),
+        *(Step(name, "03_finetune.ipynb",
+               {"config": prof, "trainable_layers": n, "seed": seed, "pairs_dir": pairs,
+                "cache_dir": cache, "out_dir": str(out),
+                "run_dir": str(out / f"train_N{n}_s{seed}")},
+               out / f"train_N{n}_s{seed}", ("partition",), after=("baseline",))
+          for name, n, seed in seeded),
         Step("evaluation", "04_analysis.ipynb", {"config": prof, "study_dir": str(out)},
-             out / "evaluation", ("partition", "baseline", *finetunes)),
+             out / "evaluation", ("partition", "baseline", *finetunes,
+                                  *(name for name, _, _ in seeded))),
         Step("gradcam", "05_gradcam.ipynb",
              {"study_dir": str(out), "n_images": config.gradcam_images, "seed": config.seed},
              out / "gradcam", ("partition", "baseline", *finetunes), tensorflow=True),
@@ -140,14 +173,20 @@ def _run_record(run_dir: Path) -> str | None:
 def _inputs(step: Step, steps: dict[str, Step], config: StudyConfig, out: Path) -> dict[str, Any]:
     """Fingerprints of everything a step reads: its notebook, the config, and the dataset (the
     partition) or the run records of the folders it reads (every other step)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_STEP_INPUTS}
     inputs: dict[str, Any] = {"notebook": file_digest(NOTEBOOK_DIR / step.notebook),
-                              "config": config.to_dict()}
+                              "config": settings}
     if step.name == "partition":
         root = Path(config.data_root) if config.data_root else out / "synthetic"
         inputs["data"] = listing_digest(root) if root.is_dir() else None
     for need in step.needs:
         inputs[need] = _run_record(steps[need].run_dir)
     return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+#: config fields that change no step's inputs: ``seeds`` adds steps (it changes none), and
+#: ``data_parallel`` is speed
+_NOT_STEP_INPUTS = ("seeds", "data_parallel")
 
 
 def _up_to_date(step: Step, record: dict[str, Any] | None, inputs: dict[str, Any],
@@ -199,10 +238,12 @@ def _ipc_kernel_manager():
     return IPCKernelManager
 
 
-def _execute(step: Step, out: Path, kernel: str, progress: bool) -> Path:
-    """Run a step's notebook with papermill; StudyStepError names the notebook on failure."""
+def run_notebook(step: Step, context: StepContext) -> Path:
+    """Run a step's notebook with papermill (the executors' default step runner, here or on
+    a Ray worker); StudyStepError names the executed notebook on failure."""
     import papermill as pm
 
+    out, kernel, progress = context.out_dir, context.kernel, context.progress
     nb_out = out / "notebooks" / step.output_notebook
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -219,7 +260,8 @@ def _execute(step: Step, out: Path, kernel: str, progress: bool) -> Path:
 
 def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
               force: bool = False, only: str | None = None, kernel: str = "python3",
-              progress: bool = True, executor: Callable | None = None) -> StudyResult:
+              progress: bool = True, seeds: Sequence[int] | str | None = None,
+              executor: Executor | None = None) -> StudyResult:
     """Run (or resume) the study of `profile` in `out_dir` (default ``results/<profile>``).
 
     Args:
@@ -227,12 +269,22 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
         only: run just this step (a step name, or ``finetune`` for every N); the others are
             neither run nor checked.
         kernel: the Jupyter kernel papermill starts (the venv's ``python3`` by default).
-        executor: (internal) runs one step; the local executor runs the notebook here.
+        seeds: more seeds for the fine-tuning steps (``config.seeds``; default the profile's).
+        executor: runs the steps (:mod:`mfr.executors`): default the local executor, one step
+            after the other in this process; :class:`mfr.executors.ray_executor.RayExecutor`
+            runs independent steps at once as Ray tasks.
 
     Returns:
         A :class:`StudyResult`; ``REPORT.md``/``REPORT.html`` are written unless `only`.
     """
+    from mfr.executors import LocalExecutor, StepContext
+
     config = load_config(profile)
+    if seeds is not None:
+        try:
+            config = config.replace(seeds=seeds)
+        except ValueError as e:
+            raise InputError(str(e)) from None
     out = Path(out_dir) if out_dir is not None else Path("results") / config.profile
     out = out.resolve()
     steps = plan(config, profile, out)
@@ -241,6 +293,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     if only is not None and only not in valid and only != "finetune":
         raise InputError(f"unknown step {only!r}; the steps of profile {config.profile}: "
                          f"{', '.join(valid)} (or finetune: every N)")
+    executor = executor or LocalExecutor()
+    executor.check()  # e.g. Ray installed, its address answers: before anything starts
     _check_can_run(config, profile)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels' TensorFlow: no banners
     out.mkdir(parents=True, exist_ok=True)
@@ -252,45 +306,10 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     ledger.update(profile=config.profile, config=config.to_dict())
     ledger.setdefault("steps", {})
     result = StudyResult(out, ledger)
-    run_one = executor or (lambda step: _execute(step, out, kernel, progress))
     chosen = [s for s in steps if only is None or s.name == only
               or (only == "finetune" and s.name.startswith("finetune_"))]
-
-    from mfr.progress import progress_bar
-
-    for step in progress_bar(chosen, progress, total=len(chosen), desc="study", unit="step"):
-        record = ledger["steps"].get(step.name)
-        if step.tensorflow and not _tensorflow_backend():
-            ledger["steps"][step.name] = {"status": "skipped", "parameters": step.parameters,
-                                          "reason": "needs the TensorFlow backend (tf-keras-vis, "
-                                                    "MTCNN); this run used "
-                                                    + os.environ.get("KERAS_BACKEND", "jax")}
-            result.skipped.append(step.name)
-            write_json(ledger_path, ledger)
-            continue
-        if not force and _up_to_date(step, record, _inputs(step, by_name, config, out), out):
-            result.skipped.append(step.name)
-            continue
-        # The study owns its run folders: a step recorded with other parameters or inputs
-        # (stale, or a study committed or copied from elsewhere) replaces what its folder
-        # holds; a step interrupted with these parameters resumes (training from its last
-        # checkpoint); a step with no record lets its folder decide (up to date, or refused).
-        interrupted = (record is not None and record.get("status") == "running"
-                       and record.get("parameters") == step.parameters)
-        replace = force or (record is not None and not interrupted)
-        params = {**step.parameters, **({"force": True} if replace and "force" in
-                                        _notebook_parameters(step.notebook) else {})}
-        t0 = time.perf_counter()
-        ledger["steps"][step.name] = {"status": "running", "parameters": step.parameters,
-                                      "notebook": f"notebooks/{step.output_notebook}"}
-        write_json(ledger_path, ledger)
-        run_one(Step(step.name, step.notebook, params, step.run_dir, step.needs,
-                     step.tensorflow))
-        ledger["steps"][step.name].update(
-            status="complete", seconds=round(time.perf_counter() - t0, 1),
-            inputs=_inputs(step, by_name, config, out))
-        write_json(ledger_path, ledger)
-        result.ran.append(step.name)
+    executor.run(chosen, _Ledger(ledger, ledger_path, by_name, config, out, force, result),
+                 StepContext(out, kernel, progress), run_notebook)
     ledger["versions"] = versions()
     write_json(ledger_path, ledger)
     if only is None:
@@ -298,6 +317,58 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
 
         result.report = write_report(out, config, ledger, steps)
     return result
+
+
+@dataclass
+class _Ledger:
+    """The driver's side of running a step: whether it runs (:meth:`begin`) and its record in
+    ``study.json`` (:meth:`begin`, :meth:`end`). Executors call it from the driver only."""
+
+    ledger: dict[str, Any]
+    path: Path
+    steps: dict[str, Step]
+    config: StudyConfig
+    out: Path
+    force: bool
+    result: StudyResult
+
+    def begin(self, step: Step) -> Step | None:
+        """The step to run (its parameters as the notebook gets them), or None: skipped (not
+        for this backend, or up to date)."""
+        record = self.ledger["steps"].get(step.name)
+        if step.tensorflow and not _tensorflow_backend():
+            self.ledger["steps"][step.name] = {
+                "status": "skipped", "parameters": step.parameters,
+                "reason": "needs the TensorFlow backend (tf-keras-vis, MTCNN); this run used "
+                          + os.environ.get("KERAS_BACKEND", "jax")}
+            self.result.skipped.append(step.name)
+            write_json(self.path, self.ledger)
+            return None
+        if not self.force and _up_to_date(step, record, _inputs(step, self.steps, self.config,
+                                                                 self.out), self.out):
+            self.result.skipped.append(step.name)
+            return None
+        # The study owns its run folders: a step recorded with other parameters or inputs
+        # (stale, or a study committed or copied from elsewhere) replaces what its folder
+        # holds; a step interrupted with these parameters resumes (training from its last
+        # checkpoint); a step with no record lets its folder decide (up to date, or refused).
+        interrupted = (record is not None and record.get("status") == "running"
+                       and record.get("parameters") == step.parameters)
+        replace_folder = self.force or (record is not None and not interrupted)
+        params = {**step.parameters, **({"force": True} if replace_folder and "force" in
+                                        _notebook_parameters(step.notebook) else {})}
+        self.ledger["steps"][step.name] = {"status": "running", "parameters": step.parameters,
+                                           "notebook": f"notebooks/{step.output_notebook}"}
+        write_json(self.path, self.ledger)
+        return replace(step, parameters=params)
+
+    def end(self, step: Step, seconds: float) -> None:
+        """Record a step that finished: complete, its duration and the inputs it ran on."""
+        self.ledger["steps"][step.name].update(
+            status="complete", seconds=round(seconds, 1),
+            inputs=_inputs(step, self.steps, self.config, self.out))
+        write_json(self.path, self.ledger)
+        self.result.ran.append(step.name)
 
 
 def _notebook_parameters(notebook: str) -> set[str]:

@@ -67,6 +67,7 @@ def _device() -> str:
 def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
               steps: Sequence[Any]) -> list[str]:
     v = ledger.get("versions", {})
+    extra = sorted(set(config.seeds) - {config.seed})
     part = read_run(out / "partition") or {}
     fp = part.get("fingerprint", {})
     data = ("a generated sample of drawn faces (synthetic RMFRD layout)"
@@ -76,7 +77,8 @@ def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
              f"; preprocessing {config.preprocessing}; N = "
              f"{', '.join(map(str, config.trainable_layers))}; {config.epochs} epochs, batch "
              f"{config.batch_size}, {config.optimizer} at lr {config.learning_rate:g}, margin "
-             f"{config.margin:g}; seed {config.seed}",
+             f"{config.margin:g}; seed {config.seed}"
+             + (f" (fine-tuning also with seeds {', '.join(map(str, extra))})" if extra else ""),
              f"- data: {data}; listing fingerprint `{fp.get('data', '-')[:16]}`",
              f"- Python {v.get('python')}, Keras {v.get('keras')} on {v.get('keras_backend')}"
              + "".join(f", {k} {v[k]}" for k in ("tensorflow", "tensorflow-cpu", "jax")
@@ -97,6 +99,28 @@ def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
     lines += ["", f"Time of the steps that ran last: {total:.0f} s (a step skipped as up to date "
                   "keeps the time it took when it ran).", ""]
     return lines
+
+
+def _seeds_line(ev: Path) -> str:
+    """One line per fine-tuned N run with several seeds: its AUC's spread across the seeds
+    beside one run's subject-bootstrap interval (from ``evaluation/metrics.json``)."""
+    spread = json.loads((ev / "metrics.json").read_text(encoding="utf-8")).get("seeds", {})
+    parts = []
+    for g in spread.values():
+        a = g["stats"]["auc"]
+        if a["mean"] is None:
+            continue
+        ci = ("" if a["ci_low"] is None else
+              f"; seed {a['ci_seed']}'s 95% subject-bootstrap CI [{a['ci_low']:.4f}, "
+              f"{a['ci_high']:.4f}]")
+        sd = "n/a" if a["sd"] is None else f"{a['sd']:.4f}"
+        parts.append(f"{g['label']}: AUC {a['mean']:.4f} ± {sd} (mean ± sd over seeds "
+                     f"{', '.join(map(str, g['seeds']))}; range {a['min']:.4f}-{a['max']:.4f})"
+                     f"{ci}")
+    return ("Seeds: " + "; ".join(parts) + ". The spread is what another training order (and "
+            "from random weights, the initialisation) moves; the interval, what other "
+            "subjects move.") if parts \
+        else "Seeds: no statistic defined across seeds."
 
 
 def _figure(rel: str, title: str) -> list[str]:
@@ -139,6 +163,9 @@ def write_report(out_dir: str | Path, config: StudyConfig, ledger: dict[str, Any
         text = _read(ev / f"{name}.md")
         if text:
             md += [f"### {title}", "", _demoted(text), ""]
+    seeds = _read(ev / "seeds.md")
+    if seeds:
+        md += ["### Spread across seeds", "", _seeds_line(ev), "", _demoted(seeds), ""]
     for stem, title in _EVAL_FIGURES[5:]:
         if (ev / f"{stem}.png").is_file():
             md += _figure(f"evaluation/{stem}.png", title)

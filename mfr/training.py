@@ -80,6 +80,7 @@ class TrainResult:
     timings: dict[str, Any] = field(default_factory=dict)
     resumed_from: int = 0  # epochs already done when this call started
     engine: str = "fit"  # "fit" | "fused"
+    devices: int = 1  # devices the SGD steps ran on (data_parallel: every device, else 1)
     model: Any = None  # the Siamese model (u_idx, m_idx) -> d
     out_dir: Path | None = None  # where its files are, if anywhere
 
@@ -278,7 +279,8 @@ def train_siamese(
 
     Hyperparameters come from `config` (margin, optimizer, learning_rate, momentum,
     batch_size, epochs, seed, trunk_cache, steps_per_execution, preprocessing,
-    embed_batch_size, keep_all_checkpoints). `core` is modified in place (trainable flags,
+    embed_batch_size, keep_all_checkpoints, data_parallel: JAX only, each step's batch sharded
+    across every device, :mod:`mfr.data_parallel`). `core` is modified in place (trainable flags,
     trained weights). The result holds the fine-tuned embeddings of the unique images of the
     `val` and `test` pairs (``embeddings``, ``embedding_rows``) and, with `test` pairs, their
     distances (the thesis's sum_squared).
@@ -311,6 +313,13 @@ def train_siamese(
             raise InputError(f"{ckpt}: {done} epochs trained already; epochs {cfg.epochs} asks "
                              f"for fewer (choose another output folder)")
     engine = _pick_engine(engine)
+    if cfg.data_parallel:
+        from mfr.data_parallel import require_jax
+
+        require_jax()
+        if engine != "fused":
+            raise InputError("data_parallel runs the fused JAX engine (engine 'auto' or "
+                             f"'fused'), not {engine!r}")
     names = siamese.set_trainable(core, n)
     layers = [core.get_layer(nm) for nm in names]
     if not layers:
@@ -332,7 +341,11 @@ def train_siamese(
     if ckpt is not None:
         start, history = checkpoints.load_checkpoint(ckpt, model, layers, fp)
     fused = None
-    if engine == "fused":
+    if engine == "fused" and cfg.data_parallel:
+        from mfr.data_parallel import DataParallelJaxEngine
+
+        fused = DataParallelJaxEngine(model, cfg.margin, cfg.steps_per_execution)
+    elif engine == "fused":
         from mfr.jax_engine import FusedJaxEngine
 
         fused = FusedJaxEngine(model, cfg.margin, cfg.steps_per_execution)
@@ -355,7 +368,8 @@ def train_siamese(
 
     result = TrainResult(pd.DataFrame(history), names, siamese.trainable_param_count(layers),
                          "cached" if cfg.trunk_cache else "thesis-style", timings=timings,
-                         resumed_from=start, model=model, engine=engine, out_dir=out)
+                         resumed_from=start, model=model, engine=engine, out_dir=out,
+                         devices=getattr(fused, "n_devices", 1))
     if out is not None:
         from mfr.models.legacy_h5 import save_legacy_h5
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,44 @@ def reference_layers() -> Path:
     if not REFERENCE_LAYERS.is_file():
         pytest.skip(f"{REFERENCE_LAYERS} is absent")
     return REFERENCE_LAYERS
+
+
+TINY_PROFILE = """\
+# a tiny offline study: generated sample, random init, one setting, one epoch
+weights: null
+optimizer: adam
+learning_rate: 1.0e-03
+epochs: 1
+batch_size: 8
+trainable_layers: [10]
+sample_subjects: 5
+bootstrap_resamples: 50
+gradcam_images: 1
+"""
+
+#: the files of a study whose bytes another executor must reproduce
+STUDY_BYTES = ("partition/train.csv", "partition/val.csv", "partition/test.csv",
+               "baseline/distances.csv", "baseline/embeddings/embeddings.npy",
+               "train_N10/history.csv", "train_N10/distances.csv",
+               "train_N10/embeddings/embeddings.npy", "evaluation/metrics.json")
+
+
+@dataclass
+class TinyStudy:
+    profile: Path
+    out: Path
+    files: dict[str, bytes]  # STUDY_BYTES as the study first wrote them
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> TinyStudy:
+    """The tiny study, run once per session by the local executor (`mfr study`). Tests may
+    change its folder; `files` keeps the bytes it first wrote."""
+    from mfr.cli import main
+
+    base = tmp_path_factory.mktemp("study")
+    profile = base / "tiny.yaml"
+    profile.write_text(TINY_PROFILE)
+    out = base / "out"
+    assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
+    return TinyStudy(profile, out, {rel: (out / rel).read_bytes() for rel in STUDY_BYTES})

@@ -228,3 +228,67 @@ def test_masked_vs_unmasked_pairs():
     assert p["label"].tolist() == [1, 1, 0, 0, 0, 0]
     assert p["unmasked_path"].tolist()[:3] == ["u/a/1"] * 3
     assert p["masked_path"].tolist()[:3] == ["m/a/1", "m/a/2", "m/c/1"]
+
+
+def test_several_seeds_of_one_n_report_their_spread(tmp_path):
+    """Two more seeds of N=10 beside the study seed's run: each is evaluated, Table 5.1 and
+    the figures keep the study seed's, seeds.csv holds the spread, a fourth seed the ledger
+    asks for is missing, a second folder of one seed is incomplete; no forward pass."""
+    import shutil
+
+    from mfr.steps import evaluate_step
+    from mfr.study_report import write_report
+
+    study = make_study(tmp_path / "s", layers=(10,), trained=(10,))
+    rng = np.random.default_rng(5)
+    pairs = {"val": _pairs(VAL_SUBJECTS), "test": _pairs(TEST_SUBJECTS)}
+    for seed, spread in ((2022, 0.8), (2023, 0.3)):
+        cfg = StudyConfig(weights=None, trainable_layers=(10,), seed=seed)
+        _run(study / f"train_N10_s{seed}", pairs,
+             _embeddings(rng, spread, VAL_SUBJECTS + TEST_SUBJECTS),
+             run_metadata(cfg, trainable_layers=10), history=True)
+    shutil.copytree(study / "train_N10_s2023", study / "train_N10_s2023_copy")
+    ledger = StudyConfig(weights=None, trainable_layers=(10,), seeds=(2021, 2022, 2023, 2024))
+    write_json(study / "study.json", {"profile": "t", "config": ledger.to_dict()})
+
+    found = E.discover_study(study)
+    assert [(s.key, s.seed, s.replicate) for s in found.settings] == [
+        ("baseline", 2021, False), ("N10", 2021, False), ("N10_s2022", 2022, True),
+        ("N10_s2023", 2023, True)]
+    assert [m["setting"] for m in found.missing] == ["N10_s2024"]
+    assert [(e["setting"], e["path"].endswith("_copy")) for e in found.incomplete] == [
+        ("N10_s2023", True)]
+    with pytest.warns(UserWarning, match="missing N10_s2024"):
+        ev = evaluate_step(study, config=StudyConfig(bootstrap_resamples=100), progress=False)
+    out = study / "evaluation"
+    t51 = pd.read_csv(out / "table_5_1.csv")
+    assert list(t51["trained layers"]) == [0, 10]  # the study seed's run only
+    ver = pd.read_csv(out / "verification.csv")
+    assert "last 10 layers (random init), seed 2022" in set(ver["setting"])
+    seeds = pd.read_csv(out / "seeds.csv")
+    assert list(seeds["statistic"]) == list(E.SEED_STATS) and set(seeds["n"]) == {3}
+    # against an independent computation from the three runs' distances.csv
+    from sklearn.metrics import roc_auc_score
+
+    aucs, gaps = [], []
+    for run in ("train_N10", "train_N10_s2022", "train_N10_s2023"):
+        d = pd.read_csv(study / run / "distances.csv")
+        t = d[d["split"] == "test"]
+        aucs.append(roc_auc_score(t["label"], -t["sum_squared"]))
+        gaps.append(t.loc[t["label"] == 0, "sum_squared"].median()
+                    - t.loc[t["label"] == 1, "sum_squared"].median())
+    auc = seeds[seeds["statistic"] == "auc"].iloc[0]
+    gap = seeds[seeds["statistic"] == "gap"].iloc[0]
+    assert auc["mean"] == pytest.approx(np.mean(aucs), abs=1e-6)
+    assert auc["sd"] == pytest.approx(np.std(aucs, ddof=1), abs=1e-6)
+    assert (auc["min"], auc["max"]) == pytest.approx((min(aucs), max(aucs)), abs=1e-6)
+    assert gap["mean"] == pytest.approx(np.mean(gaps), abs=1e-6)
+    assert auc["ci_seed"] == 2021 and auc["ci_low"] <= aucs[0] <= auc["ci_high"]
+    assert auc["ci_value"] == pytest.approx(aucs[0], abs=1e-6)
+    assert ev.metrics["seeds"]["N10"]["settings"] == ["N10", "N10_s2022", "N10_s2023"]
+    md = (out / "seeds.md").read_text()
+    assert "± " in md and "seed 2021: value [95% subject-bootstrap CI]" in md
+    assert "seeds.md" in json.loads((out / "run.json").read_text())["outputs"]
+    report = write_report(study, ledger, {"steps": {}}, []).read_text()
+    assert "### Spread across seeds" in report
+    assert f"AUC {np.mean(aucs):.4f} ± {np.std(aucs, ddof=1):.4f}" in report

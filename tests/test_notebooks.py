@@ -15,9 +15,9 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PARAMETERS = {
     "01_partition.ipynb": ("data_root", "out_dir", "protocol", "max_per_subject", "seed"),
     "02_baseline.ipynb": ("data_root", "pairs_dir", "out_dir", "weights", "preprocessing",
-                          "embed_batch_size", "split"),
+                          "embed_batch_size", "split", "data_parallel"),
     "03_finetune.ipynb": ("trainable_layers", "epochs", "batch_size", "learning_rate", "margin",
-                          "seed", "trunk_cache"),
+                          "seed", "trunk_cache", "data_parallel", "run_dir"),
     "04_analysis.ipynb": ("study_dir", "out_dir", "config", "bootstrap_resamples",
                           "threshold_rule", "seed", "weights", "trainable_layers", "epochs",
                           "n_subjects"),

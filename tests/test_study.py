@@ -9,19 +9,6 @@ import pytest
 
 from mfr.cli import main
 
-TINY = """\
-# a tiny offline study: generated sample, random init, one setting, one epoch
-weights: null
-optimizer: adam
-learning_rate: 1.0e-03
-epochs: 1
-batch_size: 8
-trainable_layers: [10]
-sample_subjects: 5
-bootstrap_resamples: 50
-gradcam_images: 1
-"""
-
 
 def _one_line(capsys) -> str:
     err = [ln for ln in capsys.readouterr().err.splitlines()
@@ -46,13 +33,9 @@ def test_unknown_profile_step_and_missing_data(tmp_path, capsys, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    base = tmp_path_factory.mktemp("study")
-    profile = base / "tiny.yaml"
-    profile.write_text(TINY)
-    out = base / "out"
-    assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
-    return profile, out
+def study(tiny_study):
+    """The tiny study of conftest.py (TINY_PROFILE), run once per session."""
+    return tiny_study.profile, tiny_study.out
 
 
 def test_a_study_runs_every_notebook_and_writes_a_report(study):
@@ -127,3 +110,31 @@ def test_a_committed_study_is_redone_where_it_is_cloned(study, tmp_path, capsys)
     assert run["fingerprint"]["data_root"].startswith(str(moved / "synthetic"))
     assert (moved / "partition" / "test.csv").is_file()
     assert json.loads((moved / "baseline" / "run.json").read_text())["status"] == "complete"
+
+
+def test_the_plan_of_seeds_and_what_each_step_waits_for(tmp_path):
+    """--seeds adds a fine-tuning step per N and extra seed; fine-tuning follows the baseline
+    (their image cache), the evaluation reads every run, Grad-CAM the study seed's runs."""
+    from mfr.config import load_config
+    from mfr.executors import dependencies
+    from mfr.study import plan
+
+    cfg = load_config("demo").replace(seeds=(2021, 2023, 2022, 2023))
+    steps = plan(cfg, "demo", tmp_path)
+    names = [s.name for s in steps]
+    assert names == ["partition", "baseline", "finetune_N10", "finetune_N30",
+                     "finetune_N10_s2022", "finetune_N10_s2023", "finetune_N30_s2022",
+                     "finetune_N30_s2023", "evaluation", "gradcam", "pairs"]
+    deps = dependencies(steps)
+    assert deps["finetune_N30_s2022"] == ["partition", "baseline"]
+    assert deps["evaluation"] == ["partition", "baseline", *names[2:8]]
+    assert deps["gradcam"] == ["partition", "baseline", "finetune_N10", "finetune_N30"]
+    by = {s.name: s for s in steps}
+    seeded = by["finetune_N30_s2022"]
+    assert seeded.parameters["seed"] == 2022 and seeded.run_dir == tmp_path / "train_N30_s2022"
+    assert seeded.parameters["run_dir"] == str(tmp_path / "train_N30_s2022")
+    assert seeded.output_notebook == "03_finetune_N30_s2022.ipynb"
+    assert by["finetune_N10"].output_notebook == "03_finetune_N10.ipynb"
+    assert "seed" not in by["finetune_N10"].parameters  # the study seed: as before --seeds
+    # --only picks steps, and a step waits only for the chosen ones
+    assert dependencies([by["finetune_N10"], by["evaluation"]])["evaluation"] == ["finetune_N10"]

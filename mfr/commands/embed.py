@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
     add_config_flags(parser, "data_root", "weights", "preprocessing", "embed_batch_size",
-                     "decoder", "pooling", "image_size", "seed")
+                     "decoder", "pooling", "image_size", "seed", "data_parallel")
 
 
 def run(args: argparse.Namespace) -> int:

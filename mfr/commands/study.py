@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mfr.config import StudyConfig
+from mfr.executors import EXECUTORS
+
 HELP = "run the whole study (or one step) with papermill; write results/<profile>/REPORT.md"
 
 
@@ -23,13 +26,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default="python3",
                         help="Jupyter kernel for the notebooks (default python3: this Python)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--seeds", default=None, metavar="S[,S...]",
+                        help=f"{StudyConfig.__dataclass_fields__['seeds'].metadata['help']} "
+                             "(default the profile's)")
+    group = parser.add_argument_group("executor (how the steps run; results do not depend on it)")
+    group.add_argument("--executor", default="local", choices=EXECUTORS,
+                       help="local: one step after the other here (default); ray: independent "
+                            "steps at once as Ray tasks (pip install 'mfr[cluster]')")
+    group.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="a running Ray cluster (HOST:6379 or ray://HOST:10001, as `ray start "
+                            "--head` prints); default: a Ray instance on this machine")
+    group.add_argument("--num-gpus", type=float, default=None, metavar="G",
+                       help="GPUs per step (default 1 where the cluster has GPUs, else 0)")
+    group.add_argument("--num-cpus", type=float, default=None, metavar="C",
+                       help="CPUs per step (default 1)")
+    group.add_argument("--max-retries", type=int, default=None, metavar="K",
+                       help="runs of a step again when its Ray worker dies (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from mfr.executors import get_executor
     from mfr.study import run_study
 
+    executor = get_executor(args.executor, address=args.ray_address, num_gpus=args.num_gpus,
+                            num_cpus=args.num_cpus, max_retries=args.max_retries)
     result = run_study(args.profile, args.out, force=args.force, only=args.only,
-                       kernel=args.kernel, progress=not args.no_progress)
+                       kernel=args.kernel, progress=not args.no_progress, seeds=args.seeds,
+                       executor=executor)
     ran = ", ".join(result.ran) or "nothing"
     skipped = ", ".join(result.skipped) or "nothing"
     print(f"ran: {ran}; skipped (up to date or not for this backend): {skipped}")

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser, "trainable_layers", "epochs", "batch_size", "learning_rate",
                      "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
                      "data_root", "decoder", "trunk_cache", "steps_per_execution",
-                     "embed_batch_size", "keep_all_checkpoints")
+                     "embed_batch_size", "keep_all_checkpoints", "data_parallel")
 
 
 def dry_run(ns: tuple[int, ...], out=None) -> None:
