@@ -1,0 +1,185 @@
+"""What several steps share: the data root a pairs folder came from, the weights and their
+fingerprint, the settings a step's results depend on, input checks, the image cache of a
+set of pair tables, and saving figures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mfr import report
+from mfr.config import StudyConfig
+from mfr.errors import InputError, MissingError
+from mfr.image_cache import ImageCache, build_image_cache, reusable
+from mfr.pairs import (
+    unique_pair_paths,
+)
+from mfr.provenance import (
+    file_digest,
+    read_run,
+)
+
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM WEIGHTS (weights=None, seed {seed}): this is NOT the pre-trained SENet50; the "
+    "distances only exercise the pipeline (offline demo) and mean nothing about faces."
+)
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: StudyConfig,
+                      cache_dir: Path | None = None) -> Path | None:
+    """`data_root` if given, else the data root that `mfr partition` recorded in the pairs
+    folder's run.json, else the config's, else the one the image cache in `cache_dir` was made
+    from; None when none is known."""
+    if data_root is not None:
+        return Path(data_root)
+    if root := _recorded_root(Path(pairs_dir) / "run.json"):
+        return root
+    if config.data_root:
+        return Path(config.data_root)
+    return _recorded_root(Path(cache_dir) / "cache.json") if cache_dir is not None else None
+
+
+def _recorded_root(record: Path) -> Path | None:
+    if not record.is_file():
+        return None
+    root = json.loads(record.read_text(encoding="utf-8")).get("data_root")
+    return Path(root) if root else None
+
+
+def check_weights(config: StudyConfig, progress: bool = True) -> None:
+    """Make sure the config's weights can be had before any slow work: a file that exists, or
+    the VGGFace2 file found or downloaded. FileNotFoundError says what is missing."""
+    if config.weights not in (None, "vggface2"):
+        if not Path(config.weights).is_file():
+            raise MissingError(f"{config.weights}: weights file not found (expected vggface2, "
+                               f"none, or a legacy keras-vggface .h5 file)")
+        from mfr.models.pretrained import check_senet50_file
+
+        check_senet50_file(config.weights)
+    if config.weights == "vggface2":
+        from mfr.models.pretrained import WeightsDownloadError, vggface2_weights_file
+
+        try:
+            vggface2_weights_file(progress=progress)
+        except WeightsDownloadError as e:
+            raise MissingError(f"VGGFace2 SENet50 weights unavailable: {e}") from e
+
+
+def _weights_desc(config: StudyConfig) -> tuple[str, str | None]:
+    """A run's weights in words, and the warning random weights carry into every output."""
+    if config.weights is None:
+        return f"random init, seed {config.seed}", RANDOM_WEIGHTS_WARNING.format(seed=config.seed)
+    return str(config.weights), None
+
+
+def _weights_fingerprint(config: StudyConfig) -> str:
+    """The initial weights as a fingerprint: the file's sha256, or the random init's seed."""
+    if config.weights is None:
+        return f"random init, seed {config.seed}"
+    if config.weights == "vggface2":
+        from mfr.models.pretrained import VGGFACE2, weights_cache_dir
+
+        return f"vggface2 sha256:{file_digest(weights_cache_dir() / VGGFACE2['file'])}"
+    return f"file sha256:{file_digest(config.weights)}"
+
+
+def _settings(config: StudyConfig, names: Sequence[str]) -> dict[str, Any]:
+    return {k: config.to_dict()[k] for k in names}
+
+
+#: The config fields each step's results depend on (the rest: speed, storage, names).
+EMBED_SETTINGS = ("image_size", "decoder", "preprocessing", "pooling")
+TRAIN_SETTINGS = EMBED_SETTINGS + ("margin", "optimizer", "learning_rate", "momentum",
+                                   "batch_size", "seed")
+
+
+def _devices(config: StudyConfig) -> int:
+    """The devices a step's forward and SGD steps run on: every device with
+    ``data_parallel`` (JAX only: InputError otherwise, before any work), else 1. Recorded in
+    run.json; not in the fingerprint (data parallelism does not change results)."""
+    if not config.data_parallel:
+        return 1
+    from mfr.data_parallel import device_count, distribution
+
+    return device_count(distribution())
+
+
+def _require_complete(folder: Path, what: str) -> None:
+    """An input folder written by mfr must hold a finished run (a hand-made one is taken as
+    it is): a partition killed halfway is not read."""
+    run = read_run(folder)
+    if run is not None and run.get("status") == "running":
+        raise InputError(f"{folder}: the {what} there did not finish (its run.json says "
+                         f"status running); run it again")
+
+
+def _nonempty(frames: dict[str, pd.DataFrame], pairs_dir: Path, splits: Sequence[str]) -> None:
+    for s in splits:
+        if len(frames[s]) == 0:
+            raise InputError(f"{pairs_dir / f'{s}.csv'}: no pairs (expected at least one "
+                             f"{s} pair)")
+
+
+def _core(config: StudyConfig):
+    """SENet50 with the config's weights, pooling and input size (random init: seeded)."""
+    import keras
+
+    from mfr.models import senet50
+
+    keras.utils.set_random_seed(config.seed)  # weights=None: the same random core every time
+    return senet50(weights=config.weights, pooling=config.pooling,
+                   input_shape=(config.image_size, config.image_size, 3))
+
+
+
+def _image_cache(data_root: Path, frames: dict[str, pd.DataFrame], cache_dir: Path,
+                 config: StudyConfig, progress: bool) -> ImageCache:
+    """One image cache for the union of the pair tables: the one in `cache_dir` when it was
+    made the same way from the same, unchanged images (:func:`mfr.image_cache.reusable`, the
+    one check), else built there from `data_root` (see :func:`_check_cache_source` first)."""
+    paths = unique_pair_paths(*frames.values())
+    cache = reusable(cache_dir, paths, config.image_size, data_root, config.decoder)
+    if cache is not None:
+        return cache
+    return build_image_cache(data_root, paths, cache_dir, size=config.image_size,
+                             progress=progress, decoder=config.decoder, config=config)
+
+
+def _check_cache_source(data_root: Path, frames: dict[str, pd.DataFrame], cache_dir: Path,
+                        config: StudyConfig) -> None:
+    """Before any slow work: the image cache can be had (reused, or rebuilt from an existing
+    data root); else MissingError saying what the cache lacks."""
+    if data_root.is_dir():
+        return
+    paths = unique_pair_paths(*frames.values())
+    if reusable(cache_dir, paths, config.image_size, None, config.decoder) is not None:
+        return
+    lacking = ""
+    try:
+        cache = ImageCache.open(cache_dir)
+        absent = sorted(set(paths) - set(cache.paths) - cache.failed_paths)
+        if absent:
+            lacking = f" (it lacks {len(absent)} of their images, e.g. {absent[0]})"
+    except (OSError, ValueError):
+        pass
+    raise MissingError(f"{cache_dir}: no image cache made from these pairs' images{lacking}, "
+                       f"and the data root {data_root} to build it is not a folder (pass "
+                       f"--data-root)")
+
+
+
+def _save_figures(figs: dict[str, Any], out: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    written = []
+    for stem, fig in figs.items():
+        written += [p.name for p in report.save_figure(fig, out / stem)]
+        plt.close(fig)
+    return written
