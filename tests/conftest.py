@@ -43,7 +43,8 @@ gradcam_images: 1
 STUDY_BYTES = ("partition/train.csv", "partition/val.csv", "partition/test.csv",
                "baseline/distances.csv", "baseline/embeddings/embeddings.npy",
                "train_N10/history.csv", "train_N10/distances.csv",
-               "train_N10/embeddings/embeddings.npy", "evaluation/metrics.json")
+               "train_N10/embeddings/embeddings.npy", "evaluation/metrics.json",
+               "pairs/table_5_2.csv")
 
 
 @dataclass
