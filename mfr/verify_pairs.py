@@ -19,7 +19,8 @@ import pandas as pd
 
 from mfr.errors import InputError, MfrError, MissingError
 
-__all__ = ["PairsVerification", "pairs_markdown", "read_pairs_csv", "verify_pairs"]
+__all__ = ["PairsVerification", "pairs_markdown", "read_pairs_csv", "relative_path",
+           "relative_paths", "verify_pairs"]
 
 _LABELS = {"1": 1, "1.0": 1, "genuine": 1, "same": 1, "true": 1,
            "0": 0, "0.0": 0, "impostor": 0, "different": 0, "false": 0, "": None}
@@ -152,23 +153,37 @@ def _fmt(v: Any, digits: int = 4) -> str:
     return "" if v is None or (isinstance(v, float) and v != v) else f"{v:.{digits}f}"
 
 
+def relative_paths(table: pd.DataFrame, relative_to: str | Path | None) -> pd.DataFrame:
+    """A copy of a pairs table with its image paths (and the paths its notes name) relative to
+    `relative_to` where they lie below it: the table reads the same wherever the pairs' folder
+    is (a temporary folder of drawn faces, a moved checkout)."""
+    tab = table.copy()
+    if relative_to is None:
+        return tab
+    tab["image_a"] = tab["image_a"].map(lambda p: relative_path(p, relative_to))
+    tab["image_b"] = tab["image_b"].map(lambda p: relative_path(p, relative_to))
+    tab["note"] = tab["note"].map(lambda text: _strip_base(text, relative_to))
+    return tab
+
+
+def relative_path(path: str, base: str | Path) -> str:
+    """`path` relative to `base` where it lies below it, else as it is."""
+    try:
+        return str(Path(path).relative_to(base))
+    except ValueError:
+        return path
+
+
+def _strip_base(text: str, base: str | Path | None) -> str:
+    return text if base is None else text.replace(f"{Path(base)}/", "")
+
+
 def pairs_markdown(result: PairsVerification, title: str = "Table 5.2: verified pairs",
                    relative_to: str | Path | None = None) -> str:
     """The table as Markdown, with the model, distance and threshold source, and the thesis's
     Table 5.2 (:data:`mfr.report.THESIS_TABLE_5_2`) beside it for reference."""
     from mfr.report import THESIS_TABLE_5_2
     from mfr.verify import DISTANCE_WORDS
-
-    def short(p: str) -> str:
-        if relative_to is None:
-            return p
-        try:
-            return str(Path(p).relative_to(relative_to))
-        except ValueError:
-            return p
-
-    def shorten_paths(text: str) -> str:
-        return text if relative_to is None else text.replace(f"{Path(relative_to)}/", "")
 
     e, t = result.embedder, result.threshold
     lines = [f"# {title}", "",
@@ -181,10 +196,7 @@ def pairs_markdown(result: PairsVerification, title: str = "Table 5.2: verified 
              f"<= threshold.", ""]
     if e.get("random_init"):
         lines += ["> **random init: these distances say nothing about faces.**", ""]
-    tab = result.table.copy()
-    tab["image_a"] = tab["image_a"].map(short)
-    tab["image_b"] = tab["image_b"].map(short)
-    tab["note"] = tab["note"].map(shorten_paths)
+    tab = relative_paths(result.table, relative_to)
     tab["distance"] = tab["distance"].map(_fmt)
     tab["threshold"] = tab["threshold"].map(_fmt)
     lines += [tab.to_markdown(index=False, disable_numparse=True), ""]
@@ -201,5 +213,5 @@ def pairs_markdown(result: PairsVerification, title: str = "Table 5.2: verified 
               "only for the same distance and a comparable model.", "",
               thesis.to_markdown(index=False, disable_numparse=True), ""]
     if result.notes:
-        lines += ["## Notes", "", *(f"- {shorten_paths(n)}" for n in result.notes), ""]
+        lines += ["## Notes", "", *(f"- {_strip_base(n, relative_to)}" for n in result.notes), ""]
     return "\n".join(lines)

@@ -420,3 +420,21 @@ def test_large_photo_face_found_on_a_smaller_copy_box_in_photo_pixels(mfr2_dev, 
     x, y, w, h = f.face_box
     assert 900 <= x and 400 <= y and x + w <= 2100 and y + h <= 1600 and h > 600
     assert f.image.shape == (160, 160, 3) and f.crop_box[2] > 0.9 * 1.37 * h
+
+
+def test_pairs_table_of_drawn_faces_reads_the_same_from_any_folder(dlib_ok, tmp_path):
+    """The same pairs in two folders (notebook 06's drawn faces land in a fresh temporary
+    folder each run): the same table bytes, paths relative to the CSV's folder, and the second
+    run finds the first one's output up to date (the images are fingerprinted by content)."""
+    from mfr.steps import verify_pairs_step
+    from mfr.synthetic import make_pairs_csv
+
+    tables = []
+    for where in ("a", "b"):
+        csv = make_pairs_csv(tmp_path / where, n_subjects=2, seed=3)
+        res = verify_pairs_step(csv, tmp_path / "out", detect=False, progress=False)
+        assert res.table["distance"].notna().all()
+        tables.append((tmp_path / "out" / "table_5_2.csv").read_bytes())
+    assert tables[0] == tables[1] and str(tmp_path).encode() not in tables[0]
+    assert b",drawn/" in tables[0]
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "complete"

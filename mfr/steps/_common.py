@@ -35,15 +35,20 @@ RANDOM_WEIGHTS_WARNING = (
 def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: StudyConfig,
                       cache_dir: Path | None = None) -> Path | None:
     """`data_root` if given, else the data root that `mfr partition` recorded in the pairs
-    folder's run.json, else the config's, else the one the image cache in `cache_dir` was made
-    from; None when none is known."""
+    folder's run.json, else the config's if it is a folder, else the one the image cache in
+    `cache_dir` was made from, else the config's (missing: the caller says so); None when
+    none is known."""
     if data_root is not None:
         return Path(data_root)
     if root := _recorded_root(Path(pairs_dir) / "run.json"):
         return root
-    if config.data_root:
-        return Path(config.data_root)
-    return _recorded_root(Path(cache_dir) / "cache.json") if cache_dir is not None else None
+    configured = Path(config.data_root) if config.data_root else None
+    if configured is not None and configured.is_dir():
+        return configured
+    # a profile's data root that is not there (the thesis's RMFRD, not downloaded) does not
+    # hide the one the image cache was made from
+    cached = _recorded_root(Path(cache_dir) / "cache.json") if cache_dir is not None else None
+    return cached or configured
 
 
 def _recorded_root(record: Path) -> Path | None:

@@ -12,7 +12,6 @@ from mfr.provenance import (
     claim,
     complete,
     file_digest,
-    listing_digest,
     read_run,
 )
 from mfr.steps._common import (
@@ -78,7 +77,8 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     """Table 5.2 for a CSV of photo pairs (notebook 06): each pair's distance and decision as
     :func:`verify_step` makes them, each unique image prepared and embedded once.
 
-    Writes into `out_dir`: ``table_5_2.csv`` (a row per pair: paths, label, distance, threshold,
+    Writes into `out_dir`: ``table_5_2.csv`` (a row per pair: paths -- relative to the CSV's folder where
+    below it --, label, distance, threshold,
     decision, correct, note), ``table_5_2.md`` (with the model, distance, threshold source and
     the thesis's Table 5.2 for reference), ``table_5_2.png`` (the faces side by side),
     ``run.json``. Returns the :class:`mfr.verify_pairs.PairsVerification`.
@@ -87,7 +87,13 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     from mfr.thresholds import parse_threshold
     from mfr.verify import CROP_SCALE
     from mfr.verify_figures import pairs_figure
-    from mfr.verify_pairs import pairs_markdown, read_pairs_csv, verify_pairs
+    from mfr.verify_pairs import (
+        pairs_markdown,
+        read_pairs_csv,
+        relative_path,
+        relative_paths,
+        verify_pairs,
+    )
 
     csv = Path(pairs_csv)
     pairs = read_pairs_csv(csv)
@@ -95,7 +101,12 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
     images = sorted(set(pairs["image_a"]) | set(pairs["image_b"]))
     run = read_run(model) if model is not None else None
-    fp = {"pairs": file_digest(csv), "images": listing_digest(Path.cwd(), images),
+    base = csv.parent.resolve()  # paths below the CSV's folder are written relative to it
+    # the images by content (a pairs table holds few): the same drawn faces in another
+    # temporary folder are the same input
+    fp = {"pairs": file_digest(csv),
+          "images": {relative_path(img, base): file_digest(img) if Path(img).is_file() else None
+                     for img in images},
           "embedder": embedder, "detect": detect, "crop_scale": CROP_SCALE,
           "model": {"run": (run or {}).get("fingerprint"),
                     "trained": (run or {}).get("outputs", {}).get("final_trainable.h5")}
@@ -108,8 +119,8 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     out = Path(out_dir)
     claim(out, "verify", fp, force=force, reopen=True)
     result = verify_pairs(pairs, emb, spec, detect)
-    write_csv(out / "table_5_2.csv", result.table, float_format="%.6f")
-    write_text(out / "table_5_2.md", pairs_markdown(result, relative_to=csv.parent.resolve()))
+    write_csv(out / "table_5_2.csv", relative_paths(result.table, base), float_format="%.6f")
+    write_text(out / "table_5_2.md", pairs_markdown(result, relative_to=base))
     fig = pairs_figure(result, title or f"Verified pairs: {csv.name}")
     with atomic_path(out / "table_5_2.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
@@ -120,3 +131,4 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
              n_pairs=len(result.table),
              n_pairs_without_distance=int(result.table["distance"].isna().sum()))
     return result
+
