@@ -228,12 +228,24 @@ def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
 
 def _ipc_kernel_manager():
     """A kernel manager that talks to its kernel over local sockets (IPC), not TCP: nothing
-    on the network, and no plain-text warning from every kernel."""
+    on the network, and no plain-text warning from every kernel.
+
+    Each kernel gets socket paths of its own (``$TMPDIR/mfr-kernel-<random>-<n>``): jupyter's
+    default, ``kernel-ipc-<n>`` in the working directory, is picked by looking for free
+    numbers, which two kernels started at once in the same study folder (the Ray executor)
+    can both pick, and then talk to each other's kernel."""
+    import tempfile
+    import uuid
+
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(tempfile.gettempdir(), f"mfr-kernel-{uuid.uuid4().hex[:16]}")
 
     return IPCKernelManager
 

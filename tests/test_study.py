@@ -138,3 +138,16 @@ def test_the_plan_of_seeds_and_what_each_step_waits_for(tmp_path):
     assert "seed" not in by["finetune_N10"].parameters  # the study seed: as before --seeds
     # --only picks steps, and a step waits only for the chosen ones
     assert dependencies([by["finetune_N10"], by["evaluation"]])["evaluation"] == ["finetune_N10"]
+
+
+def test_each_kernel_has_socket_paths_of_its_own():
+    """Two kernels started at once (the Ray executor) must not pick the same IPC sockets, nor
+    leave them in the study folder."""
+    from pathlib import Path
+
+    from mfr.study import _ipc_kernel_manager
+
+    manager = _ipc_kernel_manager()
+    a, b = manager(), manager()
+    assert a.transport == b.transport == "ipc"
+    assert a.ip != b.ip and Path(a.ip).is_absolute() and Path(a.ip).name.startswith("mfr-kernel-")
