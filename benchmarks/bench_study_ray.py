@@ -7,6 +7,12 @@ Each run starts from an empty study folder (nothing to skip): a local Ray instan
 distances, histories, metrics.json) and writes ``results/benchmarks/study_ray_<profile>.json``.
 
     python benchmarks/bench_study_ray.py [--profile demo] [--workers 1,2] [--local]
+        [--embed-batch-size 16]
+
+``--embed-batch-size`` runs a copy of the profile with fewer images per forward pass (speed
+and memory only: not a setting any result depends on). On a 2-core, 24 GB machine it is
+needed: at the demo's 64, one fine-tuning step peaks near 11 GB while it embeds, two at once
+run the machine out of memory and Ray's memory monitor kills and retries them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
 
 from mfr.config import load_config  # noqa: E402
 from mfr.outputs import versions, write_json  # noqa: E402
@@ -68,15 +76,22 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--local", action="store_true", help="also the local executor")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--embed-batch-size", type=int, default=None,
+                    help="images per forward pass (default the profile's)")
     args = ap.parse_args()
     config = load_config(args.profile)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     plans = ([None] if args.local else []) + [int(w) for w in args.workers.split(",")]
     runs, digests = [], []
     with tempfile.TemporaryDirectory(prefix="mfr-bench-ray-") as tmp:
+        profile = args.profile
+        if args.embed_batch_size is not None:
+            config = config.replace(embed_batch_size=args.embed_batch_size)
+            profile = Path(tmp) / f"{config.profile}.yaml"
+            profile.write_text(yaml.safe_dump(config.to_dict()))
         for i, workers in enumerate(plans):
             out = Path(tmp) / f"run{i}"
-            runs.append(_run(args.profile, out, workers))
+            runs.append(_run(profile, out, workers))
             digests.append(_digests(out, _compared(out, config)))
             print(runs[-1], flush=True)
     ray_runs = {r["workers"]: r["wall_s"] for r in runs if r["executor"] == "ray"}
