@@ -9,7 +9,7 @@ embeddings. :class:`Embeddings` holds them with the image path of each row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,14 @@ from mfr.progress import progress_bar
 __all__ = ["Embeddings", "embed_images", "load_embeddings", "predict_batch", "save_embeddings"]
 
 
-def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str) -> np.ndarray:
-    """One batch: preprocess (mfr.models.preprocess) and run the model; float32 numpy."""
+def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str,
+                  forward: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
+    """One batch: preprocess (mfr.models.preprocess) and run the model (or `forward`, e.g. a
+    :class:`mfr.data_parallel.ShardedForward` of it); float32 numpy."""
     from mfr.models import preprocess
 
     x = preprocess(np.asarray(batch_uint8), mode=preprocessing)
-    return np.asarray(model.predict_on_batch(x), dtype=np.float32)
+    return np.asarray((forward or model.predict_on_batch)(x), dtype=np.float32)
 
 
 def embed_images(
@@ -67,20 +69,14 @@ def embed_images(
     contiguous = rows is None
     starts = range(0, n, batch_size)
     chunks = []
-    sharded = None
+    forward = None
     if data_parallel:
         from mfr.data_parallel import ShardedForward
 
-        sharded = ShardedForward(model)
+        forward = ShardedForward(model)
     for s in progress_bar(starts, progress, desc="embed", unit="batch"):
         sel = slice(s, s + batch_size) if contiguous else order[s:s + batch_size]
-        batch = np.asarray(images[sel])
-        if sharded is not None:
-            from mfr.models import preprocess
-
-            chunks.append(sharded(preprocess(batch, mode=preprocessing)))
-        else:
-            chunks.append(predict_batch(model, batch, preprocessing))
+        chunks.append(predict_batch(model, np.asarray(images[sel]), preprocessing, forward))
     if not chunks:
         out_dim = model.output_shape[-1]
         return np.zeros((0, out_dim), dtype=np.float32)
