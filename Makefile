@@ -8,7 +8,7 @@ export MFR_KERAS2_PYTHON ?= $(CURDIR)/.venv-keras2/bin/python
 # TensorFlow's C++ start-up banners say nothing a user needs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup setup-keras2 _need-setup test test-tf test-jax lint demo study bench clean
+.PHONY: help setup setup-keras2 _need-setup test test-tf test-jax test-onednn lint demo study bench clean
 
 help:  ## this list
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,7 +44,12 @@ test-tf: _need-setup  ## every test, TensorFlow backend
 test-jax: _need-setup  ## the backend-agnostic Keras tests again, JAX backend
 	KERAS_BACKEND=jax $(PYTEST) -m backend
 
-test: lint test-tf test-jax  ## what CI runs: ruff, then the tests under TensorFlow and JAX
+# TensorFlow turns its oneDNN kernels on by default on AVX-512 VNNI/BF16 and AMX CPUs, and they
+# print at import: the tests that read stderr run again with them forced on, on any x86 CPU
+test-onednn: _need-setup  ## the tests that read stderr again, TensorFlow's oneDNN kernels on
+	KERAS_BACKEND=tensorflow TF_ENABLE_ONEDNN_OPTS=1 $(PYTEST) -m stderr_lines
+
+test: lint test-tf test-jax test-onednn  ## what CI runs: ruff, the tests under TensorFlow and JAX, stderr with oneDNN on
 
 demo: $(PY)  ## the whole study offline on a generated sample (mfr study --profile demo)
 	$(MFR) study --profile demo --out results/demo

@@ -20,6 +20,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from mfr.numerics import numerics
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -114,7 +116,7 @@ def run_metadata(config: Any = None, **extra: Any) -> dict[str, Any]:
 
     Deliberately holds no timestamp, so that the same inputs give byte-identical files.
     """
-    meta: dict[str, Any] = {"versions": versions()}
+    meta: dict[str, Any] = {"versions": versions(), "numerics": numerics()}
     if config is not None:
         meta["config"] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     meta.update(extra)

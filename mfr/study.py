@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from mfr.config import CONFIG_DIR, StudyConfig, load_config
 from mfr.errors import InputError, MfrError, MissingError
+from mfr.numerics import numerics
 from mfr.outputs import versions, write_json
 from mfr.provenance import file_digest, listing_digest, read_run
 
@@ -323,6 +324,7 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     executor.run(chosen, _Ledger(ledger, ledger_path, by_name, config, out, force, result),
                  StepContext(out, kernel, progress), run_notebook)
     ledger["versions"] = versions()
+    ledger["numerics"] = numerics()
     write_json(ledger_path, ledger)
     if only is None:
         from mfr.study_report import write_report

@@ -64,6 +64,14 @@ def _device() -> str:
     return f"CPU ({platform.processor() or platform.machine()})"
 
 
+def _onednn(ledger: dict[str, Any]) -> str:
+    """'; TensorFlow's oneDNN kernels on (why)', from the ledger's numerics record."""
+    rec = ledger.get("numerics", {}).get("tensorflow_onednn")
+    if not rec or rec.get("on") is None:
+        return ""
+    return f"; TensorFlow's oneDNN kernels {'on' if rec['on'] else 'off'} ({rec['why']})"
+
+
 def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
               steps: Sequence[Any]) -> list[str]:
     v = ledger.get("versions", {})
@@ -83,7 +91,7 @@ def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
              f"- Python {v.get('python')}, Keras {v.get('keras')} on {v.get('keras_backend')}"
              + "".join(f", {k} {v[k]}" for k in ("tensorflow", "tensorflow-cpu", "jax")
                        if k in v)
-             + f"; device: {_device()}",
+             + f"; device: {_device()}" + _onednn(ledger),
              "", "| step | status | seconds | executed notebook |", "|---|---|---|---|"]
     total = 0.0
     for s in steps:

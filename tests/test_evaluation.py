@@ -200,6 +200,7 @@ def test_empty_class_gives_nulls_not_a_crash(tmp_path):
     plt.close("all")
 
 
+@pytest.mark.stderr_lines
 def test_cli_one_line_errors(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "mfr.cli", "evaluate", *map(str, args)],

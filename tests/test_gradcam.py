@@ -295,6 +295,7 @@ def _mfr(*args: str, backend: str) -> subprocess.CompletedProcess:
                           text=True, env=env, cwd=ROOT, timeout=300)
 
 
+@pytest.mark.stderr_lines
 def test_gradcam_under_jax_says_so_in_one_line(tmp_path):
     pytest.importorskip("jax")
     r = _mfr("gradcam", "--study", str(tmp_path), backend="jax")

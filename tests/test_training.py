@@ -275,6 +275,7 @@ def test_train_cli_resume_after_kill(study, tmp_path):
         ["conv5_3_1x1_down", "conv5_3_1x1_up"]
 
 
+@pytest.mark.stderr_lines
 def test_train_cli_partition_must_match_cache(study, tmp_path):
     """The cache is used only when made from the pairs' own, unchanged images: else rebuilt
     from the data root (an image it lacks is listed and its pair dropped), or, with no data

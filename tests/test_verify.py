@@ -164,6 +164,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
             "folder": (tmp, "is a folder")}
 
 
+@pytest.mark.stderr_lines
 @pytest.mark.parametrize("case", ["non-image", "missing", "tiny"])
 def test_bad_file_is_one_line_and_exit_2(tmp_path, case):
     bad, words = _bad_inputs(tmp_path)[case]
@@ -331,6 +332,7 @@ def test_senet50_model_run_uses_its_study_threshold(mfr2_dev, mtcnn_ok, study, c
 # --------------------------------------------------------------------------- JAX
 
 
+@pytest.mark.stderr_lines
 def test_under_jax_detection_says_so_and_no_detect_dlib_works(mfr2_dev, dlib_ok):
     pytest.importorskip("jax")
     a, b = _photo(mfr2_dev, "BenAffleck", 3), _photo(mfr2_dev, "BenAffleck", 7)
