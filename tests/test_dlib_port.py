@@ -170,3 +170,20 @@ def test_port_matches_dlib_on_real_photos(model, chips):
     cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
     assert cos.min() >= 0.99999, cos
     assert np.abs(out - ref).max() <= 1e-4, np.abs(out - ref).max()
+
+
+def test_face_chips_with_mtcnn_boxes():
+    from PIL import Image
+
+    from mfr.backbones.dlib_chips import face_chips
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("MTCNN (mtcnn 1.0) runs only under the TensorFlow backend")
+    if not all(p.is_file() for p in PHOTOS[:2]):
+        pytest.skip(f"real photos under {SHARED / 'data'} are absent")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in PHOTOS[:2]]
+    blank = np.full((160, 160, 3), 128, np.uint8)  # no face: the whole image, flagged
+    chips, flags = face_chips(images + [blank], box="mtcnn")
+    assert chips.shape == (3, 150, 150, 3) and chips.dtype == np.uint8
+    assert flags["no_face_detected"].tolist() == [False, False, True]
+    assert not flags["failed"].any() and chips[:2].std() > 10
