@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from mfr.backbones import BACKBONES
 from mfr.errors import InputError, MissingError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -55,11 +56,16 @@ class StudyConfig:
     image_size: int = _f(224, "input size of the network, in pixels", minimum=1)
     decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
                              "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
-    preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR)",
-                            ("thesis", "vggface2"))
+    preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR) "
+                                      "for senet50; dlib for dlib_resnet (set by itself)",
+                            ("thesis", "vggface2", "dlib"))
+    backbone: str = _f("senet50", "the face network: senet50 (the thesis's) or dlib_resnet "
+                                  "(dlib's face ResNet, mfr.backbones)", tuple(BACKBONES))
     pooling: str = _f("avg", "final global pooling of SENet50", ("avg", "max"))
-    weights: str | None = _f("vggface2", "vggface2, a legacy keras-vggface .h5 file, or none "
-                                         "(random init, seeded: offline demo only)")
+    weights: str | None = _f("vggface2", "the backbone's released weights (vggface2 for "
+                                         "senet50, dlib_v1 for dlib_resnet; vggface2 means the "
+                                         "released ones of any backbone), a weights file (.h5 / "
+                                         ".dat), or none (random init, seeded: offline demo only)")
     # Siamese training (Eq. 3.4, Table 4.3)
     margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)")
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
@@ -100,6 +106,8 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+        if self.backbone != "senet50":  # the field defaults are SENet50's
+            _backbone_defaults(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -120,6 +128,23 @@ class StudyConfig:
 
 
 _TYPES = typing.get_type_hints(StudyConfig)
+
+
+def _backbone_defaults(cfg: StudyConfig) -> None:
+    """A backbone other than SENet50: ``weights: vggface2`` (the field's default) names its own
+    released weights, and the default preprocessing becomes its own; a preprocessing it does
+    not take is refused, naming the backbone."""
+    from mfr.backbones import backbone_cfg
+
+    facts = backbone_cfg(cfg.backbone)
+    if cfg.weights == "vggface2":
+        object.__setattr__(cfg, "weights", facts["pretrained"])
+    modes = facts["preprocessing"]
+    if cfg.preprocessing == "thesis" and "thesis" not in modes:
+        object.__setattr__(cfg, "preprocessing", modes[0])
+    if cfg.preprocessing not in modes:
+        raise ValueError(f"config key preprocessing: {cfg.backbone} takes {', '.join(modes)}, "
+                         f"got {cfg.preprocessing!r}")
 
 
 def _check(f: dataclasses.Field, value: Any) -> Any:

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mfr.backbones import validate_trainable_layers  # noqa: F401 - re-exported: its old home
 from mfr.errors import InputError
 
 __all__ = [
@@ -50,17 +51,11 @@ L2_EPSILON = 1e-12  # tf.math.l2_normalize / keras.backend.l2_normalize
 # --------------------------------------------------------------------------- trainable set
 
 
-def validate_trainable_layers(n, n_layers: int = 287) -> int:
-    """N as an int in 1..n_layers, else ValueError (checked before any work)."""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise InputError(f"trainable layers N must be an integer in 1..{n_layers}, got {n!r}")
-    if not 1 <= int(n) <= n_layers:
-        raise InputError(f"trainable layers N must be in 1..{n_layers} (the core's layers), got {n}")
-    return int(n)
-
-
 def _is_bn(layer) -> bool:
-    return isinstance(layer, keras.layers.BatchNormalization)
+    """BatchNormalization, or a layer that is batch norm folded (dlib's affine: its class says
+    ``frozen_like_batch_norm``): the thesis's loop leaves both frozen."""
+    return (isinstance(layer, keras.layers.BatchNormalization)
+            or getattr(layer, "frozen_like_batch_norm", False))
 
 
 def trainable_layers(core: keras.Model, n: int) -> list:
@@ -90,13 +85,13 @@ def trainable_param_count(layers) -> int:
 
 
 def trainable_layer_names(n: int, core: keras.Model | None = None) -> list[tuple[str, int]]:
-    """[(layer name, trainable parameters)] for N on SENet50 (built with random weights when
-    `core` is None: no weights file or data needed)."""
-    n = validate_trainable_layers(n)
+    """[(layer name, trainable parameters)] for N on `core` (default: SENet50 built with random
+    weights: no weights file or data needed)."""
     if core is None:
         from mfr.models import senet50
 
         core = senet50(weights=None)
+    n = validate_trainable_layers(n, len(core.layers))
     return [(layer.name, trainable_param_count([layer])) for layer in trainable_layers(core, n)]
 
 

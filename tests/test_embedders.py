@@ -20,7 +20,7 @@ SUBSET = ("EmmanuelMacron", "RoyCooper", "ZuzanaCaputova")  # 20 photos; pairs.t
 
 
 def test_registry_and_input_checks():
-    assert set(EMBEDDERS) == {"senet50", "dlib"}
+    assert set(EMBEDDERS) == {"senet50", "dlib", "dlib_resnet"}
     with pytest.raises(ValueError, match="unknown embedder 'x'"):
         get_embedder("x")
     with pytest.raises(ValueError, match=r"expected \(N, 160, 160, 3\) uint8"):

@@ -39,6 +39,9 @@ from mfr.errors import InputError, MissingError
 
 __all__ = ["STAGES", "DlibLayer", "DlibNet", "expected_layers", "read_dlib_net"]
 
+#: dlib's ``input_rgb_image`` means (R, G, B), as stored in the file (float32)
+MEAN_RGB = (122.782, 117.001, 104.298)
+
 #: dlib's residual stages, input to output: (stage, blocks, filters, first block downsamples).
 #: dlib's ``alevel4`` .. ``alevel0``: ``ares<32>`` x3; ``ares_down<64>`` + ``ares<64>`` x3;
 #: ``ares_down<128>`` + ``ares<128>`` x2; ``ares_down<256>`` + ``ares<256>`` x2; ``ares_down<256>``.

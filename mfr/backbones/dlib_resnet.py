@@ -38,6 +38,7 @@ from keras import layers, ops
 from mfr.backbones.dlib_dat import (
     EMBEDDING_SIZE,
     INPUT_SIZE,
+    MEAN_RGB,
     STAGES,
     DlibNet,
     expected_layers,
@@ -59,8 +60,6 @@ __all__ = [
 ]
 
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-#: dlib's ``input_rgb_image`` means (R, G, B), as stored in the file (float32)
-MEAN_RGB = (122.782, 117.001, 104.298)
 
 #: The last layer with a spatial map finer than 2x2: stage 5's output, 4x4x256 at 150 px. The
 #: last block (res6a) is 2x2, and only its top-left cell holds the conv branch (1x1,
@@ -70,7 +69,10 @@ GRADCAM_LAYER = "res5c_relu"
 #: The facts of the released network, in the manner of timm's ``default_cfgs``.
 CFG: dict[str, Any] = {
     "label": "dlib ResNet (face_recognition_models)",
+    "pretrained": "dlib_v1",  # the `weights` value naming the released weights
+    "pretrained_label": "dlib ResNet pre-trained (dlib_face_recognition_resnet_model_v1)",
     "file": WEIGHTS_FILE,
+    "weights_format": "dlib's serialised network (.dat), read by mfr.backbones.dlib_dat",
     "source": "PyPI package face_recognition_models 0.3.0 (Adam Geitgey; "
               "https://github.com/ageitgey/face_recognition_models), which ships Davis King's "
               "dlib-models release (https://github.com/davisking/dlib-models)",
@@ -89,7 +91,52 @@ CFG: dict[str, Any] = {
     "gradcam_layer": GRADCAM_LAYER,
     "gradcam_shape": (4, 4, 256),
     "face_chips": "dlib.get_face_chip(image, 5-point landmarks, size=150, padding=0.25)",
+    "face_box": "the cached image itself (a face crop): its 5-point landmarks, then the chip",
+    "preprocessing": ("dlib",),
+    # the config fields the network's outputs depend on (beyond weights and image_size)
+    "settings": ("preprocessing",),
+    "saved_as": "final_trainable.h5: the trained layers, by Keras layer name (legacy HDF5 layout)",
 }
+
+
+def build(config) -> keras.Model:  # noqa: ANN001 - a StudyConfig (mfr.backbones.build_core)
+    """The network with the config's weights: ``dlib_v1`` (the face_recognition_models file),
+    a ``.dat`` file of this architecture, or None (random init)."""
+    w = config.weights
+    return build_dlib_resnet(weights="default" if w == CFG["pretrained"] else w)
+
+
+def pretrained_file() -> Path:
+    return default_weights_path()
+
+
+def check_weights(weights: str | Path | None, progress: bool = True) -> None:  # noqa: ARG001
+    """The released file in face_recognition_models, or a ``.dat`` file of this network (read
+    whole: :func:`mfr.backbones.dlib_dat.read_dlib_net`); else a one-line error."""
+    if weights is None:
+        return
+    if weights == CFG["pretrained"]:
+        default_weights_path()
+        return
+    if not Path(weights).is_file():
+        raise MissingError(f"{weights}: weights file not found (expected dlib_v1, none, or a "
+                           f"dlib .dat file of dlib_face_recognition_resnet_model_v1's network)")
+    read_dlib_net(weights)
+
+
+def align(images: np.ndarray, progress: bool = False) -> np.ndarray:
+    """The 150x150 face chips of uint8 face crops (:func:`mfr.backbones.dlib_chips.face_chips`,
+    box = the crop): what the network takes, made once per image. An image dlib rejects gets
+    a blank chip (its row of the image cache is a valid image, so this is rare)."""
+    from mfr.backbones.dlib_chips import face_chips
+    from mfr.progress import progress_bar
+
+    out = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
+    step = 256
+    for s in progress_bar(range(0, len(images), step), progress,
+                          total=-(-len(images) // step), desc="face chips"):
+        out[s:s + step] = face_chips(np.asarray(images[s:s + step]), box="crop")[0]
+    return out
 
 
 def default_weights_path() -> Path:
@@ -125,6 +172,8 @@ class DlibAffine(layers.Layer):
     gamma and beta are non-trainable variables: setting ``layer.trainable = True`` (as the
     thesis's last-N loop does) leaves them frozen, as BatchNormalization's statistics are.
     """
+
+    frozen_like_batch_norm = True  # mfr.siamese's "last N layers" leaves it frozen
 
     def build(self, input_shape) -> None:
         c = int(input_shape[-1])

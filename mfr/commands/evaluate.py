@@ -32,13 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", choices=("mfr2", "rmfrd"), default=None,
                         help="dataset layout (with --data-root)")
     parser.add_argument("--embedder", default="senet50",
-                        help="senet50 (default) or dlib (with --data-root)")
+                        help="senet50 (default), dlib (dlib's own C++) or dlib_resnet (its "
+                             "Keras port, fine-tunable) (with --data-root)")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
-                        help="senet50: a `mfr train` run folder (its fine-tuned network)")
+                        help="senet50 / dlib_resnet: a `mfr train` run folder (its fine-tuned "
+                             "network)")
+    parser.add_argument("--face-box", choices=("crop", "mtcnn", "hog"), default=None,
+                        help="dlib, dlib_resnet: the face box the landmarks are found in "
+                             "(default: hog for dlib, crop for dlib_resnet)")
     parser.add_argument("--landmarks", type=int, choices=(5, 68), default=None,
                         help="dlib: 5-point (default) or 68-point shape predictor")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_flags(parser, "data_root", "bootstrap_resamples", "threshold_rule", "seed",
+    add_config_flags(parser, "backbone", "data_root", "bootstrap_resamples", "threshold_rule", "seed",
                      "weights", "preprocessing", "pooling", "image_size", "embed_batch_size",
                      "decoder", "max_per_subject", "protocol")
 
@@ -65,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
     if args.landmarks is not None and args.embedder != "dlib":
         raise InputError("--landmarks is a dlib option")
+    if args.face_box is not None:
+        if args.embedder not in ("dlib", "dlib_resnet"):
+            raise InputError("--face-box is a dlib / dlib_resnet option")
+        options["face_box"] = args.face_box
     steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
                                 run_dir=args.run_dir, progress=not args.no_progress, **options)
     print((args.out / "metrics.md").read_text(encoding="utf-8"), end="")

@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default=None,
                         help="feature layer (default conv5_3_relu: the last block before pooling)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_flags(parser, "weights", "preprocessing", "pooling", "image_size", "decoder",
+    add_config_flags(parser, "backbone", "weights", "preprocessing", "pooling", "image_size", "decoder",
                      "data_root", "seed")
     parser.epilog = ("Without --study or --model, --weights (vggface2, a .h5 path, or none) picks "
                      "a bare core and --pairs and --out are required. --seed picks the pairs, "

@@ -1,4 +1,5 @@
-"""`mfr train`: Siamese fine-tuning of SENet50's last N layers (THESIS.md, Chapter 4).
+"""`mfr train`: Siamese fine-tuning of a backbone's last N layers (THESIS.md, Chapter 4;
+SENet50 by default, ``--backbone dlib_resnet``).
 
 pairs CSVs + image cache -> OUT/history.csv, checkpoints/, final_trainable.h5, distances.csv,
 summary.json, run.json (:func:`mfr.steps.train_step`). ``--dry-run`` lists what a setting
@@ -14,7 +15,8 @@ from pathlib import Path
 from mfr.commands._common import add_config_flags, config_from_args
 from mfr.errors import InputError, MissingError
 
-HELP = "fine-tune SENet50's last N layers as a Siamese network (or --dry-run: list them)"
+HELP = ("fine-tune a backbone's last N layers (SENet50, or --backbone dlib_resnet) as a Siamese "
+        "network (or --dry-run: list them)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,38 +36,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
-    add_config_flags(parser, "trainable_layers", "epochs", "batch_size", "learning_rate",
+    add_config_flags(parser, "backbone", "trainable_layers", "epochs", "batch_size", "learning_rate",
                      "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
                      "data_root", "decoder", "trunk_cache", "steps_per_execution",
                      "embed_batch_size", "keep_all_checkpoints", "data_parallel")
 
 
-def dry_run(ns: tuple[int, ...], out=None) -> None:
+def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:
     from mfr import siamese
-    from mfr.models import senet50
+    from mfr.backbones import backbone_cfg, build_core, check_trainable_layers
+    from mfr.config import StudyConfig
 
     out = out or sys.stdout  # looked up now: a default bound at import goes stale
-    for n in ns:
-        siamese.validate_trainable_layers(n)
-    core = senet50(weights=None)
+    cfg = StudyConfig(backbone=backbone, weights=None)
+    check_trainable_layers(cfg, ns)
+    core = build_core(cfg)
+    frozen = {"senet50": "BatchNormalization frozen"}.get(
+        backbone, "affine (folded batch norm) frozen")
+    label = backbone_cfg(backbone)["label"]
     for n in ns:
         rows = siamese.trainable_layer_names(n, core)
         total = sum(p for _, p in rows)
-        print(f"N={n}: {len(rows)} trainable layers (BatchNormalization frozen)", file=out)
+        print(f"N={n}: {len(rows)} trainable layers ({frozen})"
+              + ("" if backbone == "senet50" else f", {label} ({len(core.layers)} layers)"),
+              file=out)
         for name, params in rows:
             print(f"  {name}  {params:,}", file=out)
         print(f"trainable params: {total:,}", file=out)
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.siamese import validate_trainable_layers
+    from mfr.backbones import check_trainable_layers
 
     cfg = config_from_args(args)
     ns = cfg.trainable_layers
-    for n in ns:
-        validate_trainable_layers(n)
+    check_trainable_layers(cfg, ns)
     if args.dry_run:
-        dry_run(ns)
+        dry_run(ns, backbone=cfg.backbone)
         return 0
     if args.pairs is None:
         raise InputError("--pairs DIR is required (or --dry-run)")

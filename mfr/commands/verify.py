@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-detect", action="store_true",
                         help="no face detection: each image is already a cropped face")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(parser, "weights", "preprocessing", "seed")
+    add_config_flags(parser, "backbone", "weights", "preprocessing", "seed")
     parser.epilog = ("A pair is the same person when distance <= threshold. The distance is the "
                      "embedder's own: senet50 the thesis's sum of squared differences of unit "
                      "embeddings; dlib face_recognition's Euclidean distance. --weights "

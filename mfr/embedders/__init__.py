@@ -29,6 +29,7 @@ __all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
 EMBEDDERS: dict[str, str] = {
     "senet50": "mfr.embedders.senet50:SENet50Embedder",
     "dlib": "mfr.embedders.dlib_resnet:DlibEmbedder",
+    "dlib_resnet": "mfr.embedders.dlib_port:DlibResNetPortEmbedder",
 }
 
 

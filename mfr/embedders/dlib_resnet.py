@@ -46,10 +46,15 @@ class DlibEmbedder(Embedder):
     default_distance = "euclidean_raw"
 
     def __init__(self, image_size: int = 160, landmarks: int = 5, upsample: int = 1,
-                 num_jitters: int = 0, padding: float = 0.25) -> None:
+                 num_jitters: int = 0, padding: float = 0.25, face_box: str = "hog") -> None:
         super().__init__()
+        from mfr.backbones.dlib_chips import BOXES
+
         if landmarks not in (5, 68):
             raise InputError(f"landmarks must be 5 or 68, got {landmarks!r}")
+        if face_box not in BOXES:
+            raise InputError(f"face box must be one of {', '.join(BOXES)}, got {face_box!r}")
+        self.face_box = face_box
         try:
             import dlib
             import face_recognition_models as frm
@@ -63,7 +68,6 @@ class DlibEmbedder(Embedder):
         for f in self._files:
             if not Path(f).is_file():
                 raise MissingError(f"{f}: dlib model file missing from face_recognition_models")
-        self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(predictor)
         self._encoder = dlib.face_recognition_model_v1(self._files[0])
         self._dlib = dlib
@@ -71,12 +75,10 @@ class DlibEmbedder(Embedder):
 
     def _one(self, img: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         """(128-d descriptor, face found, failed) of one uint8 RGB image."""
-        dlib = self._dlib
+        from mfr.backbones.dlib_chips import face_box
+
         try:
-            boxes, scores, _ = self._detector.run(img, self.upsample, 0.0)
-            found = len(boxes) > 0
-            box = (boxes[int(np.argmax(scores))] if found
-                   else dlib.rectangle(0, 0, img.shape[1], img.shape[0]))
+            box, found = face_box(img, self.face_box, self.upsample)
             shape = self._predictor(img, box)
             vec = self._encoder.compute_face_descriptor(img, shape, self.num_jitters, self.padding)
             return np.asarray(vec, dtype=np.float32), found, False
@@ -107,8 +109,10 @@ class DlibEmbedder(Embedder):
             "dlib_version": getattr(self._dlib, "__version__", "unknown"),
             "random_init": False,
             "landmarks": f"{Path(self._files[1]).name} ({self.landmarks} points)",
-            "detector": f"dlib frontal face detector (HOG), upsample {self.upsample}; highest "
-                        f"score box; the whole image when no face is found",
+            "detector": (f"dlib frontal face detector (HOG), upsample {self.upsample}; highest "
+                         f"score box; the whole image when no face is found"
+                         if self.face_box == "hog" else f"face box: {self.face_box}"),
+            "face_box": self.face_box,
             "preprocessing": "none (uint8 RGB to dlib)",
             "num_jitters": self.num_jitters,
             "padding": self.padding,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from mfr.errors import InputError, MfrError, MissingError
+from mfr.errors import InputError, MfrError
 from mfr.models.legacy_h5 import file_layer_names, load_legacy_h5
 from mfr.models.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 
@@ -213,45 +213,8 @@ def get_weights_file(
 
 
 def load_run_core(run_dir: str | Path) -> keras.Model:
-    """The SENet50 core of a run folder, as the run left it.
+    """The network of a run folder as the run left it: :func:`mfr.backbones.load_run_model`
+    (kept under this name for SENet50's callers)."""
+    from mfr.backbones.run_model import load_run_model
 
-    Reads ``run_dir/run.json`` (written by `mfr embed` or `mfr train`): its ``config``'s
-    ``weights``, ``pooling``, ``image_size`` and ``seed``. Builds :func:`senet50` with those
-    weights (``weights: null``: the same seeded random initialisation the run used,
-    ``keras.utils.set_random_seed(seed)`` first, as :mod:`mfr.steps` does). A fine-tuning run
-    (its run.json has ``trainable_layers``) then gets its trained layers from
-    ``final_trainable.h5`` (``load_legacy_h5(core, path, strict=False)``); the layers loaded
-    must be the run's ``trainable_layer_names`` when it lists them.
-
-    FileNotFoundError / ValueError name the file and what was expected.
-    """
-    import json
-
-    run_dir = Path(run_dir)
-    meta_path = run_dir / "run.json"
-    if not meta_path.is_file():
-        raise MissingError(f"{meta_path}: no run.json (expected a run folder of `mfr embed` "
-                                f"or `mfr train`)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    config = meta.get("config")
-    if not isinstance(config, dict) or not {"weights", "pooling", "image_size"} <= set(config):
-        raise InputError(f"{meta_path}: expected a 'config' with weights, pooling and image_size")
-    trained = run_dir / "final_trainable.h5"
-    if "trainable_layers" in meta and not trained.is_file():
-        raise MissingError(f"{trained}: a fine-tuning run folder must hold its trained "
-                                f"layers (final_trainable.h5, written when `mfr train` ends)")
-    size = int(config["image_size"])
-    if config["weights"] is None:
-        keras.utils.set_random_seed(int(config.get("seed", 2021)))
-    core = senet50(weights=config["weights"], pooling=config["pooling"],
-                   input_shape=(size, size, 3))
-    if "trainable_layers" in meta:
-        loaded = load_legacy_h5(core, trained, strict=False)
-        expected = meta.get("trainable_layer_names")
-        if not loaded:
-            raise InputError(f"{trained}: holds none of SENet50's layers (expected the trained "
-                             f"layers of an `mfr train` run)")
-        if expected is not None and sorted(loaded) != sorted(expected):
-            raise InputError(f"{trained}: holds layers {sorted(loaded)}, but {meta_path} lists "
-                             f"trainable_layer_names {sorted(expected)}")
-    return core
+    return load_run_model(run_dir)

@@ -59,22 +59,12 @@ def _recorded_root(record: Path) -> Path | None:
 
 
 def check_weights(config: StudyConfig, progress: bool = True) -> None:
-    """Make sure the config's weights can be had before any slow work: a file that exists, or
-    the VGGFace2 file found or downloaded. FileNotFoundError says what is missing."""
-    if config.weights not in (None, "vggface2"):
-        if not Path(config.weights).is_file():
-            raise MissingError(f"{config.weights}: weights file not found (expected vggface2, "
-                               f"none, or a legacy keras-vggface .h5 file)")
-        from mfr.models.pretrained import check_senet50_file
+    """Make sure the config's weights can be had before any slow work: a file that exists and
+    is the backbone's kind, or its released file found (downloaded, for SENet50's VGGFace2).
+    One-line errors say what is missing."""
+    from mfr.backbones import backbone_module
 
-        check_senet50_file(config.weights)
-    if config.weights == "vggface2":
-        from mfr.models.pretrained import WeightsDownloadError, vggface2_weights_file
-
-        try:
-            vggface2_weights_file(progress=progress)
-        except WeightsDownloadError as e:
-            raise MissingError(f"VGGFace2 SENet50 weights unavailable: {e}") from e
+    backbone_module(config.backbone).check_weights(config.weights, progress)
 
 
 def _weights_desc(config: StudyConfig) -> tuple[str, str | None]:
@@ -88,10 +78,12 @@ def _weights_fingerprint(config: StudyConfig) -> str:
     """The initial weights as a fingerprint: the file's sha256, or the random init's seed."""
     if config.weights is None:
         return f"random init, seed {config.seed}"
-    if config.weights == "vggface2":
-        from mfr.models.pretrained import VGGFACE2, weights_cache_dir
+    from mfr.backbones import backbone_cfg, backbone_module
 
-        return f"vggface2 sha256:{file_digest(weights_cache_dir() / VGGFACE2['file'])}"
+    pretrained = backbone_cfg(config.backbone)["pretrained"]
+    if config.weights == pretrained:
+        path = backbone_module(config.backbone).pretrained_file()
+        return f"{pretrained} sha256:{file_digest(path)}"
     return f"file sha256:{file_digest(config.weights)}"
 
 
@@ -99,10 +91,23 @@ def _settings(config: StudyConfig, names: Sequence[str]) -> dict[str, Any]:
     return {k: config.to_dict()[k] for k in names}
 
 
-#: The config fields each step's results depend on (the rest: speed, storage, names).
-EMBED_SETTINGS = ("image_size", "decoder", "preprocessing", "pooling")
-TRAIN_SETTINGS = EMBED_SETTINGS + ("margin", "optimizer", "learning_rate", "momentum",
-                                   "batch_size", "seed")
+#: The config fields each step's results depend on (the rest: speed, storage, names), beside
+#: the backbone's own (its CFG's ``settings``: SENet50's preprocessing and pooling).
+EMBED_SETTINGS = ("backbone", "image_size", "decoder")
+TRAIN_SETTINGS = ("margin", "optimizer", "learning_rate", "momentum", "batch_size", "seed")
+
+
+def embed_settings(config: StudyConfig) -> dict[str, Any]:
+    """The settings a network's embeddings depend on: the backbone, the image cache's, the
+    backbone's own."""
+    from mfr.backbones import backbone_cfg
+
+    return _settings(config, EMBED_SETTINGS + tuple(backbone_cfg(config.backbone)["settings"]))
+
+
+def train_settings(config: StudyConfig) -> dict[str, Any]:
+    """What a fine-tuning run's results depend on: :func:`embed_settings` and the SGD's."""
+    return {**embed_settings(config), **_settings(config, TRAIN_SETTINGS)}
 
 
 def _devices(config: StudyConfig) -> int:
@@ -133,15 +138,10 @@ def _nonempty(frames: dict[str, pd.DataFrame], pairs_dir: Path, splits: Sequence
 
 
 def _core(config: StudyConfig):
-    """SENet50 with the config's weights, pooling and input size (random init: seeded)."""
-    import keras
+    """The config's backbone with its weights (random init: seeded), :func:`mfr.backbones.build_core`."""
+    from mfr.backbones import build_core
 
-    from mfr.models import senet50
-
-    keras.utils.set_random_seed(config.seed)  # weights=None: the same random core every time
-    return senet50(weights=config.weights, pooling=config.pooling,
-                   input_shape=(config.image_size, config.image_size, 3))
-
+    return build_core(config)
 
 
 def _image_cache(data_root: Path, frames: dict[str, pd.DataFrame], cache_dir: Path,

@@ -34,16 +34,15 @@ from mfr.provenance import (
     listing_digest,
 )
 from mfr.steps._common import (
-    EMBED_SETTINGS,
     _core,
     _devices,
     _image_cache,
     _nonempty,
     _require_complete,
-    _settings,
     _weights_desc,
     _weights_fingerprint,
     check_weights,
+    embed_settings,
     resolve_data_root,
 )
 
@@ -115,7 +114,7 @@ def embed_step(
         raise MissingError(f"{root}: data root is not a directory")
     if model is None:
         check_weights(cfg, progress)
-    fp = {"settings": {**_settings(cfg, EMBED_SETTINGS), "splits": splits},
+    fp = {"settings": {**embed_settings(cfg), "splits": splits},
           "weights": "given model" if model is not None else _weights_fingerprint(cfg),
           "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in splits},
           "images": listing_digest(root, unique_pair_paths(*pairs.values()))}
@@ -148,9 +147,12 @@ def embed_step(
     if model is None:
         model = _core(cfg)
     paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
-    vectors = embed_images(model, cache.images, preprocessing=cfg.preprocessing,
+    from mfr.backbones import network_inputs
+
+    images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress)
+    vectors = embed_images(model, images, preprocessing=cfg.preprocessing,
                            batch_size=cfg.embed_batch_size, progress=progress,
-                           rows=cache.index_of(paths), data_parallel=cfg.data_parallel)
+                           rows=rows, data_parallel=cfg.data_parallel)
     meta = {"weights_desc": weights_desc, "random_weights": cfg.weights is None,
             "preprocessing": cfg.preprocessing, "decoder": cfg.decoder, "splits": splits,
             "warning": warning}

@@ -228,8 +228,12 @@ def evaluate_dataset_step(
                             "run_dir": run_dir, **embedder_options}
         if run_dir is None:
             check_weights(cfg, progress)
+    elif embedder == "dlib_resnet":
+        embedder_options = {"run_dir": run_dir, "batch_size": cfg.embed_batch_size,
+                            "seed": cfg.seed, **embedder_options}
     elif run_dir is not None:
-        raise InputError(f"--run-dir is a senet50 option (a `mfr train` run), not {embedder}'s")
+        raise InputError(f"--run-dir is a senet50 / dlib_resnet option (a `mfr train` run), "
+                         f"not {embedder}'s")
     emb_model = get_embedder(embedder, **embedder_options)  # bad options fail before slow work
     claim(out, "evaluate", fp, config=cfg, reopen=True)
     paths = sorted(set(unmasked["path"]) | set(masked["path"])

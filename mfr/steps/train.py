@@ -30,18 +30,17 @@ from mfr.provenance import (
     state,
 )
 from mfr.steps._common import (
-    TRAIN_SETTINGS,
     _check_cache_source,
     _core,
     _devices,
     _image_cache,
     _nonempty,
     _require_complete,
-    _settings,
     _weights_desc,
     _weights_fingerprint,
     check_weights,
     resolve_data_root,
+    train_settings,
 )
 
 
@@ -100,10 +99,11 @@ def train_step(
     ``distances.csv`` and ``summary.json`` of the val and test pairs under the fine-tuned
     model, ``run.json``. Returns the :class:`mfr.training.TrainResult`.
     """
-    from mfr import checkpoints, siamese
+    from mfr import checkpoints
+    from mfr.backbones import check_trainable_layers, network_inputs
     from mfr.training import TrainResult, train_siamese
 
-    n = siamese.validate_trainable_layers(n)
+    n = check_trainable_layers(config, n)[0]
     _devices(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
     _require_complete(pairs_dir, "partition")
@@ -119,7 +119,7 @@ def train_step(
     if root is None:
         raise MissingError(f"{cache_dir}: no image cache, and no data root to build it "
                            f"(pass --cache-dir or --data-root)")
-    fp = {"settings": {**_settings(config, TRAIN_SETTINGS), "trainable_layers": n},
+    fp = {"settings": {**train_settings(config), "trainable_layers": n},
           "weights": _weights_fingerprint(config),
           "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in SPLITS},
           "images": listing_digest(root, unique_pair_paths(*frames.values()))}
@@ -155,7 +155,8 @@ def train_step(
                              f"that failed to decode (see {cache.cache_dir / 'failed.csv'})")
     idx = {s: pair_indices(df, cache) for s, df in kept.items()}
 
-    result = train_siamese(_core(config), n, cache.images, idx["train"], idx["val"], idx["test"],
+    images, _ = network_inputs(config.backbone, cache.images, progress=progress)
+    result = train_siamese(_core(config), n, images, idx["train"], idx["val"], idx["test"],
                            config=config, out_dir=out, resume=resume, verbose=verbose,
                            progress=progress, fingerprint=fp)
     dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out)
@@ -173,6 +174,7 @@ def train_step(
              epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
              engine=result.engine, data_parallel=config.data_parallel, devices=result.devices,
              pairs_dir=str(pairs_dir), cache_dir=str(cache.cache_dir),
-             final_weights="final_trainable.h5 (trained layers only, keras-vggface legacy HDF5)",
+             final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
+                           f"legacy HDF5)",
              epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)")
     return result
