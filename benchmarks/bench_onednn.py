@@ -155,7 +155,7 @@ def main() -> None:
     report: dict = {"what": __doc__.split("\n\n")[0], "versions": versions(),
                     "machine": numerics(), "threads": "TensorFlow's defaults (intra/inter-op: "
                     "all cores)", "settings": {}}
-    for setting, ((meta, arr), (meta2, arr2)) in runs.items():
+    for setting, ((meta, _arr), (meta2, _arr2)) in runs.items():
         rates = {k: [meta[k], meta2[k]] for k in meta if k.endswith("_per_s")}
         report["settings"][f"TF_ENABLE_ONEDNN_OPTS={setting}"] = {
             "onednn_on": meta["setting"]["on"], **rates,

@@ -102,8 +102,8 @@ def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str) 
     settings = data["settings"]
     if not isinstance(settings, dict):
         raise InputError(f"{path}: 'settings' is not a mapping")
-    if embedder.name != "senet50":
-        raise InputError(f"{path}: a study's thresholds are SENet50's (its settings "
+    if embedder.name not in ("senet50", "dlib_resnet"):  # the study backbones' embedders
+        raise InputError(f"{path}: a study's thresholds are its backbone's (its settings "
                          f"{sorted(settings)}), not {embedder.name}'s")
     run_dir = getattr(embedder, "run_dir", None)
     if run_dir is None:
@@ -192,7 +192,7 @@ def resolve_threshold(spec: float | str | Path | None, embedder: Any,
             return threshold_from_file(path, embedder, distance)
         return Threshold(None, f"no calibrated threshold: {path} not found (run `mfr evaluate "
                                f"--study {Path(run_dir).parent}`, or give --threshold)", distance)
-    if embedder.name == "dlib" and distance == "euclidean_raw":
+    if embedder.name in ("dlib", "dlib_resnet") and distance == "euclidean_raw":
         return Threshold(FACE_RECOGNITION_TOLERANCE,
                          "face_recognition's documented default tolerance (compare_faces, 0.6) "
                          "on its raw Euclidean distance; not calibrated on masked faces",

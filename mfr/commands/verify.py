@@ -22,20 +22,22 @@ HELP = "are two photos of the same person? distance and decision (face found wit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_a", type=Path, metavar="IMG_A", help="a photo (JPEG, PNG, ...)")
     parser.add_argument("image_b", type=Path, metavar="IMG_B", help="another photo")
-    parser.add_argument("--embedder", choices=("senet50", "dlib"), default="senet50",
-                        help="senet50 (the thesis's network; default) or dlib (face_recognition's "
-                             "model: needs no VGGFace2 weights)")
+    parser.add_argument("--embedder", choices=("senet50", "dlib", "dlib_resnet"),
+                        default="senet50",
+                        help="senet50 (the thesis's network; default), dlib (face_recognition's "
+                             "model: needs no VGGFace2 weights) or dlib_resnet (that model in "
+                             "Keras: pre-trained, or --model a fine-tuned run)")
     parser.add_argument("--model", type=Path, default=None, metavar="RUN",
                         help="senet50: a run folder of `mfr embed` or `mfr train` (its network "
                              "as the run left it; its study's calibrated threshold by default)")
     parser.add_argument("--threshold", default=None, metavar="VALUE|FILE",
                         help="a distance, or a thresholds.json of `mfr evaluate` (default: "
                              "RUN/../evaluation/thresholds.json for --model RUN; 0.6, "
-                             "face_recognition's tolerance, for dlib)")
+                             "face_recognition's tolerance, for dlib and dlib_resnet)")
     parser.add_argument("--no-detect", action="store_true",
                         help="no face detection: each image is already a cropped face")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(parser, "backbone", "weights", "preprocessing", "seed")
+    add_config_flags(parser, "weights", "preprocessing", "seed")
     parser.epilog = ("A pair is the same person when distance <= threshold. The distance is the "
                      "embedder's own: senet50 the thesis's sum of squared differences of unit "
                      "embeddings; dlib face_recognition's Euclidean distance. --weights "
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     given = vars(args)
     own = sorted(k for k in ("weights", "preprocessing", "seed") if k in given)
-    if own and args.embedder != "senet50":
+    allowed = {"senet50": own, "dlib_resnet": [k for k in own if k != "preprocessing"]}
+    if own and own != allowed.get(args.embedder, []):
         raise InputError(f"--{own[0]} is a senet50 option, not {args.embedder}'s")
     if own and args.model is not None and own != ["seed"]:
         raise InputError(f"--{own[0]} applies without --model; a run's network and "

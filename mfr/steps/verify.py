@@ -27,9 +27,15 @@ def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
     """The embedder `mfr verify` and notebook 06 compare with: ``senet50`` from a run folder
     (`model`: an `mfr embed` or `mfr train` run, its network as the run left it) or from
     `weights` (vggface2, a .h5 path, None = seeded random init) with `preprocessing`; or
-    ``dlib``. The weights are made sure of (found or downloaded) before any slow work."""
+    ``dlib`` (dlib's own), or ``dlib_resnet`` (its Keras port: pre-trained, or `model`, a
+    `mfr train --backbone dlib_resnet` run). The weights are made sure of (found or downloaded) before any slow work."""
     from mfr.embedders import get_embedder
 
+    if embedder == "dlib_resnet":  # dlib's ResNet in Keras: pre-trained, or a run's
+        if model is not None:
+            _require_complete(Path(model), "run")
+        return get_embedder("dlib_resnet", run_dir=model,
+                            weights="dlib_v1" if weights == "vggface2" else weights, seed=seed)
     if embedder != "senet50":
         if model is not None:
             raise InputError(f"--model is a senet50 option (an `mfr embed` or `mfr train` run "
