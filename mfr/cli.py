@@ -15,7 +15,8 @@ import traceback
 from mfr import __version__
 from mfr.errors import MfrError
 
-COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "data")
+COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "search",
+            "data")
 
 
 def _module(name: str):

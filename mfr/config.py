@@ -62,6 +62,10 @@ class StudyConfig:
     backbone: str = _f("senet50", "the face network: senet50 (the thesis's) or dlib_resnet "
                                   "(dlib's face ResNet, mfr.backbones)", tuple(BACKBONES))
     pooling: str = _f("avg", "final global pooling of SENet50", ("avg", "max"))
+    face_box: str = _f("crop", "dlib_resnet: where its 5-point landmarks are found before the "
+                               "150-px chip: crop (the cached image, a face crop), mtcnn "
+                               "(MTCNN's largest face, else the crop; needs TensorFlow) or hog "
+                               "(dlib's detector, else the crop)", ("crop", "mtcnn", "hog"))
     weights: str | None = _f("vggface2", "the backbone's released weights (vggface2 for "
                                          "senet50, dlib_v1 for dlib_resnet; vggface2 means the "
                                          "released ones of any backbone), a weights file (.h5 / "

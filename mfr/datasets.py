@@ -331,10 +331,14 @@ def read_mfr2_labels(root: str | Path) -> list[tuple[str, int, str]]:
 
 
 def load_mfr2(root: str | Path) -> Dataset:
-    """Read an MFR2 tree: images from `mfr2_labels.txt` (masktype `no-mask` = unmasked)."""
+    """Read an MFR2 tree: images from `mfr2_labels.txt` (masktype `no-mask` = unmasked); the
+    tree is `root` or the one folder below it that holds the labels (as :func:`dataset_root`)."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise MissingError(f"{root}: no such directory ({MFR2_LAYOUT_HINT})")
+    below = [] if is_mfr2_root(root) else [d for d in _subdirs(root) if is_mfr2_root(d)]
+    if len(below) == 1:
+        root = below[0]
     labels = read_mfr2_labels(root)
     excluded: dict[str, Any] = {"subjects": [], "files": []}
     images: list[FaceImage] = []

@@ -164,7 +164,8 @@ def discover_study(study_dir: str | Path) -> Study:
                         seed=run.get("config", {}).get("seed"))
         else:
             continue
-        s.label = report.setting_label(s.report_key, s.random_init)
+        s.label = report.setting_label(s.report_key, s.random_init,
+                                       run.get("config", {}).get("backbone", "senet50"))
         if s.kind == "train" and _is_replicate(s, found, study_seed):
             s.key, s.replicate = f"N{s.n_layers}_s{s.seed}", True
             s.label += f", seed {s.seed}"

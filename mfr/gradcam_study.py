@@ -60,16 +60,18 @@ class Setting:
         return self.config.weights is None
 
 
-def setting_label(weights: str | None, trainable_layers: int | None = None) -> str:
+def setting_label(weights: str | None, trainable_layers: int | None = None,
+                  backbone: str = "senet50") -> str:
     """How a setting is named in tables and figures, as in the evaluation
     (:func:`mfr.report.setting_label`); random weights always say so."""
+    from mfr.backbones import backbone_cfg
     from mfr.report import setting_label as label
 
-    if weights not in (None, "vggface2"):
+    if weights not in (None, "vggface2", backbone_cfg(backbone)["pretrained"]):
         base = f"weights {Path(weights).name}"
         return base if trainable_layers is None else f"last {trainable_layers} layers ({base})"
     return label("pre-trained" if trainable_layers is None else trainable_layers,
-                 random_init=weights is None)
+                 random_init=weights is None, backbone=backbone)
 
 
 def _read_run(run_dir: Path) -> dict[str, Any]:
@@ -95,7 +97,8 @@ def read_setting(run_dir: str | Path, name: str | None = None) -> Setting:
     if n is None and meta.get("command") != "embed":
         raise InputError(f"{run_dir / 'run.json'}: neither an `mfr embed` run (\"command\": "
                          f"\"embed\") nor an `mfr train` run (trainable_layers)")
-    return Setting(name or run_dir.name, setting_label(config.weights, n), config, run_dir, n)
+    return Setting(name or run_dir.name, setting_label(config.weights, n, config.backbone),
+                   config, run_dir, n)
 
 
 def find_settings(study_dir: str | Path) -> list[Setting]:
@@ -185,18 +188,15 @@ class GradcamRun:
 
 
 def _load_core(setting: Setting):
+    """The setting's network: its run folder's as the run left it, else its config's (the
+    backbone's released weights, or the seeded random init)."""
     if setting.run_dir is not None:
-        from mfr.models.pretrained import load_run_core
+        from mfr.backbones.run_model import load_run_model
 
-        return load_run_core(setting.run_dir)
-    import keras
+        return load_run_model(setting.run_dir)
+    from mfr.backbones import build_core
 
-    from mfr.models import senet50
-
-    cfg = setting.config
-    keras.utils.set_random_seed(cfg.seed)
-    return senet50(weights=cfg.weights, pooling=cfg.pooling,
-                   input_shape=(cfg.image_size, cfg.image_size, 3))
+    return build_core(setting.config)
 
 
 def _explain_setting(core, setting: Setting, images: dict[str, np.ndarray], layer: str,
@@ -313,7 +313,14 @@ def run_gradcam(
         raise InputError(f"n_images must be >= 1, got {n_images}")
     if random_draws < 1:
         raise InputError(f"random_draws must be >= 1, got {random_draws}")
-    layer = layer or FEATURE_LAYER
+    backbones = {s.config.backbone for s in settings}
+    if len(backbones) != 1:
+        raise InputError(f"the settings are of different backbones {sorted(backbones)}; explain "
+                         f"them separately")
+    backbone = backbones.pop()
+    from mfr.backbones import backbone_cfg
+
+    layer = layer or backbone_cfg(backbone).get("gradcam_layer", FEATURE_LAYER)
     fixed = faces.FIXED_FRACTION if fixed_fraction is None else fixed_fraction
     sizes = {s.config.image_size for s in settings}
     if len(sizes) != 1:
@@ -359,6 +366,11 @@ def run_gradcam(
                           "masked_path": [p.masked_path for p in picked],
                           "unmasked_path": [p.unmasked_path for p in picked]})
     images = {r: np.stack(imgs[r]) for r in ROLES}
+    # the images the network takes (dlib's face chips), explained and lined up at their size
+    from mfr.backbones import align_images
+
+    images = {r: align_images(backbone, images[r], face_box=cfg0.face_box) for r in ROLES}
+    size = images["masked"].shape[1]
 
     lines: dict[str, list[tuple[int, str]]] = {r: [] for r in ROLES}
     confidence: dict[str, list[float]] = {r: [] for r in ROLES}

@@ -47,11 +47,16 @@ def thesis_row(setting: str | int) -> dict[str, float]:
     return {"median_impostor": imp, "median_genuine": gen, "gap": gap}
 
 
-def setting_label(setting: str | int, random_init: bool = False) -> str:
+def setting_label(setting: str | int, random_init: bool = False,
+                  backbone: str = "senet50") -> str:
     """A setting's name in tables and figures: "SENet50 pre-trained" / "last N layers", or
-    "SENet50 random init" / "last N layers (random init)" for a run from random weights."""
+    "SENet50 random init" / "last N layers (random init)" for a run from random weights (the
+    backbone's own short name in place of SENet50's)."""
     if setting == "pre-trained":
-        return "SENet50 random init" if random_init else "SENet50 pre-trained"
+        from mfr.backbones import backbone_cfg
+
+        name = backbone_cfg(backbone)["short_label"]
+        return f"{name} random init" if random_init else f"{name} pre-trained"
     return f"last {setting} layers" + (" (random init)" if random_init else "")
 
 
@@ -70,8 +75,11 @@ def run_random_init(run_dir: str | Path) -> bool:
 
 
 def run_label(setting: str | int, run_dir: str | Path) -> str:
-    """:func:`setting_label` of a run folder, random init read from the folder."""
-    return setting_label(setting, run_random_init(run_dir))
+    """:func:`setting_label` of a run folder, random init and backbone read from the folder."""
+    run = Path(run_dir) / "run.json"
+    meta = json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
+    backbone = (meta.get("config") or {}).get("backbone", "senet50")
+    return setting_label(setting, run_random_init(run_dir), backbone)
 
 
 def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squared") -> dict:

@@ -150,7 +150,7 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
         steps.append(Step(
             "pairs", "06_pairs.ipynb",
             {"pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else None,
-             "out_dir": str(out / "pairs"), "embedder": "senet50",
+             "out_dir": str(out / "pairs"), "embedder": config.backbone,
              "model": str(out / f"train_N{last}"), "seed": config.seed},
             out / "pairs", ("evaluation", f"finetune_N{last}"),
             tensorflow=pairs_csv is not None))  # MTCNN finds the faces in photos
@@ -274,7 +274,8 @@ def run_notebook(step: Step, context: StepContext) -> Path:
 def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
               force: bool = False, only: str | None = None, kernel: str = "python3",
               progress: bool = True, seeds: Sequence[int] | str | None = None,
-              executor: Executor | None = None) -> StudyResult:
+              executor: Executor | None = None,
+              data_root: str | Path | None = None) -> StudyResult:
     """Run (or resume) the study of `profile` in `out_dir` (default ``results/<profile>``).
 
     Args:
@@ -286,6 +287,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
         executor: runs the steps (:mod:`mfr.executors`): default the local executor, one step
             after the other in this process; :class:`mfr.executors.ray_executor.RayExecutor`
             runs independent steps at once as Ray tasks.
+        data_root: the dataset folder, in place of the profile's ``data_root`` (e.g. a
+            subset of RMFRD in RMFRD's layout, for a profile whose data root is the full set).
 
     Returns:
         A :class:`StudyResult`; ``REPORT.md``/``REPORT.html`` are written unless `only`.
@@ -293,6 +296,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     from mfr.executors import LocalExecutor, StepContext
 
     config = load_config(profile)
+    if data_root is not None:
+        config = config.replace(data_root=str(Path(data_root).expanduser().resolve()))
     if seeds is not None:
         try:
             config = config.replace(seeds=seeds)

@@ -140,7 +140,10 @@ def write_report(out_dir: str | Path, config: StudyConfig, ledger: dict[str, Any
     """Write ``REPORT.md`` and ``REPORT.html`` into the study folder; returns the .md path."""
     out = Path(out_dir)
     demo = config.weights is None and config.data_root is None
-    md = [f"# mfr study `{config.profile}`: masked face recognition with a Siamese SENet50", ""]
+    from mfr.backbones import backbone_cfg
+
+    net = backbone_cfg(config.backbone)["short_label"]
+    md = [f"# mfr study `{config.profile}`: masked face recognition with a Siamese {net}", ""]
     md += [f"> {DEMO_NOTE if demo else RANDOM_NOTE}", ""] if config.weights is None else []
     md += ["Every table and figure of the thesis's Chapters 4-5, regenerated, the thesis's value "
            "beside this run's; then the metrics the thesis named but did not measure. Each "

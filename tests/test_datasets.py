@@ -190,3 +190,19 @@ def test_mfr2_bad_input(tmp_path):
     assert {e["reason"] for e in ds.excluded["files"]} == {
         "listed in mfr2_labels.txt but missing", "not listed in mfr2_labels.txt"}
     assert [(e["subject"], e["side"]) for e in ds.excluded["subjects"]] == [("A", "masked")]
+
+
+def test_every_step_takes_the_data_root_partition_takes(tmp_path, mfr2_dev):
+    """A folder above the dataset works for the steps after the partition, as for it."""
+    from mfr.config import StudyConfig
+    from mfr.steps._common import resolve_data_root
+
+    root = _tree(tmp_path, {"a": (1, 1)})
+    pairs = tmp_path / "no-partition-here"
+    assert resolve_data_root(tmp_path, pairs, StudyConfig()) == root
+    assert resolve_data_root(root, pairs, StudyConfig()) == root
+    other = tmp_path / "plain"
+    other.mkdir()
+    assert resolve_data_root(other, pairs, StudyConfig()) == other  # as given
+    # MFR2's own layout, one folder below the one given (`--layout mfr2`)
+    assert load_mfr2(mfr2_dev).root == mfr2_dev / "mfr2"

@@ -79,18 +79,21 @@ def build_core(config: Any) -> keras.Model:
     return backbone_module(config.backbone).build(config)
 
 
-def align_images(backbone: str, images: np.ndarray, progress: bool = False) -> np.ndarray:
+def align_images(backbone: str, images: np.ndarray, progress: bool = False,
+                 face_box: str = "crop") -> np.ndarray:
     """The uint8 images the network takes, from the image cache's: the backbone's own face
-    alignment where it has one (dlib's 5-point face chips), else the images as they are."""
+    alignment where it has one (dlib's 5-point face chips, landmarks found in `face_box`),
+    else the images as they are."""
     align = getattr(backbone_module(backbone), "align", None)
-    return images if align is None else align(images, progress=progress)
+    return images if align is None else align(images, progress=progress, box=face_box)
 
 
 def network_inputs(backbone: str, images: np.ndarray, rows: Any = None,
-                   progress: bool = False) -> tuple[np.ndarray, Any]:
+                   progress: bool = False, face_box: str = "crop") -> tuple[np.ndarray, Any]:
     """(images, rows) as the network takes them: unchanged for a backbone without alignment;
     else the aligned `rows` of `images` (all, when None), with rows ``0..n-1`` into them."""
     if getattr(backbone_module(backbone), "align", None) is None:
         return images, rows
     picked = images if rows is None else np.asarray(images)[np.asarray(rows, dtype=np.int64)]
-    return align_images(backbone, picked, progress), None if rows is None else np.arange(len(picked))
+    aligned = align_images(backbone, picked, progress, face_box)
+    return aligned, None if rows is None else np.arange(len(picked))

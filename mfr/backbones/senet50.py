@@ -17,6 +17,7 @@ __all__ = ["CFG", "build"]
 
 CFG: dict[str, Any] = {
     "label": "SENet50",
+    "short_label": "SENet50",  # in table rows and figure ticks: "SENet50 pre-trained"
     "pretrained": "vggface2",  # the `weights` value naming the released weights
     "pretrained_label": "SENet50 pre-trained (VGGFace2)",
     "file": PRETRAINED["vggface2"]["file"],

@@ -38,7 +38,8 @@ def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS,
-                              "help": f"{f.metadata['help']} (default {shown})"}
+                              # argparse %-formats help text: a literal % is %%
+                              "help": f"{f.metadata['help']} (default {shown})".replace("%", "%%")}
         if hint is bool:
             kw["action"] = argparse.BooleanOptionalAction
         elif f.metadata.get("choices"):

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
-    add_config_flags(parser, "backbone", "data_root", "weights", "preprocessing", "embed_batch_size",
-                     "decoder", "pooling", "image_size", "seed", "data_parallel")
+    add_config_flags(parser, "backbone", "face_box", "data_root", "weights", "preprocessing",
+                     "embed_batch_size", "decoder", "pooling", "image_size", "seed",
+                     "data_parallel")
 
 
 def run(args: argparse.Namespace) -> int:

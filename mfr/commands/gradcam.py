@@ -42,10 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=2000,
                         help="bootstrap resamples of the CIs (default 2000)")
     parser.add_argument("--layer", default=None,
-                        help="feature layer (default conv5_3_relu: the last block before pooling)")
+                        help="feature layer (default: the backbone's, conv5_3_relu for senet50, the last "
+                             "block before pooling; res5c_relu for dlib_resnet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_config_flags(parser, "backbone", "weights", "preprocessing", "pooling", "image_size", "decoder",
-                     "data_root", "seed")
+    add_config_flags(parser, "backbone", "face_box", "weights", "preprocessing", "pooling",
+                     "image_size", "decoder", "data_root", "seed")
     parser.epilog = ("Without --study or --model, --weights (vggface2, a .h5 path, or none) picks "
                      "a bare core and --pairs and --out are required. --seed picks the pairs, "
                      "the random regions and the bootstrap (default: the runs' seed).")

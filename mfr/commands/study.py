@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, metavar="STEP",
                         help="run only this step (partition, baseline, finetune_N<N> or "
                              "finetune, evaluation, gradcam, pairs)")
+    parser.add_argument("--data-root", type=Path, default=None, metavar="DIR",
+                        help="the dataset folder, in place of the profile's data_root (the "
+                             "same layout: e.g. a subset of RMFRD)")
     parser.add_argument("--force", action="store_true",
                         help="run every step again, even those that are up to date")
     parser.add_argument("--kernel", default="python3",
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                             num_cpus=args.num_cpus, max_retries=args.max_retries)
     result = run_study(args.profile, args.out, force=args.force, only=args.only,
                        kernel=args.kernel, progress=not args.no_progress, seeds=args.seeds,
-                       executor=executor)
+                       executor=executor, data_root=args.data_root)
     ran = ", ".join(result.ran) or "nothing"
     skipped = ", ".join(result.skipped) or "nothing"
     print(f"ran: {ran}; skipped (up to date or not for this backend): {skipped}")

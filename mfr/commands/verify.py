@@ -23,10 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_a", type=Path, metavar="IMG_A", help="a photo (JPEG, PNG, ...)")
     parser.add_argument("image_b", type=Path, metavar="IMG_B", help="another photo")
     parser.add_argument("--embedder", choices=("senet50", "dlib", "dlib_resnet"),
-                        default="senet50",
+                        default=None,
                         help="senet50 (the thesis's network; default), dlib (face_recognition's "
                              "model: needs no VGGFace2 weights) or dlib_resnet (that model in "
                              "Keras: pre-trained, or --model a fine-tuned run)")
+    parser.add_argument("--backbone", choices=("senet50", "dlib_resnet"), default=None,
+                        help="the study's network, as for the other commands: the same as "
+                             "--embedder senet50|dlib_resnet")
     parser.add_argument("--model", type=Path, default=None, metavar="RUN",
                         help="senet50: a run folder of `mfr embed` or `mfr train` (its network "
                              "as the run left it; its study's calibrated threshold by default)")
@@ -51,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from mfr.steps import verify_step
 
     given = vars(args)
+    if args.backbone and args.embedder not in (None, args.backbone):
+        raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
+    args.embedder = args.embedder or args.backbone or "senet50"
     own = sorted(k for k in ("weights", "preprocessing", "seed") if k in given)
     allowed = {"senet50": own, "dlib_resnet": [k for k in own if k != "preprocessing"]}
     if own and own != allowed.get(args.embedder, []):

@@ -28,8 +28,8 @@ class DlibResNetPortEmbedder(Embedder):
             network as the run left it (:func:`mfr.backbones.load_run_model`).
         image_size: side of the square images it takes (the image cache's; 160: RMFRD's and
             MFR2's crops, unresized).
-        face_box: ``crop`` (the image itself, as the study's backbone does), ``mtcnn`` or
-            ``hog`` (dlib's detector, as ``--embedder dlib`` by default).
+        face_box: ``crop`` (the image itself), ``mtcnn`` or ``hog`` (dlib's detector, as
+            ``--embedder dlib`` by default); None: the run's (`run_dir`), else ``crop``.
         batch_size: chips per forward pass.
         seed: the random init's seed.
     """
@@ -38,14 +38,12 @@ class DlibResNetPortEmbedder(Embedder):
     default_distance = "euclidean_raw"
 
     def __init__(self, weights: str | None = "dlib_v1", run_dir: str | Path | None = None,
-                 image_size: int = 160, face_box: str = "crop", batch_size: int = 64,
+                 image_size: int = 160, face_box: str | None = None, batch_size: int = 64,
                  seed: int = 2021) -> None:
         super().__init__()
         from mfr.backbones.dlib_chips import BOXES
         from mfr.provenance import read_run
 
-        if face_box not in BOXES:
-            raise InputError(f"face box must be one of {', '.join(BOXES)}, got {face_box!r}")
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.trained_layers: list[str] = []
         if self.run_dir is not None:
@@ -58,6 +56,10 @@ class DlibResNetPortEmbedder(Embedder):
                                  f" run; --embedder dlib_resnet needs a dlib_resnet run")
             self.trained_layers = list(run.get("trainable_layer_names", []))
             weights, seed = cfg.get("weights", weights), int(cfg.get("seed", seed))
+            face_box = face_box or cfg.get("face_box")  # the box the run was trained on
+        face_box = face_box or "crop"
+        if face_box not in BOXES:
+            raise InputError(f"face box must be one of {', '.join(BOXES)}, got {face_box!r}")
         self.weights, self.seed, self.face_box = weights, int(seed), face_box
         self.image_size, self.batch_size = int(image_size), int(batch_size)
         self.n_images = self.n_no_face = self.n_failed = 0

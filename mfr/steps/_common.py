@@ -34,14 +34,20 @@ RANDOM_WEIGHTS_WARNING = (
 
 def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: StudyConfig,
                       cache_dir: Path | None = None) -> Path | None:
-    """`data_root` if given, else the data root that `mfr partition` recorded in the pairs
-    folder's run.json, else the config's if it is a folder, else the one the image cache in
+    """`data_root` if given (the dataset folder the partition found under it, as `mfr
+    partition` finds one under a folder above), else the data root that `mfr partition`
+    recorded in the pairs folder's run.json, else the config's if it is a folder, else the one the image cache in
     `cache_dir` was made from, else the config's (missing: the caller says so); None when
     none is known."""
+    recorded = _recorded_root(Path(pairs_dir) / "run.json")
     if data_root is not None:
-        return Path(data_root)
-    if root := _recorded_root(Path(pairs_dir) / "run.json"):
-        return root
+        given = Path(data_root)
+        if recorded is not None and given.is_dir() and recorded.resolve().is_relative_to(
+                given.resolve()):
+            return recorded  # the folder the partition found under the one given
+        return _dataset_folder(given)
+    if recorded:
+        return recorded
     configured = Path(config.data_root) if config.data_root else None
     if configured is not None and configured.is_dir():
         return configured
@@ -49,6 +55,20 @@ def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: Stu
     # hide the one the image cache was made from
     cached = _recorded_root(Path(cache_dir) / "cache.json") if cache_dir is not None else None
     return cached or configured
+
+
+def _dataset_folder(root: Path) -> Path:
+    """The dataset folder `mfr partition` finds under `root` (an RMFRD tree or an MFR2 folder
+    a level or two below: the same --data-root works for every step), else `root` as given
+    (a folder the pair paths are relative to)."""
+    from mfr.datasets import dataset_root
+
+    if not root.is_dir():
+        return root
+    try:
+        return dataset_root(root)[0]
+    except (OSError, InputError):
+        return root
 
 
 def _recorded_root(record: Path) -> Path | None:

@@ -149,7 +149,8 @@ def embed_step(
     paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
     from mfr.backbones import network_inputs
 
-    images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress)
+    images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress,
+                                  cfg.face_box)
     vectors = embed_images(model, images, preprocessing=cfg.preprocessing,
                            batch_size=cfg.embed_batch_size, progress=progress,
                            rows=rows, data_parallel=cfg.data_parallel)

@@ -155,7 +155,8 @@ def train_step(
                              f"that failed to decode (see {cache.cache_dir / 'failed.csv'})")
     idx = {s: pair_indices(df, cache) for s, df in kept.items()}
 
-    images, _ = network_inputs(config.backbone, cache.images, progress=progress)
+    images, _ = network_inputs(config.backbone, cache.images, progress=progress,
+                               face_box=config.face_box)
     result = train_siamese(_core(config), n, images, idx["train"], idx["val"], idx["test"],
                            config=config, out_dir=out, resume=resume, verbose=verbose,
                            progress=progress, fingerprint=fp)
