@@ -92,9 +92,10 @@ class StudyConfig:
     gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows",
                              minimum=1)
     table_5_2_pairs: str | None = _f(None, "a CSV of photo pairs (image_a,image_b[,label]) the "
-                                           "study verifies as the thesis's Table 5.2; none: "
-                                           "drawn faces (only for a study of a generated "
-                                           "sample)")
+                                           "study verifies as the thesis's Table 5.2; test: "
+                                           "five genuine and five impostor photo pairs of the "
+                                           "study's test split; none: drawn faces (only for a "
+                                           "study of a generated sample)")
     seeds: tuple[int, ...] = _f((), "more seeds: each fine-tuning setting runs again per seed "
                                     "(train_N<N>_s<seed>), the evaluation reports the spread "
                                     "across seeds; empty: just the seed", minimum=0)

@@ -147,13 +147,18 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
         # a generated sample's study verifies drawn faces, already cropped
         last = max(config.trainable_layers)
         pairs_csv = config.table_5_2_pairs
+        if pairs_csv == "test":  # photo pairs of the study's own test split
+            pairs_csv = pairs
         steps.append(Step(
             "pairs", "06_pairs.ipynb",
             {"pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else None,
              "out_dir": str(out / "pairs"), "embedder": config.backbone,
-             "model": str(out / f"train_N{last}"), "seed": config.seed},
+             "model": str(out / f"train_N{last}"), "seed": config.seed,
+             # the study's own test photos are face crops already: no detection
+             **({"detect": False} if config.table_5_2_pairs == "test" else {})},
             out / "pairs", ("evaluation", f"finetune_N{last}"),
-            tensorflow=pairs_csv is not None))  # MTCNN finds the faces in photos
+            # MTCNN finds the faces in photos
+            tensorflow=pairs_csv is not None and config.table_5_2_pairs != "test"))
     return steps
 
 

@@ -19,13 +19,45 @@ import pandas as pd
 
 from mfr.errors import InputError, MfrError, MissingError
 
-__all__ = ["PairsVerification", "pairs_markdown", "read_pairs_csv", "relative_path",
+__all__ = ["PairsVerification", "pairs_markdown", "partition_photo_pairs", "read_pairs_csv",
+           "relative_path",
            "relative_paths", "verify_pairs"]
 
 _LABELS = {"1": 1, "1.0": 1, "genuine": 1, "same": 1, "true": 1,
            "0": 0, "0.0": 0, "impostor": 0, "different": 0, "false": 0, "": None}
 COLUMNS = ["pair", "image_a", "image_b", "label", "distance", "threshold", "decision",
            "correct", "note"]
+
+
+def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
+                          ) -> tuple[pd.DataFrame, Path]:
+    """`n` genuine and `n` impostor pairs of a partition's test photos (the thesis's Table 5.2
+    tried five masked/unmasked photo pairs), as :func:`read_pairs_csv` gives pairs: image_a
+    the unmasked photo, image_b the masked one, absolute paths under the data root the
+    partition recorded; and that data root. Picked with the seed, one masked subject per pair
+    first; genuine pairs, then impostors."""
+    import json
+
+    from mfr.gradcam_study import select_pairs
+    from mfr.pairs import read_pairs
+
+    pairs_dir = Path(pairs_dir)
+    record = pairs_dir / "run.json"
+    try:
+        root = Path(json.loads(record.read_text(encoding="utf-8"))["data_root"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{record}: expected the run.json of `mfr partition` with its "
+                         f"data_root") from None
+    test = read_pairs(pairs_dir / "test.csv")
+    genuine = select_pairs(test, seed).head(n)
+    imp = test[test["label"] == 0].sort_values(["masked_path", "unmasked_path"], kind="stable")
+    rng = np.random.default_rng([seed, 1])
+    imp = imp.iloc[np.sort(rng.choice(len(imp), size=min(n, len(imp)), replace=False))]
+    rows = [{"image_a": str(root / r.unmasked_path), "image_b": str(root / r.masked_path),
+             "label": int(r.label)} for r in pd.concat([genuine, imp]).itertuples()]
+    table = pd.DataFrame(rows)
+    table.insert(0, "pair", range(1, len(table) + 1))
+    return table[["pair", "image_a", "image_b", "label"]], root
 
 
 def read_pairs_csv(path: str | Path) -> pd.DataFrame:

@@ -66,3 +66,19 @@ def test_every_command_prints_its_help():
         with pytest.raises(SystemExit) as e:
             main([name, "--help"])
         assert e.value.code == 0, name
+
+
+def test_no_commands_own_option_shadows_a_config_field():
+    """config_from_args reads every parsed name that is a config field: a command's own option
+    of that name (default None) would overwrite the profile's value."""
+    import argparse
+
+    from mfr.cli import build_parser
+    from mfr.commands._common import _FIELDS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    own = {(name, a.dest) for name, p in sub.choices.items() for a in p._actions
+           if a.dest in _FIELDS and a.default is not argparse.SUPPRESS}
+    # verify and study read the few config values they take themselves
+    assert own <= {("verify", "backbone"), ("study", "profile"), ("study", "data_root"),
+                   ("study", "seeds")}, own

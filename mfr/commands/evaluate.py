@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="senet50 / dlib_resnet: a `mfr train` run folder (its fine-tuned "
                              "network)")
     parser.add_argument("--face-box", choices=("crop", "mtcnn", "hog"), default=None,
+                        dest="embedder_face_box",  # the embedder's option, not a config field
                         help="dlib, dlib_resnet: the face box the landmarks are found in "
-                             "(default: hog for dlib, crop for dlib_resnet)")
+                             "(default: hog for dlib; crop for dlib_resnet, or the run's with "
+                             "--run-dir)")
     parser.add_argument("--landmarks", type=int, choices=(5, 68), default=None,
                         help="dlib: 5-point (default) or 68-point shape predictor")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -70,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
     if args.landmarks is not None and args.embedder != "dlib":
         raise InputError("--landmarks is a dlib option")
-    if args.face_box is not None:
+    if args.embedder_face_box is not None:
         if args.embedder not in ("dlib", "dlib_resnet"):
             raise InputError("--face-box is a dlib / dlib_resnet option")
-        options["face_box"] = args.face_box
+        options["face_box"] = args.embedder_face_box
     steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
                                 run_dir=args.run_dir, progress=not args.no_progress, **options)
     print((args.out / "metrics.md").read_text(encoding="utf-8"), end="")

@@ -57,6 +57,10 @@ class DlibResNetPortEmbedder(Embedder):
             self.trained_layers = list(run.get("trainable_layer_names", []))
             weights, seed = cfg.get("weights", weights), int(cfg.get("seed", seed))
             face_box = face_box or cfg.get("face_box")  # the box the run was trained on
+            # a fine-tuned run was trained on the thesis's distance of unit embeddings, and its
+            # study calibrates thresholds on it; dlib's raw-length Euclidean is the released
+            # network's own
+            self.default_distance = "sum_squared"
         face_box = face_box or "crop"
         if face_box not in BOXES:
             raise InputError(f"face box must be one of {', '.join(BOXES)}, got {face_box!r}")

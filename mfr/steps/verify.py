@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from mfr.config import StudyConfig
@@ -81,7 +82,10 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
                       threshold: float | str | Path | None = None, detect: bool = True,
                       title: str | None = None, force: bool = False, progress: bool = True):
     """Table 5.2 for a CSV of photo pairs (notebook 06): each pair's distance and decision as
-    :func:`verify_step` makes them, each unique image prepared and embedded once.
+    :func:`verify_step` makes them, each unique image prepared and embedded once. `pairs_csv`
+    may also be a partition folder: five genuine and five impostor pairs of its test photos
+    (:func:`mfr.verify_pairs.partition_photo_pairs`, picked with `seed`), paths written
+    relative to its data root.
 
     Writes into `out_dir`: ``table_5_2.csv`` (a row per pair: paths -- relative to the CSV's folder where
     below it --, label, distance, threshold,
@@ -95,6 +99,7 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     from mfr.verify_figures import pairs_figure
     from mfr.verify_pairs import (
         pairs_markdown,
+        partition_photo_pairs,
         read_pairs_csv,
         relative_path,
         relative_paths,
@@ -102,15 +107,25 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     )
 
     csv = Path(pairs_csv)
-    pairs = read_pairs_csv(csv)
+    if csv.is_dir():  # a partition: photo pairs of its test split
+        pairs, base = partition_photo_pairs(csv, seed=seed)
+        rel = pairs.assign(**{c: [relative_path(p, base) for p in pairs[c]]
+                              for c in ("image_a", "image_b")})
+        digest = hashlib.sha256(rel.to_csv(index=False).encode())
+        source = {"partition": file_digest(csv / "test.csv"), "pairs": digest.hexdigest()}
+        csv = csv / "test.csv"
+        title = title or f"Photo pairs of the test split ({csv.parent.name})"
+    else:
+        pairs = read_pairs_csv(csv)
+        base = csv.parent.resolve()  # paths below the CSV's folder are written relative to it
+        source = file_digest(csv)
     spec = parse_threshold(threshold) if isinstance(threshold, str) else threshold
     emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
     images = sorted(set(pairs["image_a"]) | set(pairs["image_b"]))
     run = read_run(model) if model is not None else None
-    base = csv.parent.resolve()  # paths below the CSV's folder are written relative to it
     # the images by content (a pairs table holds few): the same drawn faces in another
     # temporary folder are the same input
-    fp = {"pairs": file_digest(csv),
+    fp = {"pairs": source,
           "images": {relative_path(img, base): file_digest(img) if Path(img).is_file() else None
                      for img in images},
           "embedder": embedder, "detect": detect, "crop_scale": CROP_SCALE,
