@@ -86,6 +86,15 @@ def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_pa
     # the run folder's network, through the registry, is the port with its trained layers
     model = load_run_model(tmp_path / "train_N8")
     assert model.name == "dlib_resnet" and len(model.layers) == 109
+    # the face chips were made once, beside the image cache, and are what alignment gives
+    from mfr.backbones import align_images, aligned_cache
+    from mfr.image_cache import ImageCache
+
+    cache = ImageCache.open(tmp_path / "baseline" / "cache")
+    assert (cache.cache_dir / "aligned_dlib_resnet_crop.npy").is_file()
+    kept = aligned_cache("dlib_resnet", cache)
+    assert isinstance(kept, np.memmap)  # read back, not made again
+    np.testing.assert_array_equal(kept, align_images("dlib_resnet", cache.images))
 
 
 @pytest.mark.slow

@@ -88,12 +88,44 @@ def align_images(backbone: str, images: np.ndarray, progress: bool = False,
     return images if align is None else align(images, progress=progress, box=face_box)
 
 
+def aligned_cache(backbone: str, cache: Any, face_box: str = "crop",
+                  progress: bool = False) -> np.ndarray:
+    """Every image of an image cache (:class:`mfr.image_cache.ImageCache`) aligned for
+    `backbone`, made once and kept beside the cache (``aligned_<backbone>_<face_box>.npy``,
+    its ``.json`` naming the cache it was made from): a study's steps share one face
+    detection and landmark pass per image. Rebuilt when the cache was rebuilt."""
+    import json
+
+    from mfr.outputs import atomic_path, write_json
+    from mfr.provenance import file_digest
+
+    path = cache.cache_dir / f"aligned_{backbone}_{face_box}.npy"
+    record = path.with_suffix(".json")
+    key = {"image_cache": file_digest(cache.cache_dir / "cache.json"), "backbone": backbone,
+           "face_box": face_box, "shape": list(cache.images.shape)}
+    try:
+        if json.loads(record.read_text(encoding="utf-8")) == key and path.is_file():
+            return np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        pass  # none yet, or damaged: made again
+    aligned = align_images(backbone, cache.images, progress, face_box)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, aligned)
+    write_json(record, key)
+    return aligned
+
+
 def network_inputs(backbone: str, images: np.ndarray, rows: Any = None,
-                   progress: bool = False, face_box: str = "crop") -> tuple[np.ndarray, Any]:
+                   progress: bool = False, face_box: str = "crop",
+                   cache: Any = None) -> tuple[np.ndarray, Any]:
     """(images, rows) as the network takes them: unchanged for a backbone without alignment;
-    else the aligned `rows` of `images` (all, when None), with rows ``0..n-1`` into them."""
+    else, given the image `cache` that `images` are, its aligned images (:func:`aligned_cache`)
+    and the same `rows`; else the aligned `rows` of `images` (all, when None), with rows
+    ``0..n-1`` into them."""
     if getattr(backbone_module(backbone), "align", None) is None:
         return images, rows
+    if cache is not None:
+        return aligned_cache(backbone, cache, face_box, progress), rows
     picked = images if rows is None else np.asarray(images)[np.asarray(rows, dtype=np.int64)]
     aligned = align_images(backbone, picked, progress, face_box)
     return aligned, None if rows is None else np.arange(len(picked))

@@ -150,7 +150,7 @@ def embed_step(
     from mfr.backbones import network_inputs
 
     images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress,
-                                  cfg.face_box)
+                                  cfg.face_box, cache=cache)
     vectors = embed_images(model, images, preprocessing=cfg.preprocessing,
                            batch_size=cfg.embed_batch_size, progress=progress,
                            rows=rows, data_parallel=cfg.data_parallel)

@@ -156,7 +156,7 @@ def train_step(
     idx = {s: pair_indices(df, cache) for s, df in kept.items()}
 
     images, _ = network_inputs(config.backbone, cache.images, progress=progress,
-                               face_box=config.face_box)
+                               face_box=config.face_box, cache=cache)
     result = train_siamese(_core(config), n, images, idx["train"], idx["val"], idx["test"],
                            config=config, out_dir=out, resume=resume, verbose=verbose,
                            progress=progress, fingerprint=fp)
