@@ -180,8 +180,9 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
 
 def _markdown(config: StudyConfig, n: int, boxes: pd.DataFrame, table: pd.DataFrame,
               chosen: dict[str, Any]) -> str:
-    def md(df: pd.DataFrame) -> str:
-        return df.to_markdown(index=False, floatfmt=".4f")
+    def md(df: pd.DataFrame) -> str:  # learning rates as written (1e-05), the rest to 4 places
+        return df.to_markdown(index=False, floatfmt=[
+            "g" if c == "learning_rate" else ".4f" for c in df.columns])
 
     return "\n".join([
         f"# Hyperparameter search ({config.backbone}, N = {n}, profile {config.profile})", "",
@@ -191,7 +192,7 @@ def _markdown(config: StudyConfig, n: int, boxes: pd.DataFrame, table: pd.DataFr
         "unit embeddings).", "",
         "## Face box (pre-trained network)", "", md(boxes), "",
         "## Optimizer x learning rate x epochs", "",
-        md(table.assign(learning_rate=[f"{v:g}" for v in table["learning_rate"]])), "",
+        md(table), "",
         f"Chosen: face_box {chosen['face_box']}, optimizer {chosen['optimizer']}, learning "
         f"rate {chosen['learning_rate']:g}, {chosen['epochs']} epochs (held-out AUC "
         f"{chosen['auc_held_out']:.4f}, EER {chosen['eer_held_out']:.4f}).", ""])
