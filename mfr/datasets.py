@@ -310,6 +310,15 @@ def is_mfr2_root(path: str | Path) -> bool:
     return (Path(path) / MFR2_LABELS).is_file()
 
 
+def _mfr2_tree(root: Path) -> Path | None:
+    """`root` if it holds MFR2's labels file, else the one folder below it that does, else
+    None (none, or several)."""
+    if is_mfr2_root(root):
+        return root
+    below = [d for d in _subdirs(root) if is_mfr2_root(d)]
+    return below[0] if len(below) == 1 else None
+
+
 def mfr2_image_path(name: str, i: int) -> str:
     return f"{name}/{name}_{int(i):04d}.png"
 
@@ -336,9 +345,7 @@ def load_mfr2(root: str | Path) -> Dataset:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise MissingError(f"{root}: no such directory ({MFR2_LAYOUT_HINT})")
-    below = [] if is_mfr2_root(root) else [d for d in _subdirs(root) if is_mfr2_root(d)]
-    if len(below) == 1:
-        root = below[0]
+    root = _mfr2_tree(root) or root
     labels = read_mfr2_labels(root)
     excluded: dict[str, Any] = {"subjects": [], "files": []}
     images: list[FaceImage] = []
@@ -451,9 +458,8 @@ def dataset_root(root: str | Path) -> tuple[Path, str]:
     except FileNotFoundError as e:
         if "no RMFRD tree found" not in str(e):
             raise
-        mfr2 = [d for d in _subdirs(root) if is_mfr2_root(d)]
-        if len(mfr2) == 1:
-            return mfr2[0], "mfr2"
+        if (mfr2 := _mfr2_tree(root)) is not None:
+            return mfr2, "mfr2"
         raise MissingError(f"{e}; no {MFR2_LABELS} in {root} or {root}/* either") from None
 
 

@@ -36,6 +36,7 @@ from mfr import attention
 from mfr.config import StudyConfig
 from mfr.errors import InputError, MissingError
 from mfr.outputs import atomic_path, write_csv, write_text
+from mfr.pairs import select_pairs
 from mfr.progress import progress_bar
 
 __all__ = ["GradcamRun", "Setting", "find_settings", "read_setting", "run_gradcam",
@@ -119,25 +120,6 @@ def find_settings(study_dir: str | Path) -> list[Setting]:
         raise MissingError(f"{study}: no baseline/run.json and no train_N<N>/run.json "
                                 f"(expected the run folders of `mfr embed` and `mfr train`)")
     return found
-
-
-def select_pairs(pairs: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The genuine pairs, one per masked image, in the order they are tried: masked images in
-    a seeded permutation, one per subject first (so K images cover K subjects when they can),
-    each with a seeded choice among its unmasked partners."""
-    gen = pairs[pairs["label"] == 1].sort_values(["masked_path", "unmasked_path"], kind="stable")
-    if gen.empty:
-        raise InputError("the pairs hold no genuine pair (label 1) to explain")
-    rng = np.random.default_rng(seed)
-    groups = [g for _, g in gen.groupby("masked_path", sort=True)]
-    chosen = [g.iloc[int(rng.integers(len(g)))] for g in groups]
-    order = rng.permutation(len(chosen))
-    seen, first, rest = set(), [], []
-    for i in order:
-        subject = chosen[i]["masked_subject"]
-        (rest if subject in seen else first).append(chosen[i])
-        seen.add(subject)
-    return pd.DataFrame(first + rest).reset_index(drop=True)
 
 
 class _ImageSource:

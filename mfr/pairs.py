@@ -32,6 +32,7 @@ __all__ = [
     "parse_splits",
     "read_pair_csvs",
     "read_pairs",
+    "select_pairs",
     "unique_pair_paths",
 ]
 
@@ -226,3 +227,22 @@ def pair_indices(pairs: pd.DataFrame, index: PathIndex) -> PairSet:
     if not np.isin(labels, (0, 1)).all():
         raise InputError(f"pair labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
     return PairSet(u, m, labels)
+
+
+def select_pairs(pairs: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The genuine pairs, one per masked image, in the order they are tried: masked images in
+    a seeded permutation, one per subject first (so K images cover K subjects when they can),
+    each with a seeded choice among its unmasked partners."""
+    gen = pairs[pairs["label"] == 1].sort_values(["masked_path", "unmasked_path"], kind="stable")
+    if gen.empty:
+        raise InputError("the pairs hold no genuine pair (label 1) to explain")
+    rng = np.random.default_rng(seed)
+    groups = [g for _, g in gen.groupby("masked_path", sort=True)]
+    chosen = [g.iloc[int(rng.integers(len(g)))] for g in groups]
+    order = rng.permutation(len(chosen))
+    seen, first, rest = set(), [], []
+    for i in order:
+        subject = chosen[i]["masked_subject"]
+        (rest if subject in seen else first).append(chosen[i])
+        seen.add(subject)
+    return pd.DataFrame(first + rest).reset_index(drop=True)

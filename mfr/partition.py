@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,18 @@ def _pair_stats(df: pd.DataFrame) -> dict[str, int]:
     return {"pairs": len(df), "genuine": g, "impostor": len(df) - g}
 
 
+def _train_val_subjects(ds: Dataset, train_val_fraction: float) -> Dataset:
+    """The dataset restricted to the subjects its partition trains and validates on."""
+    keep = set(ds.subjects[:int(train_val_fraction * len(ds.subjects))])
+    if len(keep) < 4:
+        raise InputError(f"{ds.root}: {len(keep)} train+validation subjects; an inner partition "
+                         f"needs at least 4 (to hold some out)")
+    return replace(ds, subjects=[s for s in ds.subjects if s in keep],
+                   images=[im for im in ds.images if im.subject in keep],
+                   excluded={k: [e for e in v if e.get("subject") in keep]
+                             for k, v in ds.excluded.items()})
+
+
 def partition(
     dataset_or_root: Dataset | str | Path,
     protocol: str = "thesis",
@@ -219,8 +231,13 @@ def partition(
     train_val_fraction: float = 0.8,
     val_size: float = 0.2,
     verify: bool = True,
+    inner: bool = False,
 ) -> Partition:
     """The thesis's train / validation / test pairs of a dataset (or of the tree at a path).
+
+    `inner`: the partition of this partition's train+validation subjects alone, split again
+    the same way (its test pairs are of training subjects held out of its training; the
+    dataset's own test subjects are not in it): what :mod:`mfr.search` scores settings on.
 
     `verify` reads the header of each selected file and lists unreadable or corrupt ones in
     `excluded["files"]`. Protocol `thesis` keeps them, since the thesis selected files by name
@@ -233,6 +250,8 @@ def partition(
         raise InputError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
     ds = dataset_or_root if isinstance(dataset_or_root, Dataset) else load_dataset(
         dataset_or_root, patterns=protocol)
+    if inner:
+        ds = _train_val_subjects(ds, train_val_fraction)
     unmasked, masked, bad, beyond = select_images(
         ds, max_per_subject, verify=verify, on_corrupt="keep" if protocol == "thesis" else "skip")
 
@@ -285,7 +304,7 @@ def partition(
     params = {"protocol": protocol, "max_per_subject": max_per_subject, "seed": seed,
               "train_val_fraction": train_val_fraction, "val_size": val_size,
               "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
-              "ignore_case": ds.ignore_case}
+              "ignore_case": ds.ignore_case, **({"inner": True} if inner else {})}
     theirs = None
     if ds.layout == "mfr2":
         theirs = mfr2_pairs(ds.root)
@@ -380,11 +399,15 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
 
 def partition_fingerprint(root: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """What a partition's pairs depend on: the dataset folder, a listing of its files (names,
-    sizes, modification times) and the protocol's settings (:mod:`mfr.provenance`)."""
+    sizes, modification times) and the protocol's settings (:mod:`mfr.provenance`); an inner
+    partition (of the train+validation subjects alone) says so, so that neither folder is
+    ever taken for the other."""
     root = Path(root).resolve()
     keys = ("protocol", "max_per_subject", "seed", "train_val_fraction", "val_size", "verify")
-    return {"data_root": str(root), "data": listing_digest(root),
-            "settings": {k: params[k] for k in keys}}
+    settings = {k: params[k] for k in keys}
+    if params.get("inner"):
+        settings["inner"] = True
+    return {"data_root": str(root), "data": listing_digest(root), "settings": settings}
 
 
 def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:

@@ -76,9 +76,9 @@ def run_random_init(run_dir: str | Path) -> bool:
 
 def run_label(setting: str | int, run_dir: str | Path) -> str:
     """:func:`setting_label` of a run folder, random init and backbone read from the folder."""
-    run = Path(run_dir) / "run.json"
-    meta = json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
-    backbone = (meta.get("config") or {}).get("backbone", "senet50")
+    from mfr.provenance import read_run
+
+    backbone = ((read_run(run_dir) or {}).get("config") or {}).get("backbone", "senet50")
     return setting_label(setting, run_random_init(run_dir), backbone)
 
 

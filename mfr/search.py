@@ -38,39 +38,13 @@ SCORES = ("auc", "eer", "fnmr_at_fmr_1pct", "median_genuine", "median_impostor",
 
 def inner_partition(config: StudyConfig, out_dir: str | Path, force: bool = False):
     """The partition of the train+validation subjects of ``config``'s partition alone, written
-    to `out_dir` as `mfr partition` writes one: its ``train``/``val`` pairs come from the first
-    ``train_val_fraction`` of those subjects, its ``test`` pairs from the rest (the held-out
-    subjects a search scores on). The dataset's test subjects are not in it."""
-    from mfr.datasets import Dataset, dataset_root, load_dataset
-    from mfr.partition import partition, partition_fingerprint, write_partition
-    from mfr.provenance import claim
+    to `out_dir` as `mfr partition` writes one (its run.json says ``inner``): its
+    ``train``/``val`` pairs come from the first ``train_val_fraction`` of those subjects, its
+    ``test`` pairs from the rest (the held-out subjects a search scores on). The dataset's test
+    subjects are not in it."""
+    from mfr.steps import partition_step
 
-    if config.data_root is None:
-        raise InputError("no data root: pass --data-root DIR (an RMFRD or MFR2 tree)")
-    root, _ = dataset_root(config.data_root)
-    ds = load_dataset(root, patterns=config.protocol)
-    dev = ds.subjects[:int(config.train_val_fraction * len(ds.subjects))]
-    if len(dev) < 4:
-        raise InputError(f"{root}: {len(dev)} train+validation subjects; a search needs at "
-                         f"least 4 (to hold some out)")
-    keep = set(dev)
-    inner = Dataset(ds.root, ds.layout, list(dev), [im for im in ds.images if im.subject in keep],
-                    {k: [e for e in v if e.get("subject") in keep]
-                     for k, v in ds.excluded.items()}, ds.patterns, ds.ignore_case)
-    params = {"protocol": config.protocol, "max_per_subject": config.max_per_subject,
-              "seed": config.seed, "train_val_fraction": config.train_val_fraction,
-              "val_size": config.val_size, "verify": True,
-              "inner": f"the first {len(dev)} of {len(ds.subjects)} subjects (train+validation)"}
-    fp = partition_fingerprint(root, params)
-    state = claim(out_dir, "partition", fp, config=config, force=force)
-    part = partition(inner, protocol=config.protocol, max_per_subject=config.max_per_subject,
-                     seed=config.seed, train_val_fraction=config.train_val_fraction,
-                     val_size=config.val_size, verify=True)
-    part.params["inner"] = params["inner"]
-    part.up_to_date = state == "complete"
-    if not part.up_to_date:
-        write_partition(part, out_dir, config=config)
-    return part
+    return partition_step(config, out_dir, force=force, inner=True)
 
 
 def score_run(run_dir: str | Path, split: str = HELD_OUT) -> dict[str, Any]:

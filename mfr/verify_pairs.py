@@ -38,8 +38,7 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     first; genuine pairs, then impostors."""
     import json
 
-    from mfr.gradcam_study import select_pairs
-    from mfr.pairs import read_pairs
+    from mfr.pairs import read_pairs, select_pairs
 
     pairs_dir = Path(pairs_dir)
     record = pairs_dir / "run.json"
@@ -194,7 +193,8 @@ def relative_paths(table: pd.DataFrame, relative_to: str | Path | None) -> pd.Da
         return tab
     tab["image_a"] = tab["image_a"].map(lambda p: relative_path(p, relative_to))
     tab["image_b"] = tab["image_b"].map(lambda p: relative_path(p, relative_to))
-    tab["note"] = tab["note"].map(lambda text: _strip_base(text, relative_to))
+    if "note" in tab:  # a result table; a table of pairs to verify has none yet
+        tab["note"] = tab["note"].map(lambda text: _strip_base(text, relative_to))
     return tab
 
 

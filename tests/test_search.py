@@ -38,6 +38,18 @@ def test_search_scores_on_held_out_training_subjects_and_skips_when_done(tmp_pat
     assert (chosen["learning_rate"], chosen["epochs"]) == (best.learning_rate, best.epochs)
     assert chosen["face_box"] == "crop" and chosen["optimizer"] == "sgd"
 
+    # the inner partition is never taken for the dataset's, nor the other way round: a
+    # search pointed at a study's partition folder must not score on its test subjects
+    from mfr.errors import RunFolderError
+    from mfr.search import inner_partition
+    from mfr.steps import partition_step
+
+    with pytest.raises(RunFolderError):
+        partition_step(cfg, out / "partition")
+    partition_step(cfg, tmp_path / "full")
+    with pytest.raises(RunFolderError):
+        inner_partition(cfg, tmp_path / "full")
+
     before = (out / "search.csv").read_bytes()
     again = search(cfg, out, 4, optimizers=("sgd",), learning_rates=(1e-4, 1e-3),
                    epochs=(1, 2), face_boxes=("crop",), progress=False)

@@ -46,10 +46,11 @@ def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None,
 
 
 def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True,
-                   force: bool = False):
+                   force: bool = False, inner: bool = False):
     """The config's partition of the tree at ``config.data_root``, written to `out_dir`
     (train/val/test.csv, stats.json, table_4_2.md, run.json; an MFR2 tree also gets
-    ``mfr2_pairs.csv``, its own pairs.txt). Returns the :class:`mfr.partition.Partition`
+    ``mfr2_pairs.csv``, its own pairs.txt); `inner`: the partition of its train+validation
+    subjects alone (:func:`mfr.partition.partition`). Returns the :class:`mfr.partition.Partition`
     (with ``up_to_date`` True when `out_dir` already held it and nothing was written)."""
     from mfr.datasets import dataset_root
     from mfr.partition import partition, partition_fingerprint, write_partition
@@ -58,12 +59,12 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
         raise InputError("no data root: pass --data-root DIR (an RMFRD or MFR2 tree)")
     root, _ = dataset_root(config.data_root)
     params = {**_settings(config, ("protocol", "max_per_subject", "seed", "train_val_fraction",
-                                   "val_size")), "verify": verify}
+                                   "val_size")), "verify": verify, "inner": inner}
     fp = partition_fingerprint(root, params)
     state = claim(out_dir, "partition", fp, config=config, force=force)
     part = partition(root, protocol=config.protocol, max_per_subject=config.max_per_subject,
                      seed=config.seed, train_val_fraction=config.train_val_fraction,
-                     val_size=config.val_size, verify=verify)
+                     val_size=config.val_size, verify=verify, inner=inner)
     part.up_to_date = state == "complete"
     if not part.up_to_date:
         write_partition(part, out_dir, config=config)

@@ -109,9 +109,8 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     csv = Path(pairs_csv)
     if csv.is_dir():  # a partition: photo pairs of its test split
         pairs, base = partition_photo_pairs(csv, seed=seed)
-        rel = pairs.assign(**{c: [relative_path(p, base) for p in pairs[c]]
-                              for c in ("image_a", "image_b")})
-        digest = hashlib.sha256(rel.to_csv(index=False).encode())
+        rel = relative_paths(pairs, base).to_csv(index=False)
+        digest = hashlib.sha256(rel.encode())
         source = {"partition": file_digest(csv / "test.csv"), "pairs": digest.hexdigest()}
         csv = csv / "test.csv"
         title = title or f"Photo pairs of the test split ({csv.parent.name})"
