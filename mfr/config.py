@@ -23,6 +23,7 @@ import yaml
 
 from mfr.backbones import BACKBONES
 from mfr.errors import InputError, MissingError
+from mfr.losses import DEFAULT_LOSS, LOSSES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -71,6 +72,8 @@ class StudyConfig:
                                          "released ones of any backbone), a weights file (.h5 / "
                                          ".dat), or none (random init, seeded: offline demo only)")
     # Siamese training (Eq. 3.4, Table 4.3)
+    loss: str = _f(DEFAULT_LOSS, "the training loss (mfr.losses): contrastive (Eq. 3.4, the "
+                                  "thesis's; its margin is margin)", tuple(LOSSES))
     margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)")
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
     learning_rate: float = _f(1e-5, "learning rate")

@@ -25,12 +25,14 @@ steps, up to the order of float32 summation across devices (the tests hold them 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
 
 from mfr.errors import InputError
 from mfr.jax_engine import FusedJaxEngine, host_batches
+from mfr.losses import LossSpec
 
 __all__ = ["DataParallelJaxEngine", "ShardedForward", "device_count", "distribution",
            "padded_size", "require_jax"]
@@ -78,9 +80,10 @@ class DataParallelJaxEngine(FusedJaxEngine):
     """
 
     step_axis = 1
+    what = "the data-parallel JAX engine"
 
-    def __init__(self, model: keras.Model, margin: float, steps_per_execution: int = 1):
-        super().__init__(model, margin, steps_per_execution)
+    def __init__(self, model: keras.Model, loss: LossSpec, config: Any):
+        super().__init__(model, loss, config)
         self.dist = distribution()
         self.n_devices = device_count(self.dist)
         self._ntv = None

@@ -1,40 +1,49 @@
 """JAX only: the fine-tuning loop's SGD steps compiled lean, without Keras's per-step overhead.
 
-The same steps as ``model.fit`` -- the same batches in the same order, the same mean
-contrastive loss per batch, ``optimizer.stateless_apply`` -- without the data adapter and the
+The same steps as ``model.fit`` -- the same batches in the same order, the same mean loss
+per batch (the config's, from :mod:`mfr.losses`), ``optimizer.stateless_apply`` -- without the data adapter and the
 callbacks, which cost more than a small head's step on a GPU. :mod:`mfr.training` uses it under
 JAX (``engine="fused"``, the default there).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 
-from mfr import siamese
+from mfr.losses import LossSpec, pair_loss_fn
 
 __all__ = ["FusedJaxEngine", "batch_mean", "host_batches"]
 
 
 class FusedJaxEngine:
     """JAX only: lean compiled SGD steps, the same steps as ``model.fit`` -- the same batches
-    in the same order, the same mean contrastive loss per batch, ``optimizer.stateless_apply``
+    in the same order, the same mean loss per batch, ``optimizer.stateless_apply``
     -- without Keras's per-step data adapter and callbacks. The epoch's pair indices go to the
     device once; each call runs ``spe`` steps (unrolled), indexed by a step counter kept on the
     device, so a call moves no data and does not wait for the previous one. Every batch's loss
     is kept, so a non-finite one is located exactly. (A ``lax.scan`` over the steps was tried:
-    XLA:CPU runs convolution gradients inside a loop body ~10x slower.)"""
+    XLA:CPU runs convolution gradients inside a loop body ~10x slower.)
+
+    `loss`: a registry entry (:mod:`mfr.losses`) made with `config`'s hyperparameters; one
+    that does not train on pairs is refused (InputError). Steps per call: `config`'s
+    ``steps_per_execution``."""
 
     #: the axis of the batch arrays that counts steps (a subclass may lay them out otherwise)
     step_axis = 0
 
-    def __init__(self, model: keras.Model, margin: float, steps_per_execution: int = 1):
+    #: what the engine is called in an error
+    what = "the fused JAX engine"
+
+    def __init__(self, model: keras.Model, loss: LossSpec, config: Any):
+        self.loss_fn = pair_loss_fn(loss, config, self.what)  # refused before JAX is needed
         import jax
 
         self.jax = jax
         self.model = model
-        self.spe = max(1, int(steps_per_execution))
-        self.loss_fn = siamese.contrastive_loss(margin)
+        self.spe = max(1, int(config.steps_per_execution))
         self._train: dict = {}
         self._eval: dict = {}
 

@@ -133,12 +133,26 @@ class PairSet:
     """Pairs as rows of an array of per-image items: ``u_idx[k]``, ``m_idx[k]`` are pair k's
     unmasked and masked image, ``labels[k]`` is 1 (genuine) or 0 (impostor).
 
+    ``u_subject[k]``, ``m_subject[k]``: the subjects of the two images (strings, as the pair
+    table's ``unmasked_subject`` / ``masked_subject``), where the pairs came from a table that
+    has them (:func:`pair_indices`), else None: a loss that trains on images with their
+    subject ids (:mod:`mfr.losses`) reads them.
+
     Unpacks as ``u, m, y = pairs``; ``len(pairs)`` is the number of pairs.
     """
 
     u_idx: np.ndarray
     m_idx: np.ndarray
     labels: np.ndarray
+    u_subject: np.ndarray | None = None
+    m_subject: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.u_idx)
+        for name in ("u_subject", "m_subject"):
+            ids = getattr(self, name)
+            if ids is not None and len(ids) != n:
+                raise InputError(f"pairs: {name} has {len(ids)} entries for {n} pairs")
 
     def __len__(self) -> int:
         return len(self.u_idx)
@@ -147,8 +161,16 @@ class PairSet:
         return iter((self.u_idx, self.m_idx, self.labels))
 
     def take(self, k: np.ndarray | slice) -> PairSet:
-        """The pairs at positions `k`, in that order."""
-        return PairSet(self.u_idx[k], self.m_idx[k], self.labels[k])
+        """The pairs at positions `k`, in that order (their subjects too)."""
+        return self.with_rows(self.u_idx[k], self.m_idx[k], self.labels[k], k)
+
+    def with_rows(self, u_idx: np.ndarray, m_idx: np.ndarray, labels: np.ndarray,
+                  k: np.ndarray | slice = slice(None)) -> PairSet:
+        """These pairs' subjects at positions `k` with new index rows and labels (the pairs
+        re-indexed into another array, or checked and cast)."""
+        return PairSet(u_idx, m_idx, labels,
+                       None if self.u_subject is None else self.u_subject[k],
+                       None if self.m_subject is None else self.m_subject[k])
 
 
 class PathIndex:
@@ -211,7 +233,8 @@ def drop_failed_pairs(pairs: pd.DataFrame, index: PathIndex) -> tuple[pd.DataFra
 
 
 def pair_indices(pairs: pd.DataFrame, index: PathIndex) -> PairSet:
-    """Rows of each pair's two images in `index` (an image cache or embeddings), and the labels.
+    """Rows of each pair's two images in `index` (an image cache or embeddings), the labels,
+    and the two subjects (where the table has them).
 
     Pairs whose image failed to decode are dropped (:func:`drop_failed_pairs`), with a warning
     giving the count. A path that is neither in `index` nor failed is an error (ValueError
@@ -226,7 +249,9 @@ def pair_indices(pairs: pd.DataFrame, index: PathIndex) -> PairSet:
     labels = kept["label"].to_numpy().astype(np.int64)
     if not np.isin(labels, (0, 1)).all():
         raise InputError(f"pair labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
-    return PairSet(u, m, labels)
+    subjects = [kept[c].astype(str).to_numpy() if c in kept.columns else None
+                for c in ("unmasked_subject", "masked_subject")]
+    return PairSet(u, m, labels, *subjects)
 
 
 def select_pairs(pairs: pd.DataFrame, seed: int) -> pd.DataFrame:

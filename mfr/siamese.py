@@ -2,8 +2,9 @@
 
 - :func:`set_trainable`: all core layers frozen, then every layer in ``core.layers[-N:]``
   trainable unless it is BatchNormalization -- the thesis's loop, verbatim.
-- :func:`pair_distance` / :func:`contrastive_loss`: d = sum((l2norm(e_u) - l2norm(e_m))^2),
-  loss = y*d^2 + (1-y)*max(0, A-d)^2, averaged over the batch (Keras's reduction).
+- :func:`pair_distance`: d = sum((l2norm(e_u) - l2norm(e_m))^2), the distance the Siamese
+  model outputs and its losses (:mod:`mfr.losses`; the thesis's contrastive loss, Eq. 3.4,
+  is still importable from here) train on.
 - :func:`split_trunk`: with BN in inference mode and the first layers frozen, every layer whose
   output does not depend on a trainable weight is a fixed function of the image. The *trunk*
   maps an image to the frozen tensors that the trainable part consumes (the *boundary*: in
@@ -27,6 +28,7 @@ from keras import ops
 
 from mfr.backbones import validate_trainable_layers  # noqa: F401 - re-exported: its old home
 from mfr.errors import InputError
+from mfr.losses import contrastive_loss  # noqa: F401 - re-exported: its old home
 
 __all__ = [
     "FeatureTable",
@@ -107,20 +109,6 @@ def l2_normalize(x, axis: int = -1):
 def pair_distance(e_u, e_m):
     """Sum of squared differences of the L2-normalised embeddings, shape (batch,); in [0, 4]."""
     return ops.sum(ops.square(l2_normalize(e_u) - l2_normalize(e_m)), axis=-1)
-
-
-def contrastive_loss(margin: float = 5.0):
-    """Eq. 3.4 per pair: y*d^2 + (1-y)*max(0, margin - d)^2 (Keras averages it over the batch).
-
-    With the thesis's margin 5 > max d = 4 the impostor term never vanishes."""
-    margin = float(margin)
-
-    def contrastive(y_true, d):
-        y = ops.cast(ops.reshape(y_true, ops.shape(d)), d.dtype)
-        return y * ops.square(d) + (1.0 - y) * ops.square(ops.relu(margin - d))
-
-    contrastive.__name__ = "contrastive"
-    return contrastive
 
 
 def make_optimizer(name: str = "sgd", learning_rate: float = 1e-5, momentum: float = 0.0):

@@ -44,6 +44,7 @@ import pandas as pd
 from mfr import checkpoints, siamese
 from mfr.config import StudyConfig
 from mfr.errors import InputError
+from mfr.losses import get_loss, loss_settings, pair_loss_fn
 from mfr.outputs import write_csv
 from mfr.pairs import PairSet
 from mfr.progress import progress_bar
@@ -57,9 +58,13 @@ __all__ = [
     "train_siamese",
 ]
 
-# Hyperparameters a checkpoint must agree on to be resumed.
-_FINGERPRINT_KEYS = ("margin", "optimizer", "learning_rate", "momentum", "batch_size", "seed",
+# Hyperparameters a checkpoint must agree on to be resumed, beside the loss's own
+# (:func:`mfr.losses.loss_settings`: the margin, for contrastive).
+_FINGERPRINT_KEYS = ("optimizer", "learning_rate", "momentum", "batch_size", "seed",
                      "preprocessing")
+#: the engines, as errors name them
+_ENGINE_NAMES = {"fit": "model.fit (engine 'fit')", "fused": "the fused JAX engine",
+                 "data_parallel": "the data-parallel JAX engine"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -92,7 +97,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def resume_fingerprint(config: StudyConfig, n: int, n_train: int) -> dict[str, Any]:
     """What a checkpoint must agree on with this run to be resumed by it."""
-    fp = {k: getattr(config, k) for k in _FINGERPRINT_KEYS}
+    fp = {**loss_settings(config), **{k: getattr(config, k) for k in _FINGERPRINT_KEYS}}
     fp.update(trainable_layers=int(n), n_train=int(n_train))
     return fp
 
@@ -110,7 +115,7 @@ def _check_pairs(name: str, pairs: PairSet, n_images: int) -> PairSet:
                              f"(the partition does not match the image cache)")
     if y.size and not np.isin(y, (0, 1)).all():
         raise InputError(f"{name} pairs: labels must be 0 or 1")
-    return PairSet(u.astype(np.int64), m.astype(np.int64), y.astype(np.float32))
+    return pairs.with_rows(u.astype(np.int64), m.astype(np.int64), y.astype(np.float32))
 
 
 def compact_pair_rows(*sets: PairSet) -> tuple[np.ndarray, list[PairSet]]:
@@ -126,8 +131,8 @@ def compact_pair_rows(*sets: PairSet) -> tuple[np.ndarray, list[PairSet]]:
     out, k = [], 0
     for s in sets:  # `inverse` is every set's u then m indices, concatenated in order
         n = len(s)
-        out.append(PairSet(inverse[k:k + n].astype(np.int32),
-                           inverse[k + n:k + 2 * n].astype(np.int32), s.labels))
+        out.append(s.with_rows(inverse[k:k + n].astype(np.int32),
+                               inverse[k + n:k + 2 * n].astype(np.int32), s.labels))
         k += 2 * n
     return rows, out
 
@@ -155,9 +160,10 @@ def _feature_tables(images, rows, net_in, preprocessing, batch_size, progress, d
 
 
 def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                   progress: bool, jit_compile) -> keras.Model:
-    """The compiled Siamese model over `rows` of `images`: the head on cached trunk features
-    (``trunk_cache``), or the whole core on preprocessed images (thesis-style)."""
+                   progress: bool, jit_compile, loss_fn) -> keras.Model:
+    """The Siamese model over `rows` of `images`, compiled with `loss_fn` (per pair): the
+    head on cached trunk features (``trunk_cache``), or the whole core on preprocessed images
+    (thesis-style)."""
     if cfg.trunk_cache:
         split = siamese.split_trunk(core)
         net = split.head
@@ -179,7 +185,7 @@ def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig
     del arrays
     model.compile(
         optimizer=siamese.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum),
-        loss=siamese.contrastive_loss(cfg.margin),
+        loss=loss_fn,
         steps_per_execution=cfg.steps_per_execution,
         jit_compile=jit_compile,
     )
@@ -277,10 +283,11 @@ def train_siamese(
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
-    Hyperparameters come from `config` (margin, optimizer, learning_rate, momentum,
-    batch_size, epochs, seed, trunk_cache, steps_per_execution, preprocessing,
-    embed_batch_size, keep_all_checkpoints, data_parallel: JAX only, each step's batch sharded
-    across every device, :mod:`mfr.data_parallel`). `core` is modified in place (trainable flags,
+    Hyperparameters come from `config` (loss: an entry of :mod:`mfr.losses` that trains on
+    pairs, with its own fields, e.g. margin; optimizer, learning_rate, momentum, batch_size,
+    epochs, seed, trunk_cache, steps_per_execution, preprocessing, embed_batch_size,
+    keep_all_checkpoints, data_parallel: JAX only, each step's batch sharded across every
+    device, :mod:`mfr.data_parallel`). `core` is modified in place (trainable flags,
     trained weights). The result holds the fine-tuned embeddings of the unique images of the
     `val` and `test` pairs (``embeddings``, ``embedding_rows``) and, with `test` pairs, their
     distances (the thesis's sum_squared).
@@ -320,6 +327,9 @@ def train_siamese(
         if engine != "fused":
             raise InputError("data_parallel runs the fused JAX engine (engine 'auto' or "
                              f"'fused'), not {engine!r}")
+    loss = get_loss(cfg.loss)
+    loss_fn = pair_loss_fn(loss, cfg, _ENGINE_NAMES["data_parallel" if cfg.data_parallel
+                                                    else engine])
     names = siamese.set_trainable(core, n)
     layers = [core.get_layer(nm) for nm in names]
     if not layers:
@@ -332,7 +342,7 @@ def train_siamese(
     train_r = compact[0]
     val_r = compact[1] if val is not None else None
     test_r = compact[-1] if test is not None else None
-    model = _siamese_model(core, images, rows, cfg, progress, jit_compile)
+    model = _siamese_model(core, images, rows, cfg, progress, jit_compile, loss_fn)
     timings["table_s"] = time.perf_counter() - t0
     timings["table_bytes"] = model.table_bytes
 
@@ -344,11 +354,11 @@ def train_siamese(
     if engine == "fused" and cfg.data_parallel:
         from mfr.data_parallel import DataParallelJaxEngine
 
-        fused = DataParallelJaxEngine(model, cfg.margin, cfg.steps_per_execution)
+        fused = DataParallelJaxEngine(model, loss, cfg)
     elif engine == "fused":
         from mfr.jax_engine import FusedJaxEngine
 
-        fused = FusedJaxEngine(model, cfg.margin, cfg.steps_per_execution)
+        fused = FusedJaxEngine(model, loss, cfg)
     t1 = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         te = time.perf_counter()

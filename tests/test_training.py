@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from tiny_models import tiny_senet
 
-from mfr import checkpoints, siamese, training
+from mfr import checkpoints, losses, siamese, training
 from mfr.config import StudyConfig
 from mfr.pairs import PairSet
 from mfr.training import NonFiniteLossError, train_siamese
@@ -142,7 +142,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     ckpt = tmp_path / "checkpoints" / "epoch_001.npz"
     good = ckpt.read_bytes()
     with monkeypatch.context() as mp:  # a loss that turns NaN in the resumed epoch
-        mp.setattr(siamese, "contrastive_loss", lambda margin: lambda y, d: d * float("nan"))
+        mp.setattr(losses, "contrastive_loss", lambda margin: lambda y, d: d * float("nan"))
         with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1 of 3"):
             _run_tiny(True, epochs=2, out=tmp_path, resume=True)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_001.npz"]

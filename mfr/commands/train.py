@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
     add_config_flags(parser, "backbone", "face_box", "trainable_layers", "epochs", "batch_size", "learning_rate",
-                     "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
+                     "loss", "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
                      "data_root", "decoder", "trunk_cache", "steps_per_execution",
                      "embed_batch_size", "keep_all_checkpoints", "data_parallel")
 

@@ -15,6 +15,7 @@ from mfr import report
 from mfr.config import StudyConfig
 from mfr.errors import InputError, MissingError
 from mfr.image_cache import ImageCache, build_image_cache, reusable
+from mfr.losses import loss_settings
 from mfr.pairs import (
     unique_pair_paths,
 )
@@ -112,9 +113,10 @@ def _settings(config: StudyConfig, names: Sequence[str]) -> dict[str, Any]:
 
 
 #: The config fields each step's results depend on (the rest: speed, storage, names), beside
-#: the backbone's own (its CFG's ``settings``: SENet50's preprocessing and pooling).
+#: the backbone's own (its CFG's ``settings``: SENet50's preprocessing and pooling) and, for
+#: training, the loss's (:func:`mfr.losses.loss_settings`: contrastive's margin).
 EMBED_SETTINGS = ("backbone", "image_size", "decoder")
-TRAIN_SETTINGS = ("margin", "optimizer", "learning_rate", "momentum", "batch_size", "seed")
+TRAIN_SETTINGS = ("optimizer", "learning_rate", "momentum", "batch_size", "seed")
 
 
 def embed_settings(config: StudyConfig) -> dict[str, Any]:
@@ -126,8 +128,9 @@ def embed_settings(config: StudyConfig) -> dict[str, Any]:
 
 
 def train_settings(config: StudyConfig) -> dict[str, Any]:
-    """What a fine-tuning run's results depend on: :func:`embed_settings` and the SGD's."""
-    return {**embed_settings(config), **_settings(config, TRAIN_SETTINGS)}
+    """What a fine-tuning run's results depend on: :func:`embed_settings`, the loss's and the
+    SGD's."""
+    return {**embed_settings(config), **loss_settings(config), **_settings(config, TRAIN_SETTINGS)}
 
 
 def _devices(config: StudyConfig) -> int:

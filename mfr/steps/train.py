@@ -13,6 +13,7 @@ from mfr.config import StudyConfig
 from mfr.distances import DISTANCE_FLOAT_FORMAT, distance_table
 from mfr.errors import InputError, MissingError
 from mfr.image_cache import ImageCache
+from mfr.losses import get_loss, require_pair_batches
 from mfr.outputs import write_csv, write_json
 from mfr.pairs import (
     SPLITS,
@@ -104,6 +105,8 @@ def train_step(
     from mfr.training import TrainResult, train_siamese
 
     n = check_trainable_layers(config, n)[0]
+    loss = get_loss(config.loss)
+    require_pair_batches(loss, "mfr train")  # the Siamese model on pairs, the one kind yet
     _devices(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
     _require_complete(pairs_dir, "partition")
@@ -174,6 +177,7 @@ def train_step(
              trainable_params=result.trainable_params, path=result.path,
              epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
              engine=result.engine, data_parallel=config.data_parallel, devices=result.devices,
+             loss=loss.record(config),
              pairs_dir=str(pairs_dir), cache_dir=str(cache.cache_dir),
              final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
                            f"legacy HDF5)",
