@@ -18,7 +18,7 @@ from mfr.datasets import (
     load_rmfrd,
 )
 from mfr.partition import select_images
-from mfr.synthetic import face_jpeg, make_rmfrd_tree
+from mfr.datasets.synthetic import face_jpeg, make_rmfrd_tree
 
 
 def _tree(tmp_path: Path, counts, **kw) -> Path:

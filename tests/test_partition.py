@@ -24,7 +24,7 @@ from mfr.partition import (
     table_4_2,
     write_partition,
 )
-from mfr.synthetic import make_rmfrd_tree, table_4_2_counts
+from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts
 
 U, M = UNMASKED_DIR, MASKED_DIR
 
