@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts  # noqa: E402
 from mfr.outputs import versions, write_json  # noqa: E402
 from mfr.partition import TABLE_KEYS, THESIS_TABLE_4_2  # noqa: E402
-from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts  # noqa: E402
 
 LIMIT_S, LIMIT_MB = 30.0, 2048.0
 
