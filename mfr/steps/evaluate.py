@@ -172,8 +172,9 @@ def evaluate_dataset_step(
     Pair sets: the dataset's ``evaluation_pair_sets``, in order: ``masked_vs_unmasked`` (every
     unmasked x masked image pair; at most ``config.max_per_subject`` images per subject and
     side) and its own (MFR2: ``mfr2_pairs``, pairs.txt's masked-vs-unmasked pairs, before it,
-    and ``mfr2_pairs_all``, every pair of pairs.txt, after it: :func:`mfr.datasets.mfr2_pairs`). Each unique image is decoded once into an image cache of the embedder's size and
-    embedded once; pairs of images that failed to load are dropped and counted.
+    and ``mfr2_pairs_all``, every pair of pairs.txt, after it: :func:`mfr.datasets.mfr2_pairs`).
+    Each unique image is decoded once into an image cache of the embedder's size and embedded
+    once; pairs of images that failed to load are dropped and counted.
 
     Writes into `out_dir`: ``cache/``, ``embeddings/``, ``distances.csv``, ``metrics.json``
     (one entry per pair set with ``auc``, ``eer``, ``fnmr_at_fmr_1pct``, ``fnmr_at_fmr_0_1pct``,
