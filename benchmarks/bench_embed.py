@@ -91,7 +91,7 @@ def _timed(fn, repeats: int) -> tuple[list[float], object]:
 
 
 def _write_jpegs(root: Path, n_unmasked: int, n_masked: int, seed: int) -> tuple[list[str], list[str]]:
-    from mfr.synthetic import face_jpeg
+    from mfr.datasets.synthetic import face_jpeg
 
     u, m = [], []
     for side, n, masked, lst in (("u", n_unmasked, False, u), ("m", n_masked, True, m)):

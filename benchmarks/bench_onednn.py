@@ -38,7 +38,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def _drawn(n_subjects: int, size: int = 224):
-    from mfr.synthetic import draw_face
+    from mfr.datasets.synthetic import draw_face
 
     imgs = [np.asarray(draw_face(f"s{s:02d}", masked, size, variant=v))
             for s in range(n_subjects) for masked in (False, True) for v in range(2)]

@@ -1,10 +1,12 @@
 """The datasets on disk: where they live, fetching and unpacking them, checking their layout.
 
-``mfr data fetch rmfrd|mfr2`` downloads the official Google Drive file (with gdown, resuming an
+``mfr data fetch NAME`` (a dataset of the registry, :mod:`mfr.datasets`, whose entry holds
+where it comes from) downloads the official Google Drive file (with gdown, resuming an
 interrupted download), unpacks it into ``$MFR_DATA/<name>`` (``~/mfr_data`` by default, see
 :func:`mfr.config.data_home`) and checks that the layout is one mfr reads
 (:func:`mfr.datasets.dataset_root`); or takes a manual download (an archive or an unpacked
-folder) with ``--from``. Offline it says what to download and where to put it.
+folder) with ``--from``. Offline it says what to download and where to put it. A generated
+dataset (``synthetic``) is written there instead.
 """
 
 from __future__ import annotations
@@ -16,15 +18,40 @@ from pathlib import Path, PurePosixPath
 from mfr.config import data_home
 from mfr.errors import InputError, MfrError, MissingError
 
-__all__ = ["SOURCES", "DataFetchError", "dataset_dir", "fetch", "gdrive_url", "unpack"]
+__all__ = ["DataFetchError", "dataset_dir", "fetch", "gdrive_url", "list_datasets", "source_facts",
+           "unpack"]
 
-#: The datasets mfr can fetch: their Google Drive files and what they are.
-SOURCES: dict[str, dict[str, str]] = {
-    "rmfrd": {"gdrive_id": "1UlOk6EtiaXTHylRUx2mySgvJX9ycoeBp", "layout": "rmfrd",
-              "what": "RMFRD (Wang et al. 2020), self-built-masked-face-recognition-dataset"},
-    "mfr2": {"gdrive_id": "1ukk0n_srRqcsotK2MjlFPj7L0sXcR2fH", "layout": "mfr2",
-             "what": "MFR2 (Anwar & Raychowdhury 2020), 53 identities, masked and unmasked"},
-}
+
+def source_facts(name: str) -> dict[str, str]:
+    """Where dataset `name` comes from, from its registry entry (:mod:`mfr.datasets`): its
+    download's ``gdrive_id`` and ``what`` it is, and the ``layout`` its tree has (a generated
+    dataset: ``what`` and ``layout`` alone). InputError for a name not registered."""
+    from mfr.datasets import get_dataset
+
+    entry = get_dataset(name)
+    return {"what": entry.label, **(entry.source or {}), "layout": entry.layout}
+
+
+def list_datasets() -> list[dict[str, str]]:
+    """A row per registered dataset (registry order): name, label, layout, where it comes from
+    (its Google Drive file, or generated) and where it lives (``$MFR_DATA/<name>``, with its
+    tree's folder when one of its layout is there, else "not fetched")."""
+    rows = []
+    for name in _names():
+        facts = source_facts(name)
+        home = dataset_dir(name)
+        root = _layout_ok(home, facts["layout"]) if home.exists() else None
+        rows.append({"name": name, "label": facts["what"], "layout": facts["layout"],
+                     "source": (f"https://drive.google.com/file/d/{facts['gdrive_id']}"
+                                if "gdrive_id" in facts else "generated here (no download)"),
+                     "where": str(root) if root is not None else f"{home} (not fetched)"})
+    return rows
+
+
+def _names() -> list[str]:
+    from mfr.datasets import dataset_names
+
+    return dataset_names()
 
 
 class DataFetchError(MfrError):
@@ -37,19 +64,18 @@ def gdrive_url(file_id: str) -> str:
 
 def dataset_dir(name: str) -> Path:
     """Where dataset `name` lives: ``$MFR_DATA/<name>``."""
-    if name not in SOURCES:
-        raise InputError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}")
+    source_facts(name)  # a registered name, else InputError
     return data_home() / name
 
 
 def _layout_ok(folder: Path, layout: str) -> Path | None:
-    from mfr.datasets import dataset_root
+    from mfr.datasets import detect_dataset
 
     try:
-        root, found = dataset_root(folder)
+        found, root = detect_dataset(folder)
     except (OSError, ValueError):
         return None
-    return root if found == layout else None
+    return root if found.layout == layout else None
 
 
 def _safe_members(names: list[str], archive: Path) -> None:
@@ -89,13 +115,21 @@ def fetch(name: str, target: str | Path | None = None, source: str | Path | None
     downloaded from `url` (default: its Google Drive file) next to `target`, unpacked and
     removed. The layout is checked at the end: MissingError says what was found.
     """
-    spec = SOURCES.get(name)
-    if spec is None:
-        raise InputError(f"unknown dataset {name!r}; expected one of {', '.join(SOURCES)}")
+    spec = source_facts(name)
     target = Path(target) if target is not None else dataset_dir(name)
     if target.exists() and (root := _layout_ok(target, spec["layout"])) is not None:
         return root
-    if source is not None:
+    if "gdrive_id" not in spec:  # a generated dataset: made here, never downloaded
+        from mfr.datasets import get_dataset
+
+        make = get_dataset(name).make
+        if make is None:
+            raise InputError(f"{name}: its registry entry names no download and no generator; "
+                             f"put its tree in {target} by hand")
+        if source is not None or url is not None:
+            raise InputError(f"{name} is generated, not downloaded: no --from or --url")
+        make(target)
+    elif source is not None:
         source = Path(source).expanduser()
         if not source.exists():
             raise MissingError(f"{source}: no such file or folder (expected the downloaded "

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from mfr import provenance
-from mfr.datasets import Dataset, FaceImage, check_image, load_dataset, mfr2_pairs
+from mfr.datasets import Dataset, FaceImage, check_image, get_dataset, load_dataset
 from mfr.errors import InputError
 from mfr.outputs import write_csv, write_json, write_text
 from mfr.pairs import COLUMNS
@@ -306,10 +306,10 @@ def partition(
               "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
               "ignore_case": ds.ignore_case, **({"inner": True} if inner else {})}
     theirs = None
-    if ds.layout == "mfr2":
-        theirs = mfr2_pairs(ds.root)
-        stats["mfr2_pairs"] = {**_pair_stats(theirs), "kinds": theirs.attrs["kinds"],
-                               "dropped (not masked-vs-unmasked)": theirs.attrs["dropped"]}
+    spec = get_dataset(ds.layout)
+    if spec.partition_pairs is not None:  # the tree's own pair set (MFR2's pairs.txt)
+        theirs = spec.own_pairs(spec.partition_pairs, ds.root)
+        stats["mfr2_pairs"] = {**_pair_stats(theirs), **theirs.attrs.get("stats", {})}
     problems = class_warnings({"train": train, "val": val, "test": test,
                                **({"mfr2_pairs": theirs} if theirs is not None else {})})
     for w in problems:

@@ -222,11 +222,18 @@ def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
     """Before any notebook: the data and the weights a profile needs are there (one line
     saying what to fetch otherwise)."""
     if config.data_root is not None and not Path(config.data_root).is_dir():
-        name = "MFR2" if "mfr2" in str(config.data_root).lower() else "RMFRD"
+        from mfr.data import dataset_dir
+        from mfr.datasets import dataset_names
+
+        # the dataset whose home ($MFR_DATA/<name>) holds the data root, else any of them
+        root = Path(config.data_root).expanduser().absolute()
+        homes = [n for n in dataset_names(fetchable=True)
+                 if root.is_relative_to(dataset_dir(n).absolute())]
+        name = homes[0] if homes else "|".join(dataset_names(fetchable=True))
         raise MissingError(
-            f"{config.data_root}: no {name} data here (profile {Path(str(profile)).stem}); "
-            f"fetch it with `mfr data fetch {name.lower()}`, or unpack a download there "
-            f"(`mfr data fetch {name.lower()} --from FILE`)")
+            f"{config.data_root}: no dataset here (profile {Path(str(profile)).stem}); "
+            f"fetch it with `mfr data fetch {name}`, or unpack a download there "
+            f"(`mfr data fetch {name} --from FILE`)")
     from mfr.steps import check_weights
 
     check_weights(config, progress=True)

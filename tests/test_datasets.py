@@ -17,8 +17,8 @@ from mfr.datasets import (
     load_mfr2,
     load_rmfrd,
 )
+from mfr.datasets.synthetic import face_jpeg, make_rmfrd_tree
 from mfr.partition import select_images
-from mfr.synthetic import face_jpeg, make_rmfrd_tree
 
 
 def _tree(tmp_path: Path, counts, **kw) -> Path:
@@ -206,3 +206,173 @@ def test_every_step_takes_the_data_root_partition_takes(tmp_path, mfr2_dev):
     assert resolve_data_root(other, pairs, StudyConfig()) == other  # as given
     # MFR2's own layout, one folder below the one given (`--layout mfr2`)
     assert load_mfr2(mfr2_dev).root == mfr2_dev / "mfr2"
+
+
+# ------------------------------------------------------------------------------ the registry
+
+
+def _choices(parser, *path):
+    """The choices of the positional/option `dest` under sub-commands `path[:-1]`."""
+    import argparse
+
+    *subs, dest = path
+    for name in subs:
+        sp = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sp.choices[name]
+    return list(next(a for a in parser._actions if a.dest == dest).choices)
+
+
+def _mfr2_tree(folder: Path) -> Path:
+    """A minimal MFR2 tree: one person, an unmasked and a masked image, a pairs.txt."""
+    (folder / "A").mkdir(parents=True)
+    for i, masked in ((1, False), (2, True)):
+        (folder / "A" / f"A_000{i}.png").write_bytes(face_jpeg("A", masked, 32))
+    (folder / "mfr2_labels.txt").write_text("A, 1, no-mask\nA, 2, N95\n")
+    (folder / "pairs.txt").write_text("A 1 2\n")
+    return folder
+
+
+def _toy_spec(name="toy"):
+    from mfr.datasets import DatasetSpec
+
+    def detect(root, depth):
+        return root if depth == 0 and (root / "TOY").is_file() else None
+
+    def load(root, patterns="thesis"):
+        return load_rmfrd(Path(root) / "tree", patterns)
+
+    return DatasetSpec(name=name, label="a toy dataset of the tests", layout=name, load=load,
+                       detect=detect, layout_hint="expected a TOY file")
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The registry, restored after the test (a test may register its own datasets)."""
+    from mfr import datasets
+
+    monkeypatch.setattr(datasets, "DATASETS", dict(datasets.DATASETS))
+    return datasets
+
+
+def test_registry_lists_the_datasets_and_their_facts(registry):
+    assert registry.dataset_names() == ["rmfrd", "mfr2", "synthetic"]
+    assert registry.dataset_names(fetchable=True) == ["rmfrd", "mfr2", "synthetic"]
+    for name in registry.dataset_names():
+        spec = registry.get_dataset(name)
+        assert spec.name == name and spec.label and spec.layout in ("rmfrd", "mfr2")
+        assert set(spec.evaluation_pair_sets) <= {registry.EVERY_PAIR, *spec.pair_sets}
+        assert registry.EVERY_PAIR in spec.evaluation_pair_sets
+    rmfrd, mfr2, synth = map(registry.get_dataset, ("rmfrd", "mfr2", "synthetic"))
+    assert rmfrd.source["gdrive_id"] != mfr2.source["gdrive_id"] and synth.source is None
+    assert synth.layout == "rmfrd" and synth.detect is None and synth.make is not None
+    assert mfr2.partition_pairs == "mfr2_pairs" and rmfrd.partition_pairs is None
+    assert mfr2.evaluation_pair_sets == ("mfr2_pairs", "masked_vs_unmasked", "mfr2_pairs_all")
+
+
+def test_unknown_dataset_is_one_line_naming_the_known(registry):
+    from mfr.data import dataset_dir
+    from mfr.errors import InputError
+
+    for fn in (registry.get_dataset, dataset_dir):
+        with pytest.raises(InputError) as e:
+            fn("nope")
+        msg = str(e.value)
+        assert "'nope'" in msg and "\n" not in msg
+        assert all(n in msg for n in ("rmfrd", "mfr2", "synthetic"))
+
+
+def test_detect_each_layout(tmp_path, registry):
+    from mfr.datasets.synthetic import make_demo_tree
+
+    rm = _tree(tmp_path / "r", {"a": (1, 1)})
+    spec, found = registry.detect_dataset(tmp_path / "r")  # two levels above the tree
+    assert (spec.name, found) == ("rmfrd", rm)
+    m2 = _mfr2_tree(tmp_path / "m" / "mfr2")
+    assert registry.detect_dataset(m2)[0].name == "mfr2"
+    spec, found = registry.detect_dataset(tmp_path / "m")  # one below
+    assert (spec.name, found) == ("mfr2", m2)
+    assert registry.dataset_root(tmp_path / "m") == (m2, "mfr2")
+    # the generated sample is RMFRD's layout: read as RMFRD
+    synth = make_demo_tree(tmp_path / "s", n_subjects=2, image_size=16)
+    spec, found = registry.detect_dataset(tmp_path / "s")
+    assert (spec.name, found) == ("rmfrd", synth)
+    assert registry.load_dataset(tmp_path / "s").subjects == load_rmfrd(synth).subjects
+    # the closest tree wins: MFR2 in the folder itself over an RMFRD tree below it
+    both = _mfr2_tree(tmp_path / "both")
+    make_rmfrd_tree(both / "x", {"a": (1, 1)}, image_size=16)
+    assert registry.detect_dataset(both) == (registry.get_dataset("mfr2"), both)
+    # none: one line, every layout's hint
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError) as e:
+        registry.detect_dataset(tmp_path / "empty")
+    msg = str(e.value)
+    assert "\n" not in msg and MASKED_DIR in msg and "mfr2_labels.txt" in msg
+
+
+def test_cli_choices_are_the_registry(registry):
+    from mfr.cli import build_parser
+
+    parser = build_parser(("evaluate", "data"))
+    assert _choices(parser, "evaluate", "layout") == registry.dataset_names()
+    assert _choices(parser, "data", "fetch", "name") == registry.dataset_names(fetchable=True)
+
+
+def test_a_registered_dataset_is_everywhere(tmp_path, registry, capsys, monkeypatch):
+    """One entry: the CLI's choices, `mfr data list`, detection and loading see it; with no
+    source nor generator, `mfr data fetch` does not offer it."""
+    from mfr.cli import build_parser, main
+
+    registry.register_dataset(_toy_spec())
+    parser = build_parser(("evaluate", "data"))
+    assert "toy" in _choices(parser, "evaluate", "layout")
+    assert "toy" not in _choices(parser, "data", "fetch", "name")
+    root = tmp_path / "toydata"
+    make_rmfrd_tree(root, {"a": (1, 1), "b": (2, 1)}, image_size=16, dirname="tree")
+    (root / "TOY").write_text("")
+    spec, found = registry.detect_dataset(root)  # found before the RMFRD tree a level below
+    assert (spec.name, found) == ("toy", root)
+    assert registry.load_dataset(root).subjects == ["a", "b"]
+    monkeypatch.setenv("MFR_DATA", str(tmp_path / "home"))
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "toy: a toy dataset of the tests" in out and "rmfrd:" in out
+    assert "synthetic:" in out and "generated" in out
+    from mfr.datasets import DatasetSpec
+    from mfr.errors import InputError
+
+    with pytest.raises(InputError, match="unknown layout 'nowhere'"):
+        registry.register_dataset(DatasetSpec(name="other", label="x", layout="nowhere",
+                                              load=load_rmfrd))
+    assert "other" not in registry.dataset_names()
+
+
+def test_fetch_synthetic_generates_it_once(tmp_path, monkeypatch, capsys):
+    from mfr.cli import main
+
+    monkeypatch.setenv("MFR_DATA", str(tmp_path))
+    assert main(["data", "fetch", "synthetic"]) == 0
+    root = tmp_path / "synthetic" / RMFRD_DIRNAME
+    assert capsys.readouterr().out.strip() == f"synthetic: {root}"
+    ds = load_rmfrd(root)
+    assert len(ds.subjects) == 12 and ds.summary()["masked_images"] > 0
+    stamp = (root / MASKED_DIR).stat().st_mtime_ns
+    assert main(["data", "fetch", "synthetic"]) == 0  # there: nothing done
+    assert (root / MASKED_DIR).stat().st_mtime_ns == stamp
+    assert main(["data", "fetch", "synthetic", "--url", "http://x", "--to",
+                 str(tmp_path / "elsewhere")]) == 2
+    assert "generated, not downloaded" in capsys.readouterr().err
+
+
+def test_missing_data_names_the_dataset_of_its_home(tmp_path, monkeypatch):
+    """No guessing from the path: the dataset whose $MFR_DATA/<name> holds the data root."""
+    from mfr.config import StudyConfig
+    from mfr.errors import MissingError
+    from mfr.study import _check_can_run
+
+    monkeypatch.setenv("MFR_DATA", str(tmp_path / "home"))
+    for root, named in ((tmp_path / "home" / "mfr2", "mfr data fetch mfr2 "),
+                        (tmp_path / "home" / "rmfrd" / "x", "mfr data fetch rmfrd "),
+                        (tmp_path / "MFR2-copy", "mfr data fetch rmfrd|mfr2|synthetic ")):
+        with pytest.raises(MissingError) as e:
+            _check_can_run(StudyConfig(data_root=str(root)), "p")
+        assert named in str(e.value) and str(root) in str(e.value)

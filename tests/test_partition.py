@@ -16,6 +16,7 @@ from sklearn.utils import shuffle
 from mfr import outputs
 from mfr.cli import main
 from mfr.datasets import MASKED_DIR, UNMASKED_DIR, mfr2_pairs
+from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts
 from mfr.pairs import COLUMNS, read_pairs
 from mfr.partition import (
     TABLE_KEYS,
@@ -24,7 +25,6 @@ from mfr.partition import (
     table_4_2,
     write_partition,
 )
-from mfr.synthetic import make_rmfrd_tree, table_4_2_counts
 
 U, M = UNMASKED_DIR, MASKED_DIR
 

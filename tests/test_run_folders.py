@@ -20,11 +20,11 @@ from PIL import Image
 
 from mfr import provenance
 from mfr.cli import main
+from mfr.datasets.synthetic import make_demo_tree
 from mfr.errors import InputError
 from mfr.image_cache import build_image_cache, reusable
 from mfr.images import load_image
 from mfr.pairs import COLUMNS, read_pairs
-from mfr.synthetic import make_demo_tree
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Synthetic RMFRD trees (mfr.synthetic)."""
+"""Synthetic RMFRD trees (mfr.datasets.synthetic)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from mfr.datasets import MASKED_DIR, UNMASKED_DIR, load_rmfrd
-from mfr.synthetic import (
+from mfr.datasets.synthetic import (
     TABLE_3_1,
     demo_counts,
     draw_face,

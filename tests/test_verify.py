@@ -428,8 +428,8 @@ def test_pairs_table_of_drawn_faces_reads_the_same_from_any_folder(dlib_ok, tmp_
     """The same pairs in two folders (notebook 06's drawn faces land in a fresh temporary
     folder each run): the same table bytes, paths relative to the CSV's folder, and the second
     run finds the first one's output up to date (the images are fingerprinted by content)."""
+    from mfr.datasets.synthetic import make_pairs_csv
     from mfr.steps import verify_pairs_step
-    from mfr.synthetic import make_pairs_csv
 
     tables = []
     for where in ("a", "b"):

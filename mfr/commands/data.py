@@ -1,18 +1,21 @@
-"""`mfr data fetch rmfrd|mfr2`: download (or take a manual download of) a dataset, unpack it,
-check its layout (:mod:`mfr.data`)."""
+"""`mfr data list | fetch NAME | where`: the registered datasets (:mod:`mfr.datasets`); download
+(or take a manual download of, or generate) one, unpack it, check its layout (:mod:`mfr.data`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-HELP = "fetch a dataset (RMFRD or MFR2) into $MFR_DATA, or check a manual download"
+HELP = "list the datasets, fetch one into $MFR_DATA, or check a manual download"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mfr.datasets import dataset_names
+
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="the datasets mfr knows: layout, source, where each lives")
     p = sub.add_parser("fetch", help="download, unpack and check a dataset", allow_abbrev=False)
-    p.add_argument("name", choices=("rmfrd", "mfr2"))
+    p.add_argument("name", choices=dataset_names(fetchable=True))
     p.add_argument("--to", type=Path, default=None, metavar="DIR",
                    help="where it goes (default $MFR_DATA/<name>, $MFR_DATA=~/mfr_data)")
     p.add_argument("--from", dest="source", type=Path, default=None, metavar="PATH",
@@ -29,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
         from mfr.config import data_home
 
         print(data_home())
+        return 0
+    if args.action == "list":
+        for row in data.list_datasets():
+            print(f"{row['name']}: {row['label']}\n  layout {row['layout']}; source "
+                  f"{row['source']}; {row['where']}")
         return 0
     root = data.fetch(args.name, args.to, source=args.source, url=args.url,
                       progress=not args.no_progress)

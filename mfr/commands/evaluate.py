@@ -4,8 +4,9 @@ Two modes:
 
 - ``--study DIR``: a study folder (partition/, baseline/, train_N<N>/), from its stored
   distances and embeddings, into DIR/evaluation (:func:`mfr.steps.evaluate_step`);
-- ``--data-root DIR --layout mfr2|rmfrd --embedder senet50|dlib --out DIR``: a dataset's own
-  pair sets embedded and evaluated directly (:func:`mfr.steps.evaluate_dataset_step`).
+- ``--data-root DIR --layout NAME --embedder senet50|dlib --out DIR``: a dataset's own pair
+  sets embedded and evaluated directly (:func:`mfr.steps.evaluate_dataset_step`); NAME is a
+  registered dataset (:func:`mfr.datasets.dataset_names`).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ from mfr.commands._common import add_config_flags, config_from_args
 from mfr.errors import InputError
 
 HELP = ("evaluate a study folder (--study DIR) or a dataset directly (--data-root DIR --layout "
-        "mfr2|rmfrd --embedder senet50|dlib --out DIR)")
+        "NAME --embedder senet50|dlib --out DIR)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mfr.datasets import dataset_names
+
     parser.add_argument("--study", type=Path, default=None, metavar="DIR",
                         help="study folder: partition/, baseline/ (mfr embed), train_N<N>/ "
                              "(mfr train)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default with --study: DIR/evaluation; required "
                              "with --data-root)")
-    parser.add_argument("--layout", choices=("mfr2", "rmfrd"), default=None,
-                        help="dataset layout (with --data-root)")
+    parser.add_argument("--layout", choices=dataset_names(), default=None,
+                        help="the dataset (with --data-root): its layout and pair sets")
     parser.add_argument("--embedder", default="senet50",
                         help="senet50 (default), dlib (dlib's own C++) or dlib_resnet (its "
                              "Keras port, fine-tunable) (with --data-root)")
@@ -68,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}/: metrics.json, thresholds.json, tables, figures, run.json")
         return 0
     if args.layout is None or args.out is None:
-        raise InputError("--data-root needs --layout mfr2|rmfrd and --out DIR")
+        from mfr.datasets import dataset_names
+
+        raise InputError(f"--data-root needs --layout {'|'.join(dataset_names())} and --out DIR")
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
     if args.landmarks is not None and args.embedder != "dlib":
         raise InputError("--landmarks is a dlib option")

@@ -139,18 +139,14 @@ class DatasetEvaluation:
     embeddings: Any  # mfr.embeddings.Embeddings
 
 
-LAYOUTS = ("mfr2", "rmfrd")
-
-
 def _dataset_images(config: StudyConfig, data_root: Path, layout: str):
     """(dataset, unmasked, masked): the tree's images, each side a frame of path, subject
-    (at most ``config.max_per_subject`` per subject and side, as the partition picks them)."""
-    from mfr.datasets import load_mfr2, load_rmfrd
+    (at most ``config.max_per_subject`` per subject and side, as the partition picks them);
+    `layout` names a registered dataset (:func:`mfr.datasets.dataset_names`)."""
+    from mfr.datasets import get_dataset
     from mfr.partition import select_images
 
-    if layout not in LAYOUTS:
-        raise InputError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    ds = load_mfr2(data_root) if layout == "mfr2" else load_rmfrd(data_root, config.protocol)
+    ds = get_dataset(layout).load(data_root, config.protocol)
     unmasked, masked, _, _ = select_images(ds, config.max_per_subject, verify=False)
 
     def frame(side):
@@ -171,14 +167,14 @@ def evaluate_dataset_step(
     **embedder_options: Any,
 ) -> DatasetEvaluation:
     """A dataset evaluated directly, without a study (`mfr evaluate --data-root DIR --layout
-    mfr2|rmfrd --embedder senet50|dlib`).
+    NAME --embedder senet50|dlib`; NAME a registered dataset, :mod:`mfr.datasets`).
 
-    Pair sets: ``mfr2_pairs`` (MFR2's own pairs.txt, its masked-vs-unmasked pairs:
-    :func:`mfr.datasets.mfr2_pairs`; MFR2 layout only), ``masked_vs_unmasked`` (every
+    Pair sets: the dataset's ``evaluation_pair_sets``, in order: ``masked_vs_unmasked`` (every
     unmasked x masked image pair; at most ``config.max_per_subject`` images per subject and
-    side) and, for MFR2, ``mfr2_pairs_all`` (every pair of pairs.txt, masked-masked and
-    unmasked-unmasked ones included). Each unique image is decoded once into an image cache of the embedder's size and
-    embedded once; pairs of images that failed to load are dropped and counted.
+    side) and its own (MFR2: ``mfr2_pairs``, pairs.txt's masked-vs-unmasked pairs, before it,
+    and ``mfr2_pairs_all``, every pair of pairs.txt, after it: :func:`mfr.datasets.mfr2_pairs`).
+    Each unique image is decoded once into an image cache of the embedder's size and embedded
+    once; pairs of images that failed to load are dropped and counted.
 
     Writes into `out_dir`: ``cache/``, ``embeddings/``, ``distances.csv``, ``metrics.json``
     (one entry per pair set with ``auc``, ``eer``, ``fnmr_at_fmr_1pct``, ``fnmr_at_fmr_0_1pct``,
@@ -199,7 +195,7 @@ def evaluate_dataset_step(
         embedder_options: passed on to the embedder (e.g. dlib's ``landmarks``).
     """
     from mfr import evaluation as E
-    from mfr.datasets import mfr2_pairs
+    from mfr.datasets import EVERY_PAIR, get_dataset
     from mfr.distances import all_pair_distances, pair_distances
     from mfr.embedders import get_embedder
     from mfr.embeddings import Embeddings, save_embeddings
@@ -215,12 +211,11 @@ def evaluate_dataset_step(
           "settings": _settings(cfg, ("bootstrap_resamples", "seed", "max_per_subject",
                                       "protocol", "decoder", "weights", "preprocessing",
                                       "pooling", "image_size"))}
-    pair_sets: dict[str, pd.DataFrame] = {}
-    if layout == "mfr2":
-        pair_sets["mfr2_pairs"] = mfr2_pairs(ds.root)
-    pair_sets["masked_vs_unmasked"] = E.masked_vs_unmasked_pairs(unmasked, masked)
-    if layout == "mfr2":
-        pair_sets["mfr2_pairs_all"] = mfr2_pairs(ds.root, mixed="keep")
+    spec = get_dataset(layout)
+    pair_sets: dict[str, pd.DataFrame] = {
+        name: (E.masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR
+               else spec.own_pairs(name, ds.root))
+        for name in spec.evaluation_pair_sets}
     if embedder == "senet50":
         embedder_options = {"weights": cfg.weights, "preprocessing": cfg.preprocessing,
                             "pooling": cfg.pooling, "image_size": cfg.image_size,
@@ -272,14 +267,9 @@ def evaluate_dataset_step(
         entries[name] = E.pair_set_entry(frame, dist_names, cfg.bootstrap_resamples, cfg.seed,
                                          default=emb_model.default_distance)
         entries[name]["n_pairs_dropped"] = int(len(dropped))
+        entries[name].update(df.attrs.get("entry", {}))  # the dataset's notes on its own pairs
         if entries[name]["null_reason"]:
             warnings.warn(f"{name}: {entries[name]['null_reason']}", stacklevel=2)
-    if "mfr2_pairs" in entries:
-        entries["mfr2_pairs"]["pairs_txt_kinds"] = pair_sets["mfr2_pairs"].attrs.get("kinds")
-        entries["mfr2_pairs"]["pairs_txt_left_out"] = (
-            "pairs.txt's masked-masked and unmasked-unmasked pairs (not masked vs unmasked); "
-            "mfr2_pairs_all has every pair of pairs.txt")
-        entries["mfr2_pairs_all"]["pairs_txt_kinds"] = entries["mfr2_pairs"]["pairs_txt_kinds"]
     ok_u = unmasked[~unmasked["path"].isin(failed)]
     ok_m = masked[~masked["path"].isin(failed)]
     identification = E.identification_metrics(emb, ok_m, ok_u, E.EVAL_DISTANCES,

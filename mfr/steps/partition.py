@@ -29,9 +29,9 @@ def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None,
     """A small synthetic RMFRD-layout tree (``out_dir/synthetic``) and its partition under
     `config` (``out_dir/partition``): offline data for the demo, the notebooks and the tests.
 
-    Clearly drawn faces (:mod:`mfr.synthetic`), not photographs. Both are reused when present.
+    Clearly drawn faces (:mod:`mfr.datasets.synthetic`), not photographs. Both are reused when present.
     """
-    from mfr.synthetic import make_demo_tree
+    from mfr.datasets.synthetic import make_demo_tree
 
     cfg = config or StudyConfig()
     out = Path(out_dir)

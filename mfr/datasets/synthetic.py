@@ -11,6 +11,10 @@ image carries the word "SYNTHETIC". They serve tests, benchmarks and the offline
   `files="full"`).
 - `demo_counts()` / `make_demo_tree()`: a small tree (12 subjects) for the demo and tests.
 - `make_pairs_csv()`: drawn masked/unmasked photo pairs and their pairs CSV (notebook 06).
+
+In the registry (:data:`SPEC`) it is the dataset `synthetic`: RMFRD's layout (so a tree of it
+is read, partitioned and detected as RMFRD), made offline rather than downloaded
+(`mfr data fetch synthetic` writes the demo tree).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.datasets import MASKED_DIR, RMFRD_DIRNAME, UNMASKED_DIR
+from mfr.datasets.common import DatasetSpec
+from mfr.datasets.rmfrd import MASKED_DIR, RMFRD_DIRNAME, UNMASKED_DIR, load_rmfrd
 from mfr.errors import InputError
 
 # counts: subject -> (n_unmasked, n_masked); None = no folder on that side, 0 = empty folder
@@ -253,3 +258,9 @@ def make_pairs_csv(root: str | Path, n_subjects: int = 3, image_size: int = 160,
         rows += [f"drawn/{s}_masked.png,drawn/{s}_unmasked.png,genuine",
                  f"drawn/{s}_masked.png,drawn/{other}_unmasked.png,impostor"]
     return write_text(root / "pairs.csv", "\n".join(rows) + "\n")
+
+
+SPEC = DatasetSpec(
+    name="synthetic", label="synthetic sample: drawn faces (not photographs), RMFRD's layout",
+    layout="rmfrd", load=load_rmfrd, make=make_demo_tree,
+)
