@@ -173,8 +173,9 @@ class SettingDir(NamedTuple):
     backbone: str | None = None
 
 
-_BACKBONE = r"[a-z][a-z0-9_]*"
-_DIR = re.compile(rf"train_N(\d+)(?:_(?!s\d+$)({_BACKBONE}?))?(?:_s(\d+))?")
+#: a backbone in a folder name: lower-case words joined by _, not read as a seed (s<digits>)
+_BACKBONE = r"(?!s(?:\d|_|$))[a-z][a-z0-9]*(?:_[a-z0-9]+)*?"
+_DIR = re.compile(rf"train_N(\d+)(?:_({_BACKBONE}))?(?:_s(\d+))?")
 
 
 def setting_dir_name(trainable_layers: int, seed: int | None = None,
@@ -187,9 +188,9 @@ def setting_dir_name(trainable_layers: int, seed: int | None = None,
         raise ValueError(f"trainable_layers must be >= 0, got {n}")
     name = f"train_N{n}"
     if backbone is not None:
-        if not re.fullmatch(_BACKBONE, backbone) or re.fullmatch(r"s\d+", backbone):
+        if not re.fullmatch(_BACKBONE, backbone) or re.search(r"_s\d+$", backbone):
             raise ValueError(f"backbone {backbone!r} cannot be part of a folder name "
-                             f"(lower-case letters, digits, _; not s<digits>)")
+                             f"(lower-case words joined by _, none read as a seed s<digits>)")
         name += f"_{backbone}"
     if seed is not None:
         if int(seed) < 0:
