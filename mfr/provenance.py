@@ -36,7 +36,7 @@ from typing import Any
 
 from mfr.errors import MfrError, RunFolderError
 from mfr.outputs import run_metadata, write_json
-from mfr.runs import RUN_FILE, read_json_record
+from mfr.run_record import RUN_FILE, read_json_record
 
 __all__ = ["RUN_FILE", "claim", "complete", "differences", "file_digest", "listing_digest",
            "read_run", "state"]
