@@ -8,7 +8,7 @@ A study folder (what the demo and a full sweep write)::
     DIR/train_N<N>_s<seed>/  the same N with another seed (`mfr study --seeds`)
 
 :func:`find_settings` finds them as the evaluation does (:func:`mfr.runs.discover_settings`:
-baseline first, then N ascending, each N's replicates after it); :func:`run_gradcam` takes
+baseline first, then N ascending; the seed replicates when asked for); :func:`run_gradcam` takes
 `n_images` genuine test pairs (chosen with the seed: one per subject first, in a seeded order),
 and for every setting and both images of each pair computes the Grad-CAM of the pair score
 (:mod:`mfr.gradcam`; the partner's embedding under the same model is the fixed reference), the
@@ -47,12 +47,16 @@ ROLES = ("masked", "unmasked")
 FLOAT_FORMAT = "%.6g"  # random-init distances can be ~1e-5: significant digits, not decimals
 
 
-def find_settings(study_dir: str | Path) -> list[Setting]:
-    """Every setting of a study folder, as the evaluation finds and orders them
-    (:func:`mfr.runs.discover_settings`: by run.json, seed replicates included), whether or
-    not its run finished (the step refuses an unfinished one, naming it)."""
+def find_settings(study_dir: str | Path, replicates: bool = False) -> list[Setting]:
+    """The settings of a study folder, as the evaluation finds and orders them
+    (:func:`mfr.runs.discover_settings`: by run.json, whatever the folder names), whether or
+    not a run finished (the step refuses an unfinished one, naming it).
+
+    `replicates`: also the seed replicates (``train_N<N>_s<seed>``). Off by default: the
+    study's Grad-CAM step explains the study seed's runs and does not wait for the replicates,
+    which may still be training beside it (:func:`mfr.study.plan`)."""
     study = Path(study_dir)
-    found = discover_settings(study, usable=None)
+    found = [s for s in discover_settings(study, usable=None) if replicates or not s.replicate]
     if not found:
         raise MissingError(f"{study}: no baseline/run.json and no train_N<N>/run.json "
                            f"(expected the run folders of `mfr embed` and `mfr train`)")

@@ -109,7 +109,7 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
 
     The config's seed runs every step; each extra seed of ``config.seeds`` adds one
     fine-tuning step per N (``finetune_N<N>_s<seed>``, run folder ``train_N<N>_s<seed>``), read
-    by the evaluation (the spread across seeds) and explained by Grad-CAM beside the others.
+    by the evaluation (the spread across seeds); Grad-CAM explains the config seed's runs.
     """
     out = Path(out_dir).resolve()
     prof = _profile_arg(profile)
@@ -141,8 +141,7 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
                                   *(name for name, _, _ in seeded))),
         Step("gradcam", "05_gradcam.ipynb",
              {"study_dir": str(out), "n_images": config.gradcam_images, "seed": config.seed},
-             out / "gradcam", ("partition", "baseline", *finetunes,
-                                 *(name for name, _, _ in seeded)), tensorflow=True),
+             out / "gradcam", ("partition", "baseline", *finetunes), tensorflow=True),
     ]
     if config.table_5_2_pairs is not None or config.data_root is None:
         # Table 5.2: photo pairs verified by the most fine-tuned model (the thesis: last 70);

@@ -174,11 +174,15 @@ def test_gradcam_finds_what_the_evaluation_finds(tmp_path):
     from mfr.gradcam_study import find_settings
 
     root = _study(tmp_path)
-    grad = find_settings(root)
     ev = evaluation.discover_study(root).settings
+    grad = find_settings(root, replicates=True)
     assert [(s.name, s.label, s.run_dir) for s in grad] == \
         [(s.name, s.label, s.run_dir) for s in ev]
     assert "train_N10_s2022" in [s.name for s in grad]
+    # by default the study seed's runs only (the study's Grad-CAM step does not wait for
+    # the replicates)
+    assert [s.name for s in find_settings(root)] == \
+        [s.name for s in ev if not s.replicate] == ["baseline", "train_N10", "train_N30"]
 
 
 def test_read_setting_builds_the_runs_config_and_refuses_others(tmp_path):
