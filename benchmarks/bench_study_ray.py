@@ -33,12 +33,13 @@ import yaml  # noqa: E402
 
 from mfr.config import load_config  # noqa: E402
 from mfr.outputs import versions, write_json  # noqa: E402
+from mfr.runs import setting_dir_name  # noqa: E402
 
 
 def _compared(out: Path, config) -> list[str]:
     rels = [f"partition/{s}.csv" for s in ("train", "val", "test")]
     rels += ["baseline/distances.csv", "evaluation/metrics.json"]
-    rels += [f"train_N{n}/{f}" for n in config.trainable_layers
+    rels += [f"{setting_dir_name(n)}/{f}" for n in config.trainable_layers
              for f in ("history.csv", "distances.csv")]
     return rels
 

@@ -16,7 +16,8 @@ A study folder (what ``mfr evaluate --study DIR`` reads)::
     DIR/train_N<N>_s<seed>/  the same N trained with another seed (`mfr study --seeds`)
     DIR/evaluation/     written by `mfr evaluate`
 
-Settings are found by their run.json, whatever the folder names; a setting that the study's
+Settings are found by their run.json, whatever the folder names (:func:`mfr.runs.discover_study`,
+shared with Grad-CAM and the report); a setting that the study's
 configs ask for (their ``trainable_layers``, and the ledger's ``seeds``) but that has no
 finished run folder is listed as missing, and a run folder lacking what a metric needs is
 listed as incomplete, with the reason.
@@ -33,9 +34,8 @@ another initialisation).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from mfr import metrics as M
 from mfr import report
 from mfr.errors import InputError, MissingError
 from mfr.progress import progress_bar
+from mfr.runs import Setting, Study, discover_study
 
 __all__ = [
     "DEFAULT_DISTANCE",
@@ -72,7 +73,6 @@ DEFAULT_DISTANCE = "sum_squared"
 #: an embedder's own distance on its unnormalised vectors (dlib: face_recognition's
 #: face_distance), reported beside the others in a dataset evaluation
 RAW_EUCLIDEAN = "euclidean_raw"
-RESERVED = ("partition", "cache", "evaluation")
 
 BOOTSTRAP_DEFINITION = (
     "Percentile bootstrap over subjects: each resample draws the pair set's S subjects with "
@@ -87,138 +87,8 @@ BOOTSTRAP_DEFINITION = (
 # --------------------------------------------------------------------------- a study folder
 
 
-@dataclass
-class Setting:
-    """One evaluated network: the baseline (`mfr embed`) or a fine-tuned N (`mfr train`)."""
-
-    key: str  # "baseline" (the folder name of an embed run) or "N<n>"
-    run_dir: Path
-    kind: str  # "embed" | "train"
-    n_layers: int  # trained layers; 0 for an embed run
-    random_init: bool
-    label: str  # report.setting_label
-    run: dict[str, Any] = field(default_factory=dict)  # its run.json
-    seed: int | None = None  # its config's seed
-    replicate: bool = False  # another seed of a fine-tuned N (key N<n>_s<seed>)
-
-    @property
-    def report_key(self) -> str | int:
-        """The setting as :mod:`mfr.report` names it ("pre-trained" or N)."""
-        return "pre-trained" if self.kind == "embed" else self.n_layers
-
-
-@dataclass
-class Study:
-    """What :func:`discover_study` found in a study folder."""
-
-    root: Path
-    partition_dir: Path | None
-    settings: list[Setting]
-    missing: list[dict[str, str]]
-    incomplete: list[dict[str, str]]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e})") from None
-
-
 def _entry(setting: str, path: Path, reason: str) -> dict[str, str]:
     return {"setting": setting, "path": str(path), "reason": reason}
-
-
-def discover_study(study_dir: str | Path) -> Study:
-    """The partition and the settings of a study folder (see the module docstring).
-
-    Raises FileNotFoundError when `study_dir` is not a folder; everything else that is absent
-    is listed in ``missing`` / ``incomplete``, never an error.
-    """
-    root = Path(study_dir)
-    if not root.is_dir():
-        raise MissingError(f"{root}: study folder not found (expected partition/, "
-                                f"baseline/ from `mfr embed`, train_N<N>/ from `mfr train`)")
-    missing: list[dict[str, str]] = []
-    incomplete: list[dict[str, str]] = []
-    study_seed, ledger_seeds = _study_seeds(root)
-    part = root / "partition"
-    partition_dir = part if (part / "test.csv").is_file() else None
-    if partition_dir is None:
-        missing.append(_entry("partition", part, "no test.csv from `mfr partition`"))
-    found: list[Setting] = []
-    configs: list[dict[str, Any]] = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in RESERVED):
-        run_json = sub / "run.json"
-        if not run_json.is_file():
-            if sub.name == "baseline" or sub.name.startswith("train_N"):
-                incomplete.append(_entry(sub.name, sub, "no run.json: the run did not finish"))
-            continue
-        run = _read_json(run_json)
-        if run.get("command") == "embed":
-            s = Setting(sub.name, sub, "embed", 0, report.run_random_init(sub), "", run,
-                        seed=run.get("config", {}).get("seed"))
-        elif "trainable_layers" in run or run.get("command") == "train":
-            n = int(run.get("trainable_layers") or 0)
-            s = Setting(f"N{n}", sub, "train", n, report.run_random_init(sub), "", run,
-                        seed=run.get("config", {}).get("seed"))
-        else:
-            continue
-        s.label = report.setting_label(s.report_key, s.random_init,
-                                       run.get("config", {}).get("backbone", "senet50"))
-        if s.kind == "train" and _is_replicate(s, found, study_seed):
-            s.key, s.replicate = f"N{s.n_layers}_s{s.seed}", True
-            s.label += f", seed {s.seed}"
-        if run.get("status") == "running":
-            incomplete.append(_entry(s.key, sub, "its run.json says status running: the run "
-                                                 "did not finish"))
-            continue
-        if not (sub / "distances.csv").is_file():
-            incomplete.append(_entry(s.key, sub, "no distances.csv: the run did not finish"))
-            continue
-        if any(f.key == s.key for f in found):
-            incomplete.append(_entry(s.key, sub, f"a second run folder of setting {s.key}; "
-                                                 f"the first in name order is evaluated"))
-            continue
-        found.append(s)
-        configs.append({"kind": s.kind, **run.get("config", {})})
-    if not any(s.kind == "embed" for s in found):
-        missing.append(_entry("baseline", root / "baseline",
-                              "no `mfr embed` run folder (run.json with \"command\": \"embed\")"))
-    train_cfgs = [c for c in configs if c["kind"] == "train"] or configs
-    expected = sorted({int(n) for c in train_cfgs for n in c.get("trainable_layers", [])})
-    have = {s.key for s in found if s.kind == "train"}
-    unfinished = {e["setting"] for e in incomplete}
-    extra = [x for x in ledger_seeds if x != study_seed]
-    for n in expected:
-        for key, folder, why in [(f"N{n}", f"train_N{n}", "trainable_layers"),
-                                 *((f"N{n}_s{x}", f"train_N{n}_s{x}", "trainable_layers x "
-                                    "seeds") for x in extra)]:
-            if key not in have and key not in unfinished and folder not in unfinished:
-                missing.append(_entry(key, root / folder,
-                                      f"asked for by the study's config ({why}) but no `mfr "
-                                      f"train` run folder"))
-    found.sort(key=lambda s: (s.kind != "embed", s.n_layers, s.replicate, s.seed or 0, s.key))
-    return Study(root, partition_dir, found, missing, incomplete)
-
-
-def _study_seeds(root: Path) -> tuple[int | None, list[int]]:
-    """The study's seed (its baseline's config seed, else its ledger's) and the extra seeds
-    its ledger (``study.json`` of `mfr study`) asks for."""
-    ledger = root / "study.json"
-    config = _read_json(ledger).get("config", {}) if ledger.is_file() else {}
-    base = root / "baseline" / "run.json"
-    seed = _read_json(base).get("config", {}).get("seed") if base.is_file() else None
-    return (seed if seed is not None else config.get("seed")), list(config.get("seeds", []))
-
-
-def _is_replicate(s: Setting, found: Sequence[Setting], study_seed: int | None) -> bool:
-    """A fine-tuned run is a replicate when its seed is not the study's; with no study seed
-    known, when a run of its N with another seed came first (in folder-name order)."""
-    if study_seed is not None:
-        return s.seed is not None and s.seed != study_seed
-    return any(f.kind == "train" and f.n_layers == s.n_layers and not f.replicate
-               and f.seed != s.seed for f in found)
 
 
 def read_distances(run_dir: str | Path, distances: Sequence[str] = EVAL_DISTANCES) -> pd.DataFrame:

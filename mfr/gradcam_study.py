@@ -5,8 +5,10 @@ A study folder (what the demo and a full sweep write)::
     DIR/partition/    pair CSVs (test.csv: the pairs the images come from)
     DIR/baseline/     an `mfr embed` run (run.json: "command": "embed", a config)
     DIR/train_N<N>/   `mfr train` runs (run.json: trainable_layers, a config; final_trainable.h5)
+    DIR/train_N<N>_s<seed>/  the same N with another seed (`mfr study --seeds`)
 
-:func:`find_settings` finds them (baseline first, then N ascending); :func:`run_gradcam` takes
+:func:`find_settings` finds them as the evaluation does (:func:`mfr.runs.discover_settings`:
+baseline first, then N ascending; the seed replicates when asked for); :func:`run_gradcam` takes
 `n_images` genuine test pairs (chosen with the seed: one per subject first, in a seeded order),
 and for every setting and both images of each pair computes the Grad-CAM of the pair score
 (:mod:`mfr.gradcam`; the partner's embedding under the same model is the fixed reference), the
@@ -23,7 +25,6 @@ run.json, and the next candidate pair is taken.
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,92 +34,32 @@ import numpy as np
 import pandas as pd
 
 from mfr import attention
-from mfr.config import StudyConfig
 from mfr.errors import InputError, MissingError
 from mfr.outputs import atomic_path, write_csv, write_text
 from mfr.pairs import select_pairs
 from mfr.progress import progress_bar
+from mfr.runs import Setting, discover_settings, read_setting, setting_label
 
 __all__ = ["GradcamRun", "Setting", "find_settings", "read_setting", "run_gradcam",
-           "select_pairs", "setting_label"]
+           "select_pairs", "setting_label"]  # Setting, read_setting, setting_label: mfr.runs
 
 ROLES = ("masked", "unmasked")
 FLOAT_FORMAT = "%.6g"  # random-init distances can be ~1e-5: significant digits, not decimals
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One model to explain: a run folder's, or a bare core (``run_dir`` None)."""
+def find_settings(study_dir: str | Path, replicates: bool = False) -> list[Setting]:
+    """The settings of a study folder, as the evaluation finds and orders them
+    (:func:`mfr.runs.discover_settings`: by run.json, whatever the folder names), whether or
+    not a run finished (the step refuses an unfinished one, naming it).
 
-    name: str
-    label: str
-    config: StudyConfig
-    run_dir: Path | None = None
-    trainable_layers: int | None = None
-
-    @property
-    def random_init(self) -> bool:
-        return self.config.weights is None
-
-
-def setting_label(weights: str | None, trainable_layers: int | None = None,
-                  backbone: str = "senet50") -> str:
-    """How a setting is named in tables and figures, as in the evaluation
-    (:func:`mfr.report.setting_label`); random weights always say so."""
-    from mfr.backbones import backbone_cfg
-    from mfr.report import setting_label as label
-
-    if weights not in (None, "vggface2", backbone_cfg(backbone)["pretrained"]):
-        base = f"weights {Path(weights).name}"
-        return base if trainable_layers is None else f"last {trainable_layers} layers ({base})"
-    return label("pre-trained" if trainable_layers is None else trainable_layers,
-                 random_init=weights is None, backbone=backbone)
-
-
-def _read_run(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise MissingError(f"{path}: no run.json (expected a run folder of `mfr embed` or "
-                                f"`mfr train`)")
-    meta = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(meta.get("config"), dict):
-        raise InputError(f"{path}: expected a 'config' (a run folder of `mfr embed` or `mfr train`)")
-    return meta
-
-
-def read_setting(run_dir: str | Path, name: str | None = None) -> Setting:
-    """The setting of an `mfr embed` or `mfr train` run folder."""
-    run_dir = Path(run_dir)
-    meta = _read_run(run_dir)
-    try:
-        config = StudyConfig().replace(**meta["config"])
-    except ValueError as e:
-        raise InputError(f"{run_dir / 'run.json'}: {e}") from None
-    n = meta.get("trainable_layers")
-    if n is None and meta.get("command") != "embed":
-        raise InputError(f"{run_dir / 'run.json'}: neither an `mfr embed` run (\"command\": "
-                         f"\"embed\") nor an `mfr train` run (trainable_layers)")
-    return Setting(name or run_dir.name, setting_label(config.weights, n, config.backbone),
-                   config, run_dir, n)
-
-
-def find_settings(study_dir: str | Path) -> list[Setting]:
-    """The baseline (``baseline/``) and every ``train_N<N>/`` run of a study folder."""
+    `replicates`: also the seed replicates (``train_N<N>_s<seed>``). Off by default: the
+    study's Grad-CAM step explains the study seed's runs and does not wait for the replicates,
+    which may still be training beside it (:func:`mfr.study.plan`)."""
     study = Path(study_dir)
-    if not study.is_dir():
-        raise MissingError(f"{study}: study folder not found (expected partition/, "
-                                f"baseline/ and train_N<N>/ run folders)")
-    found = []
-    if (study / "baseline" / "run.json").is_file():
-        found.append(read_setting(study / "baseline"))
-    trained = []
-    for d in study.glob("train_N*"):
-        if d.is_dir() and d.name[len("train_N"):].isdigit() and (d / "run.json").is_file():
-            trained.append((int(d.name[len("train_N"):]), d))
-    found += [read_setting(d) for _, d in sorted(trained)]
+    found = [s for s in discover_settings(study, usable=None) if replicates or not s.replicate]
     if not found:
         raise MissingError(f"{study}: no baseline/run.json and no train_N<N>/run.json "
-                                f"(expected the run folders of `mfr embed` and `mfr train`)")
+                           f"(expected the run folders of `mfr embed` and `mfr train`)")
     return found
 
 
@@ -317,7 +258,7 @@ def run_gradcam(
     cache_dirs = [pairs_dir / "cache"]
     for s in settings:
         if s.run_dir is not None:
-            meta = _read_run(s.run_dir)
+            meta = s.run
             if meta.get("cache_dir"):
                 cache_dirs.append(Path(meta["cache_dir"]))
             cache_dirs.append(s.run_dir / "cache")

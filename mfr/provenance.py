@@ -34,13 +34,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mfr.errors import RunFolderError
+from mfr.errors import MfrError, RunFolderError
 from mfr.outputs import run_metadata, write_json
+from mfr.run_record import RUN_FILE, read_json_record
 
 __all__ = ["RUN_FILE", "claim", "complete", "differences", "file_digest", "listing_digest",
            "read_run", "state"]
 
-RUN_FILE = "run.json"
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
@@ -84,11 +84,12 @@ def listing_digest(root: str | Path, paths: Iterable[str] | None = None) -> str:
 
 
 def read_run(out_dir: str | Path) -> dict[str, Any] | None:
-    """The folder's run.json, or None when it has none (or an unreadable one)."""
-    path = Path(out_dir) / RUN_FILE
+    """The folder's run.json, or None when it has none (or one that is not a JSON object):
+    the lenient look-up of :func:`claim` (such a folder is "foreign"); readers of a run's
+    record use :func:`mfr.runs.read_run`, which says what is wrong."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_json_record(Path(out_dir) / RUN_FILE, "a run record")
+    except MfrError:
         return None
 
 

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from mfr.errors import InputError, MissingError
+from mfr.runs import RUN_FILE, read_run, setting_label
+from mfr.runs import random_init as run_random_init
 
 # Table 5.1 of the thesis (test set, 8 epochs, sum_squared distance):
 # setting -> (median impostor, median genuine, gap), as printed
@@ -47,39 +49,11 @@ def thesis_row(setting: str | int) -> dict[str, float]:
     return {"median_impostor": imp, "median_genuine": gen, "gap": gap}
 
 
-def setting_label(setting: str | int, random_init: bool = False,
-                  backbone: str = "senet50") -> str:
-    """A setting's name in tables and figures: "SENet50 pre-trained" / "last N layers", or
-    "SENet50 random init" / "last N layers (random init)" for a run from random weights (the
-    backbone's own short name in place of SENet50's)."""
-    if setting == "pre-trained":
-        from mfr.backbones import backbone_cfg
-
-        name = backbone_cfg(backbone)["short_label"]
-        return f"{name} random init" if random_init else f"{name} pre-trained"
-    return f"last {setting} layers" + (" (random init)" if random_init else "")
-
-
-def run_random_init(run_dir: str | Path) -> bool:
-    """Whether a run folder's network started from random weights: its summary.json's or
-    run.json's ``random_weights``, else its run.json config's ``weights`` being null."""
-    for name in ("summary.json", "run.json"):
-        path = Path(run_dir) / name
-        if path.is_file():
-            meta = json.loads(path.read_text(encoding="utf-8"))
-            if "random_weights" in meta:
-                return bool(meta["random_weights"])
-            if name == "run.json" and "weights" in meta.get("config", {}):
-                return meta["config"]["weights"] is None
-    return False
-
-
 def run_label(setting: str | int, run_dir: str | Path) -> str:
-    """:func:`setting_label` of a run folder, random init and backbone read from the folder."""
-    from mfr.provenance import read_run
-
-    backbone = ((read_run(run_dir) or {}).get("config") or {}).get("backbone", "senet50")
-    return setting_label(setting, run_random_init(run_dir), backbone)
+    """:func:`setting_label` of a run folder, random init, backbone and weights read from it."""
+    config = read_run(run_dir).config if (Path(run_dir) / RUN_FILE).is_file() else {}
+    return setting_label(setting, run_random_init(run_dir), config.get("backbone", "senet50"),
+                         config.get("weights"))
 
 
 def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squared") -> dict:

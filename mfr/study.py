@@ -46,6 +46,7 @@ from mfr.errors import InputError, MfrError, MissingError
 from mfr.numerics import numerics
 from mfr.outputs import versions, write_json
 from mfr.provenance import file_digest, listing_digest, read_run
+from mfr.runs import setting_dir_name
 
 if TYPE_CHECKING:
     from mfr.executors import Executor, StepContext
@@ -127,13 +128,13 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
         *(Step(name, "03_finetune.ipynb",
                {"config": prof, "trainable_layers": n, "pairs_dir": pairs, "cache_dir": cache,
                 "out_dir": str(out)},
-               out / f"train_N{n}", ("partition",), after=("baseline",))
+               out / setting_dir_name(n), ("partition",), after=("baseline",))
           for name, n in zip(finetunes, config.trainable_layers, strict=True)),
         *(Step(name, "03_finetune.ipynb",
                {"config": prof, "trainable_layers": n, "seed": seed, "pairs_dir": pairs,
                 "cache_dir": cache, "out_dir": str(out),
-                "run_dir": str(out / f"train_N{n}_s{seed}")},
-               out / f"train_N{n}_s{seed}", ("partition",), after=("baseline",))
+                "run_dir": str(out / setting_dir_name(n, seed))},
+               out / setting_dir_name(n, seed), ("partition",), after=("baseline",))
           for name, n, seed in seeded),
         Step("evaluation", "04_analysis.ipynb", {"config": prof, "study_dir": str(out)},
              out / "evaluation", ("partition", "baseline", *finetunes,
@@ -153,7 +154,7 @@ def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[
             "pairs", "06_pairs.ipynb",
             {"pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else None,
              "out_dir": str(out / "pairs"), "embedder": config.backbone,
-             "model": str(out / f"train_N{last}"), "seed": config.seed,
+             "model": str(out / setting_dir_name(last)), "seed": config.seed,
              # the study's own test photos are face crops already: no detection
              **({"detect": False} if config.table_5_2_pairs == "test" else {})},
             out / "pairs", ("evaluation", f"finetune_N{last}"),

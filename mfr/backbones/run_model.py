@@ -21,14 +21,11 @@ def load_run_model(run_dir: str | Path) -> keras.Model:
     ``trainable_layer_names`` when it lists them. One-line errors name the file."""
     from mfr.config import StudyConfig
     from mfr.models.legacy_h5 import load_legacy_h5
-    from mfr.provenance import read_run
+    from mfr.runs import read_run
 
     run_dir = Path(run_dir)
-    meta_path = run_dir / "run.json"
-    meta = read_run(run_dir)
-    if meta is None:
-        raise MissingError(f"{meta_path}: no run.json (expected a run folder of `mfr embed` "
-                           f"or `mfr train`)")
+    record = read_run(run_dir, "a run folder of `mfr embed` or `mfr train`")
+    meta, meta_path = record.data, record.path
     config = meta.get("config")
     if not isinstance(config, dict) or not {"weights", "image_size"} <= set(config):
         raise InputError(f"{meta_path}: expected a 'config' with weights and image_size")

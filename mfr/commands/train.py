@@ -80,11 +80,12 @@ def run(args: argparse.Namespace) -> int:
         raise MissingError(f"{args.pairs}: pairs folder not found (expected the output "
                                 f"folder of `mfr partition`, with train/val/test.csv)")
 
+    from mfr.runs import setting_dir_name
     from mfr.steps import train_step
     from mfr.training import NonFiniteLossError
 
     for n in ns:
-        out = args.out if args.out is None or len(ns) == 1 else args.out / f"train_N{n}"
+        out = args.out if args.out is None or len(ns) == 1 else args.out / setting_dir_name(n)
         try:
             result = train_step(cfg, n, args.pairs, out, cache_dir=args.cache_dir,
                                 data_root=vars(args).get("data_root"), resume=args.resume,

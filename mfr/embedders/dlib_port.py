@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mfr.embedders import Embedder, check_images
-from mfr.errors import InputError, MissingError
+from mfr.errors import InputError
 
 __all__ = ["DlibResNetPortEmbedder"]
 
@@ -42,18 +42,16 @@ class DlibResNetPortEmbedder(Embedder):
                  seed: int = 2021) -> None:
         super().__init__()
         from mfr.backbones.dlib_chips import BOXES
-        from mfr.provenance import read_run
+        from mfr.runs import read_run
 
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.trained_layers: list[str] = []
         if self.run_dir is not None:
-            run = read_run(self.run_dir)
-            if run is None:
-                raise MissingError(f"{self.run_dir}: not a run folder (no run.json)")
-            cfg = run.get("config", {})
-            if cfg.get("backbone", "senet50") != "dlib_resnet":
-                raise InputError(f"{self.run_dir / 'run.json'}: a {cfg.get('backbone', 'senet50')}"
-                                 f" run; --embedder dlib_resnet needs a dlib_resnet run")
+            run = read_run(self.run_dir, "a run folder of `mfr embed` or `mfr train`")
+            cfg = run.config
+            if run.backbone != "dlib_resnet":
+                raise InputError(f"{run.path}: a {run.backbone} run; --embedder dlib_resnet "
+                                 f"needs a dlib_resnet run")
             self.trained_layers = list(run.get("trainable_layer_names", []))
             weights, seed = cfg.get("weights", weights), int(cfg.get("seed", seed))
             face_box = face_box or cfg.get("face_box")  # the box the run was trained on

@@ -3,14 +3,14 @@ random-init or fine-tuned (a `mfr train` run folder)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mfr.embedders import Embedder, check_images
-from mfr.errors import InputError, MissingError
+from mfr.errors import MissingError
+from mfr.runs import RUN_FILE, read_run
 
 __all__ = ["SENet50Embedder"]
 
@@ -42,12 +42,10 @@ class SENet50Embedder(Embedder):
         self.trained_layers: list[str] = []
         self.fine_tuned = False
         if self.run_dir is not None:
-            run = self.run_dir / "run.json"
+            run = self.run_dir / RUN_FILE
             final = self.run_dir / "final_trainable.h5"
-            try:
-                meta = json.loads(run.read_text(encoding="utf-8")) if run.is_file() else {}
-            except ValueError as e:
-                raise InputError(f"{run}: not valid JSON ({e})") from None
+            meta = (read_run(self.run_dir, "an `mfr train` or `mfr embed` run").data
+                    if run.is_file() else {})
             # an `mfr embed` run: its config's network, nothing fine-tuned
             self.fine_tuned = meta.get("command") != "embed"
             if not run.is_file() or (self.fine_tuned and not final.is_file()):

@@ -50,8 +50,7 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
         settings = [gs.read_setting(model_dir)]
         pairs_dir = pairs_dir or (read_run(model_dir) or {}).get("pairs_dir")
     else:
-        settings = [gs.Setting("core", gs.setting_label(config.weights,
-                                                        backbone=config.backbone), config)]
+        settings = [gs.Setting.core(config)]
     if pairs_dir is None:
         raise InputError("no pairs folder: pass --pairs DIR (the output folder of "
                          "`mfr partition`)")

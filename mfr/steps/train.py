@@ -30,6 +30,7 @@ from mfr.provenance import (
     read_run,
     state,
 )
+from mfr.runs import setting_dir_name
 from mfr.steps._common import (
     _check_cache_source,
     _core,
@@ -71,7 +72,7 @@ def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, p
 
 
 def default_train_dir(config: StudyConfig, n: int) -> Path:
-    return Path("results") / config.profile / f"train_N{n}"
+    return Path("results") / config.profile / setting_dir_name(n)
 
 
 def train_step(
