@@ -12,6 +12,7 @@ wrong type fails at once, naming the key. Every output records the config that m
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from mfr.backbones import BACKBONES
+from mfr.backbones import BACKBONES, MIN_IMAGE_SIZE
 from mfr.errors import InputError, MissingError
 from mfr.losses import DEFAULT_LOSS, LOSSES
 
@@ -36,8 +37,26 @@ def data_home() -> Path:
 THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
 
 
-def _f(default: Any, doc: str, choices: tuple | None = None, minimum: float | None = None) -> Any:
-    return field(default=default, metadata={"help": doc, "choices": choices, "minimum": minimum})
+#: the largest seed: numpy's and scikit-learn's random_state take 0..2**32-1
+MAX_SEED = 2**32 - 1
+
+
+def _f(default: Any, doc: str, choices: tuple | None = None, minimum: float | None = None,
+       maximum: float | None = None, above: float | None = None,
+       below: float | None = None) -> Any:
+    """A config field: its help, its choices, and its range (``minimum``/``maximum``
+    inclusive, ``above``/``below`` exclusive; a number field must also be finite)."""
+    return field(default=default, metadata={"help": doc, "choices": choices, "minimum": minimum,
+                                            "maximum": maximum, "above": above, "below": below})
+
+
+class ConfigValueError(InputError):
+    """A config value that is not what its key takes; `key` names the field and `detail` says
+    what was expected (the CLI names the flag, a profile its file)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"config key {key}: {detail}")
+        self.key, self.detail = key, detail
 
 
 @dataclass(frozen=True)
@@ -50,11 +69,15 @@ class StudyConfig:
     protocol: str = _f("thesis", "thesis (its quirks) or balanced (corrected)",
                        ("thesis", "balanced"))
     max_per_subject: int = _f(20, "images per subject and side (0: all)", minimum=0)
-    train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation")
-    val_size: float = _f(0.2, "fraction of the train+validation pairs for validation")
-    seed: int = _f(2021, "random_state of the partition, seed of training and random init", minimum=0)
+    train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation",
+                                  above=0.0, maximum=1.0)
+    val_size: float = _f(0.2, "fraction of the train+validation pairs for validation",
+                        above=0.0, below=1.0)
+    seed: int = _f(2021, "random_state of the partition, seed of training and random init", minimum=0,
+                   maximum=MAX_SEED)
     # model and input (Table 4.3)
-    image_size: int = _f(224, "input size of the network, in pixels", minimum=1)
+    image_size: int = _f(224, "input size of the network, in pixels (at least the "
+                                       "backbone's smallest)", minimum=1)
     decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
                              "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
     preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR) "
@@ -74,15 +97,16 @@ class StudyConfig:
     # Siamese training (Eq. 3.4, Table 4.3)
     loss: str = _f(DEFAULT_LOSS, "the training loss (mfr.losses): contrastive (Eq. 3.4, the "
                                   "thesis's; its margin is margin)", tuple(LOSSES))
-    margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)")
+    margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)",
+                   above=0.0)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
-    learning_rate: float = _f(1e-5, "learning rate")
-    momentum: float = _f(0.0, "momentum (sgd, rmsprop)")
+    learning_rate: float = _f(1e-5, "learning rate", above=0.0)
+    momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
     batch_size: int = _f(32, "training pairs per SGD step", minimum=1)
-    epochs: int = _f(8, "epochs per setting", minimum=0)
+    epochs: int = _f(8, "epochs per setting", minimum=1)
     trainable_layers: tuple[int, ...] = _f(THESIS_TRAINABLE_LAYERS,
                                            "N: train the last N layers (BatchNormalization stays "
-                                           "frozen); a comma list runs several")
+                                           "frozen); a comma list runs several", minimum=1)
     # evaluation (mfr evaluate)
     bootstrap_resamples: int = _f(1000, "bootstrap resamples (over subjects) for the 95% "
                                         "confidence intervals (0: none)", minimum=0)
@@ -101,7 +125,8 @@ class StudyConfig:
                                            "study of a generated sample)")
     seeds: tuple[int, ...] = _f((), "more seeds: each fine-tuning setting runs again per seed "
                                     "(train_N<N>_s<seed>), the evaluation reports the spread "
-                                    "across seeds; empty: just the seed", minimum=0)
+                                    "across seeds; empty: just the seed", minimum=0,
+                                maximum=MAX_SEED)
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")
@@ -116,6 +141,10 @@ class StudyConfig:
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
         if self.backbone != "senet50":  # the field defaults are SENet50's
             _backbone_defaults(self)
+        smallest = MIN_IMAGE_SIZE[self.backbone]
+        if self.image_size < smallest:
+            raise ConfigValueError("image_size", f"at least {smallest} pixels for "
+                                                 f"{self.backbone}, got {self.image_size}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -151,8 +180,8 @@ def _backbone_defaults(cfg: StudyConfig) -> None:
     if cfg.preprocessing == "thesis" and "thesis" not in modes:
         object.__setattr__(cfg, "preprocessing", modes[0])
     if cfg.preprocessing not in modes:
-        raise ValueError(f"config key preprocessing: {cfg.backbone} takes {', '.join(modes)}, "
-                         f"got {cfg.preprocessing!r}")
+        raise ConfigValueError("preprocessing", f"{cfg.backbone} takes {', '.join(modes)}, "
+                                                f"got {cfg.preprocessing!r}")
 
 
 def _check(f: dataclasses.Field, value: Any) -> Any:
@@ -168,12 +197,13 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
         value = os.path.expanduser(value.replace("$MFR_DATA", str(data_home())))
     origin = typing.get_origin(base)
 
-    def bad(expected: str) -> ValueError:
+    def bad(expected: str) -> ConfigValueError:
         extra = (" (YAML reads a number like 1e-3 as a string: write 1.0e-3)"
                  if isinstance(value, str) and expected == "a number" else "")
-        return ValueError(f"config key {f.name}: expected {expected}, got {value!r}{extra}")
+        return ConfigValueError(f.name, f"expected {expected}, got {value!r}{extra}")
 
-    minimum = f.metadata.get("minimum")
+    minimum, maximum = f.metadata.get("minimum"), f.metadata.get("maximum")
+    above, below = f.metadata.get("above"), f.metadata.get("below")
     if origin is tuple:  # trainable_layers, seeds: an int, or a list / comma string of ints
         items = value.strip(" []()").split(",") if isinstance(value, str) else (
             [value] if isinstance(value, int) and not isinstance(value, bool) else value)
@@ -189,6 +219,8 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
             raise bad("at least one integer")
         if minimum is not None and any(x < minimum for x in out):
             raise bad(f"integers >= {minimum}")
+        if maximum is not None and any(x > maximum for x in out):
+            raise bad(f"integers <= {maximum}")
         return out
     if base is bool:
         if not isinstance(value, bool):
@@ -199,10 +231,18 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
             raise bad("an integer")
         if minimum is not None and value < minimum:
             raise bad(f"an integer >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise bad(f"an integer in {minimum}..{maximum}")
         return value
     if base is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        if ((minimum is not None and value < minimum) or (above is not None and value <= above)
+                or (maximum is not None and value > maximum)
+                or (below is not None and value >= below)):
+            raise bad("a number " + _range_words(minimum, maximum, above, below))
         return float(value)
     if base is str:
         if not isinstance(value, str):
@@ -212,6 +252,18 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
             raise bad(f"one of {', '.join(choices)}")
         return value
     return value
+
+
+def _range_words(minimum: float | None, maximum: float | None, above: float | None,
+                 below: float | None) -> str:
+    """``in [0, 1)``, ``> 0``, ...: a number field's range as a message says it."""
+    low = f"[{minimum:g}" if minimum is not None else f"({above:g}" if above is not None else ""
+    high = f"{maximum:g}]" if maximum is not None else f"{below:g})" if below is not None else ""
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return (">= " if low[0] == "[" else "> ") + low[1:]
+    return ("<= " if high[-1] == "]" else "< ") + high[:-1]
 
 
 def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
@@ -227,15 +279,34 @@ def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise MissingError(
             f"{path}: no such config profile (expected a YAML file or one of {known})")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(loaded, dict):
-        raise InputError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    loaded = _read_profile(path)
     loaded.setdefault("profile", path.stem)
     try:
         cfg = StudyConfig().replace(**loaded)
     except ValueError as e:
         raise InputError(f"{path}: {e}") from None
     return cfg.replace(**values)
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    """A profile's mapping of config keys; InputError naming the file and the line of a YAML
+    syntax error or of a key that is not a string."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        loaded = yaml.safe_load(text) or {}
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(f"{path}:{where} not valid YAML ({problem})") from None
+    if not isinstance(loaded, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    for key_node, _ in getattr(root, "value", None) or []:
+        if key_node.tag != "tag:yaml.org,2002:str":  # 1, null, true, a list ...
+            raise InputError(f"{path}: line {key_node.start_mark.line + 1}: config keys are "
+                             f"names, got {key_node.value!r}")
+    return loaded
 
 
 def from_parameters(profile: str | Path, **parameters: Any) -> StudyConfig:

@@ -217,6 +217,21 @@ class StudyEvaluation:
     tables: dict[str, pd.DataFrame]
 
 
+def _other_partition(s: Setting, partition_dir: Path) -> str | None:
+    """Why run `s` was not made from `partition_dir` (its run.json's fingerprint names another
+    test.csv), or None: it was, or it records no digest to tell."""
+    from mfr.provenance import file_digest
+
+    pairs = (s.run.get("fingerprint") or {}).get("pairs")
+    made = pairs.get("test.csv") if isinstance(pairs, dict) else None
+    if made is None or made == file_digest(partition_dir / "test.csv"):
+        return None
+    recorded = s.run.get("pairs_dir")
+    return (f"made from another partition ({recorded or 'its run.json'}: test.csv "
+            f"{made[:12]}, not {partition_dir / 'test.csv'}): its test pairs are not this "
+            f"partition's; evaluate it with the partition it was made from, or run it again")
+
+
 def _setting_metrics(s: Setting, study: Study, rule: str, n_resamples: int, seed: int,
                      distances: Sequence[str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """One setting's entry of metrics.json, and what it could not evaluate (incomplete)."""
@@ -237,7 +252,10 @@ def _setting_metrics(s: Setting, study: Study, rule: str, n_resamples: int, seed
     if study.partition_dir is not None:
         n_part = len(pd.read_csv(study.partition_dir / "test.csv", usecols=["label"]))
         entry["test_pairs_not_evaluated"] = n_part - len(splits["test"])
-        if n_part != len(splits["test"]):
+        other = _other_partition(s, study.partition_dir)
+        if other:
+            notes.append(_entry(s.key, s.run_dir, other))
+        elif n_part != len(splits["test"]):
             notes.append(_entry(s.key, s.run_dir, f"{n_part - len(splits['test'])} of the "
                                                   f"partition's {n_part} test pairs have no "
                                                   f"distance (an image failed to load?)"))

@@ -50,8 +50,9 @@ def read_pairs(csv_path: str | Path) -> pd.DataFrame:
     """A pairs CSV written by `mfr partition` (paths and subjects kept as strings).
 
     Checked row by row: InputError names the file and the line of a row with the wrong number
-    of fields, a label other than 0 or 1, or a path that is absolute or climbs out of the
-    data root with ``..`` (pair paths are relative to the data root).
+    of fields, a label other than 0 or 1, a path that is absolute or climbs out of the
+    data root with ``..`` (pair paths are relative to the data root), or a pair already on an
+    earlier line (refused like any bad row, not dropped: it would count twice).
     """
     path = Path(csv_path)
     if not path.is_file():
@@ -76,6 +77,14 @@ def read_pairs(csv_path: str | Path) -> pd.DataFrame:
             i = int(np.flatnonzero(outside.to_numpy())[0])
             raise InputError(f"{path}: line {i + 2}: {col} {df[col][i]!r} points outside the "
                              f"data root (pair paths must be relative, without '..')")
+    twice = df.duplicated(["unmasked_path", "masked_path"], keep="first")
+    if twice.any():  # a pair counted twice would weigh double in every metric
+        i = int(np.flatnonzero(twice.to_numpy())[0])
+        first = df.index[(df["unmasked_path"] == df["unmasked_path"][i])
+                         & (df["masked_path"] == df["masked_path"][i])][0]
+        raise InputError(f"{path}: line {i + 2}: the pair {df['unmasked_path'][i]!r}, "
+                         f"{df['masked_path'][i]!r} again (first on line {first + 2}; "
+                         f"{int(twice.sum())} repeated row(s)): each pair once")
     df["label"] = df["label"].astype(np.int64)
     return df
 

@@ -220,8 +220,15 @@ def _tensorflow_backend() -> bool:
 
 
 def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
-    """Before any notebook: the data and the weights a profile needs are there (one line
-    saying what to fetch otherwise)."""
+    """Before any notebook: every setting the study will run is one its steps take (each N
+    against the backbone's layers; the config's own checks ran when it was loaded), and the
+    data and the weights a profile needs are there (one line saying what to fetch otherwise)."""
+    from mfr.backbones import check_trainable_layers
+
+    try:
+        check_trainable_layers(config)
+    except InputError as e:
+        raise InputError(f"profile {Path(str(profile)).stem}: trainable_layers: {e}") from None
     if config.data_root is not None and not Path(config.data_root).is_dir():
         from mfr.data import dataset_dir
         from mfr.datasets import dataset_names
@@ -238,6 +245,18 @@ def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
     from mfr.steps import check_weights
 
     check_weights(config, progress=True)
+
+
+def _check_study_folder(out: Path) -> None:
+    """A study folder is a study's, or new: never a run folder of a step (its ``run.json``
+    says so), whose record a study inside it would leave wrong."""
+    run = out / "run.json"
+    if run.exists():
+        run_record = read_run(out)
+        command = run_record.get("command") if isinstance(run_record, dict) else None
+        command = command or "a step"
+        raise InputError(f"{out}: is the run folder of mfr {command} (see {run}), not a study "
+                         f"folder; choose another --out")
 
 
 def _ipc_kernel_manager():
@@ -318,6 +337,7 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
             raise InputError(str(e)) from None
     out = Path(out_dir) if out_dir is not None else Path("results") / config.profile
     out = out.resolve()
+    _check_study_folder(out)
     steps = plan(config, profile, out)
     by_name = {s.name: s for s in steps}
     valid = step_names(steps)

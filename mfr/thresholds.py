@@ -7,7 +7,9 @@ embedder it is used with, and the source is carried along in words (:class:`Thre
 - a number the user gave;
 - a study's ``evaluation/thresholds.json`` (``mfr evaluate --study``): chosen on the study's
   validation pairs per setting (``settings -> key -> distance -> {threshold, val, test}``); the
-  setting is the one whose run folder is the model's (``--model RUN``);
+  setting is the one whose run folder is the model's (``--model RUN``), and only while that
+  run folder still holds what the evaluation read (:func:`stale_reason`, the check by which
+  ``mfr evaluate`` replaces its own evaluation): a run trained again since has none;
 - a dataset evaluation's ``thresholds.json`` (``mfr evaluate --data-root``): ``pair_sets ->
   name -> distance -> threshold``, chosen in-sample at the EER (said so), for the embedder it
   records;
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from mfr.errors import InputError, MissingError
+from mfr.provenance import differences, read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "PAIR_SET_ORDER", "Threshold", "parse_threshold",
-           "resolve_threshold", "study_thresholds_file", "threshold_from_file"]
+           "evaluated_run", "resolve_threshold", "stale_reason", "study_thresholds_file",
+           "threshold_from_file"]
 
 #: face_recognition's ``compare_faces(..., tolerance=0.6)``: its documented default, on
 #: ``face_distance`` (Euclidean on dlib's raw 128-d descriptors, ``euclidean_raw`` here)
@@ -98,7 +102,37 @@ def _same_run(stored: str | None, run_dir: Path, path: Path) -> bool:
     return s.name == run_dir.name and path.parent.parent.resolve() == run_dir.parent.resolve()
 
 
-def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str) -> Threshold:
+def evaluated_run(run: dict[str, Any]) -> dict[str, Any]:
+    """What a study's evaluation records of each run folder it read (in its fingerprint's
+    ``runs``): the run's fingerprint, status and outputs' digests. The evaluation, and the
+    thresholds it chose, hold while the run folder's run.json still says the same."""
+    return {"fingerprint": run.get("fingerprint"), "status": run.get("status"),
+            "outputs": run.get("outputs")}
+
+
+def stale_reason(path: Path, run_dir: Path) -> str | None:
+    """Why the study thresholds in `path` no longer hold for `run_dir` (it was trained again
+    after the evaluation beside `path` read it), or None: they hold, or the evaluation has no
+    record to tell (a thresholds.json on its own)."""
+    evaluation = read_run(path.parent)
+    if not isinstance(evaluation, dict) or evaluation.get("command") != "evaluate":
+        return None
+    runs = (evaluation.get("fingerprint") or {}).get("runs") or {}
+    recorded = runs.get(run_dir.name) if isinstance(runs, dict) else None
+    if recorded is None:
+        return None
+    now = read_run(run_dir)
+    now = evaluated_run(now) if isinstance(now, dict) else {}
+    changed = differences(recorded, now)
+    if not changed:
+        return None
+    return (f"{run_dir} changed after {path} was made (its run.json's "
+            f"{', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): the thresholds are "
+            f"stale; run `mfr evaluate --study {run_dir.parent}` again")
+
+
+def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str,
+                default: bool = False) -> Threshold:
     settings = data["settings"]
     if not isinstance(settings, dict):
         raise InputError(f"{path}: 'settings' is not a mapping")
@@ -115,6 +149,12 @@ def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str) 
     if key is None:
         raise InputError(f"{path}: no setting of {run_dir} (it has "
                          f"{', '.join(sorted(settings))}); evaluate the study again")
+    stale = stale_reason(path, Path(run_dir))
+    if stale is not None:
+        if not default:  # the file was named: refused, not used
+            raise InputError(stale)
+        return Threshold(None, f"no calibrated threshold: {stale}, or give --threshold",
+                         distance, {"file": str(path), "setting": key, "stale": True})
     entry = settings[key]
     label = entry.get("label", key)
     where = f"{path}, setting {key} ({label})"
@@ -164,13 +204,16 @@ def _from_dataset(data: dict[str, Any], path: Path, embedder: Any, distance: str
                      distance, {"file": str(path), "pair_set": name, "rule": rule})
 
 
-def threshold_from_file(path: str | Path, embedder: Any, distance: str) -> Threshold:
+def threshold_from_file(path: str | Path, embedder: Any, distance: str,
+                        default: bool = False) -> Threshold:
     """The threshold for `embedder` (an :class:`mfr.embedders.Embedder`) and `distance` in a
-    thresholds.json of `mfr evaluate` (a study's or a dataset evaluation's)."""
+    thresholds.json of `mfr evaluate` (a study's or a dataset evaluation's). Stale study
+    thresholds are refused, or, for the `default` file (not one the user named), no
+    threshold with the reason."""
     path = Path(path)
     data = _read(path)
     if "settings" in data:
-        return _from_study(data, path, embedder, distance)
+        return _from_study(data, path, embedder, distance, default)
     return _from_dataset(data, path, embedder, distance)
 
 
@@ -189,7 +232,7 @@ def resolve_threshold(spec: float | str | Path | None, embedder: Any,
     if run_dir is not None:
         path = study_thresholds_file(run_dir)
         if path.is_file():
-            return threshold_from_file(path, embedder, distance)
+            return threshold_from_file(path, embedder, distance, default=True)
         return Threshold(None, f"no calibrated threshold: {path} not found (run `mfr evaluate "
                                f"--study {Path(run_dir).parent}`, or give --threshold)", distance)
     if embedder.name in ("dlib", "dlib_resnet") and distance == "euclidean_raw":

@@ -27,7 +27,7 @@ from mfr.errors import InputError
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["BACKBONES", "align_images", "backbone_cfg", "backbone_module", "build_core",
+__all__ = ["BACKBONES", "MIN_IMAGE_SIZE", "align_images", "backbone_cfg", "backbone_module", "build_core",
            "check_trainable_layers", "network_inputs", "validate_trainable_layers"]
 
 #: name -> module of this package (with ``CFG`` and ``build(config)``)
@@ -35,6 +35,13 @@ BACKBONES: dict[str, str] = {
     "senet50": "mfr.backbones.senet50",
     "dlib_resnet": "mfr.backbones.dlib_resnet",
 }
+
+#: name -> the smallest ``image_size`` (pixels) a config may give it, here rather than in the
+#: modules' ``CFG`` so the config checks need no Keras: SENet50's five stride-2 stages leave a
+#: 1x1 map at 32 px (below, Keras fails inside the network); dlib's network always takes
+#: 150-px chips, cut from images of the cache's size, which below 32 px hold too little face
+#: for its landmarks (the same floor)
+MIN_IMAGE_SIZE: dict[str, int] = {"senet50": 32, "dlib_resnet": 32}
 
 
 def backbone_module(name: str) -> ModuleType:

@@ -7,7 +7,8 @@ import dataclasses
 import typing
 from typing import Any
 
-from mfr.config import StudyConfig, load_config
+from mfr.config import ConfigValueError, StudyConfig, load_config
+from mfr.errors import InputError
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
 _TYPES = typing.get_type_hints(StudyConfig)
@@ -58,4 +59,10 @@ def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The profile named by ``--config``, with every config flag that was given."""
     given = {k: v for k, v in vars(args).items() if k in _FIELDS}
-    return load_config(args.config).replace(**given)
+    profile = load_config(args.config)
+    try:
+        return profile.replace(**given)
+    except ConfigValueError as e:  # a flag's value, checked as the profile's are: one line
+        if e.key not in given:
+            raise
+        raise InputError(f"{flag(e.key)}: {e.detail}") from None

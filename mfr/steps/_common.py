@@ -33,6 +33,32 @@ RANDOM_WEIGHTS_WARNING = (
 # --------------------------------------------------------------------------- shared checks
 
 
+def recorded_pairs_dir(run_dir: str | Path) -> Path | None:
+    """The partition folder run `run_dir` records it was made from (its run.json's
+    ``pairs_dir``), or None when it records none. A relative one (relative to wherever the
+    run was made) is looked for from here, then from the run folder and each folder above it,
+    and taken where its ``test.csv`` is the one the run's fingerprint names: never a
+    partition of the same name that the run was not made from. MissingError when none is."""
+    run_dir = Path(run_dir)
+    run = read_run(run_dir)
+    recorded = run.get("pairs_dir") if isinstance(run, dict) else None
+    if not recorded:
+        return None
+    path = Path(recorded)
+    if path.is_absolute():
+        return path
+    pairs = ((run.get("fingerprint") or {}).get("pairs") or {})
+    wanted = pairs.get("test.csv") if isinstance(pairs, dict) else None
+    for base in (Path.cwd(), run_dir, *run_dir.resolve().parents):
+        candidate = base / path
+        test = candidate / "test.csv"
+        if test.is_file() and (wanted is None or file_digest(test) == wanted):
+            return candidate
+    raise MissingError(f"{run_dir / 'run.json'}: its partition folder {recorded} (relative to "
+                       f"where the run was made) is not found from here or from the run "
+                       f"folder; pass --pairs DIR (the partition the run was made from)")
+
+
 def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: StudyConfig,
                       cache_dir: Path | None = None) -> Path | None:
     """`data_root` if given (the dataset folder the partition found under it, as `mfr

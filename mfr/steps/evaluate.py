@@ -34,6 +34,7 @@ from mfr.steps._common import (
     _settings,
     check_weights,
 )
+from mfr.thresholds import evaluated_run
 
 
 def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
@@ -124,8 +125,7 @@ def evaluate_fingerprint(study_dir: str | Path, config: StudyConfig) -> dict[str
     for d in sorted(p for p in study.iterdir() if p.is_dir()) if study.is_dir() else []:
         run = read_run(d)
         if run is not None and run.get("command") in ("partition", "embed", "train"):
-            runs[d.name] = {"fingerprint": run.get("fingerprint"),
-                            "status": run.get("status"), "outputs": run.get("outputs")}
+            runs[d.name] = evaluated_run(run)
     return {"settings": _settings(config, EVALUATE_SETTINGS), "runs": runs}
 
 

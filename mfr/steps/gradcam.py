@@ -18,6 +18,7 @@ from mfr.steps._common import (
     _require_complete,
     _weights_fingerprint,
     check_weights,
+    recorded_pairs_dir,
     resolve_data_root,
 )
 
@@ -48,7 +49,7 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
         pairs_dir = pairs_dir or Path(study_dir) / "partition"
     elif model_dir is not None:
         settings = [gs.read_setting(model_dir)]
-        pairs_dir = pairs_dir or (read_run(model_dir) or {}).get("pairs_dir")
+        pairs_dir = pairs_dir or recorded_pairs_dir(model_dir)
     else:
         settings = [gs.Setting.core(config)]
     if pairs_dir is None:

@@ -179,7 +179,7 @@ def train_step(
              epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
              engine=result.engine, data_parallel=config.data_parallel, devices=result.devices,
              loss=loss.record(config),
-             pairs_dir=str(pairs_dir), cache_dir=str(cache.cache_dir),
+             pairs_dir=str(pairs_dir.resolve()), cache_dir=str(Path(cache.cache_dir).resolve()),
              final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
                            f"legacy HDF5)",
              epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)")
