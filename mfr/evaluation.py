@@ -169,9 +169,9 @@ def discover_study(study_dir: str | Path) -> Study:
         if s.kind == "train" and _is_replicate(s, found, study_seed):
             s.key, s.replicate = f"N{s.n_layers}_s{s.seed}", True
             s.label += f", seed {s.seed}"
-        if run.get("status") == "running":
-            incomplete.append(_entry(s.key, sub, "its run.json says status running: the run "
-                                                 "did not finish"))
+        if run.get("status") in ("running", "failed"):
+            incomplete.append(_entry(s.key, sub, f"its run.json says status {run['status']}: "
+                                                 f"the run did not finish"))
             continue
         if not (sub / "distances.csv").is_file():
             incomplete.append(_entry(s.key, sub, "no distances.csv: the run did not finish"))

@@ -48,7 +48,8 @@ __all__ = ["CACHE_FORMAT", "ImageCache", "build_image_cache", "build_partition_c
            "reusable"]
 
 CACHE_FORMAT = 2
-
+#: The folder's record, written before anything else: mfr made this folder, for which images.
+RECORD = ".mfr-image-cache.json"
 
 
 
@@ -203,7 +204,7 @@ def build_image_cache(
     if not rebuild and (cache := reusable(cache_dir, paths, size, data_root, decoder)) is not None:
         return cache
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    _claim_cache_folder(cache_dir, data_root, paths)
     (cache_dir / "cache.json").unlink(missing_ok=True)  # no longer complete from here on
     for stale in cache_dir.glob(".*.tmp"):  # left by a killed build
         stale.unlink()
@@ -262,6 +263,51 @@ def build_image_cache(
             stacklevel=2,
         )
     return ImageCache.open(cache_dir)
+
+
+def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> None:
+    """mfr writes an image cache only into an absent or empty folder, or one whose record it
+    made (:data:`RECORD`, or the cache.json of a cache made before records) for the same
+    images (data root and paths; another size or decoder, or changed files, is rebuilt in
+    place). A user's own folder, or another run's cache of other images, is refused with one
+    line rather than a second cache made beside it: the caller named this folder, and a
+    silently different folder would be reused by no later step."""
+    record = cache_dir / RECORD
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise InputError(f"{cache_dir}: not a folder (expected an image cache folder)")
+    names = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
+    names = [n for n in names if not (n.startswith(".") and n.endswith(".tmp"))]
+    mine = {"data_root": str(data_root), "fingerprint": _fingerprint(paths)}
+    if names:
+        theirs = None
+        for name in (RECORD, "cache.json"):
+            try:
+                theirs = json.loads((cache_dir / name).read_text(encoding="utf-8"))
+                break
+            except (OSError, ValueError):
+                continue
+        if not isinstance(theirs, dict):
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise InputError(f"{cache_dir}: holds files that no mfr image cache made "
+                             f"({shown}); choose an empty or new --cache-dir")
+        same_root = theirs.get("data_root") == mine["data_root"]
+        covered = theirs.get("fingerprint") == mine["fingerprint"] or _covers(cache_dir, paths)
+        if not (same_root and covered):
+            what = (f"images under {theirs.get('data_root')}" if not same_root
+                    else "other images")
+            raise InputError(f"{cache_dir}: an image cache of {what} (see {RECORD}); choose "
+                             f"another --cache-dir (its own for these pairs) or delete it")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, mine)
+
+
+def _covers(cache_dir: Path, paths: list[str]) -> bool:
+    """Whether the complete cache in `cache_dir` lists every one of `paths`."""
+    try:
+        cache = ImageCache.open(cache_dir)
+    except (OSError, ValueError):
+        return False
+    return (set(cache.paths) | cache.failed_paths).issuperset(paths)
 
 
 def _map(fn, items: list[str], workers: int):
