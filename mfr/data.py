@@ -84,7 +84,7 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16
     if info.is_dir():
         return "dir"
-    if not mode or stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):  # no type bits: a plain file
         return "file"
     if stat.S_ISLNK(mode):
         return "a symbolic link"

@@ -283,8 +283,8 @@ def lock(out_dir: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunFolderError(f"{path.parent}: cannot make the output folder here "
-                             f"({e.strerror}); choose another output folder") from None
+        raise RunFolderError(f"{path.parent}: cannot write here ({e.strerror}); choose "
+                             f"another output folder") from None
     mine = f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
     for _ in range(3):
         try:
