@@ -56,7 +56,7 @@ def parted(tmp_path_factory):
 
 def test_out_that_is_or_holds_an_input_is_refused_before_any_work(parted, tmp_path, capsys):
     tree, pairs = parted
-    before = _files(pairs)
+    before, listing = _files(pairs), provenance.listing_digest(tree)
     capsys.readouterr()
     assert main(["embed", "--pairs", str(pairs), "--out", str(pairs), "--force",
                  "--weights", "none"]) == 2
@@ -64,13 +64,13 @@ def test_out_that_is_or_holds_an_input_is_refused_before_any_work(parted, tmp_pa
     assert main(["embed", "--pairs", str(pairs), "--out", str(pairs.parent), "--force",
                  "--weights", "none"]) == 2
     assert "holds the pairs folder" in _err(capsys)
-    assert main(["embed", "--pairs", str(pairs), "--out", str(tree / "out"),
+    assert main(["embed", "--pairs", str(pairs), "--out", str(tree), "--force",
                  "--data-root", str(tree), "--weights", "none"]) == 2
-    assert "lies inside the data root" in _err(capsys)
+    assert "the output folder is the data root" in _err(capsys)
     assert main(["embed", "--pairs", str(pairs), "--out", str(tmp_path / "c" / "o"),
                  "--cache-dir", str(tmp_path / "c"), "--weights", "none"]) == 2
     assert "lies inside the image cache" in _err(capsys)
-    assert _files(pairs) == before and not (tree / "out").exists()
+    assert _files(pairs) == before and provenance.listing_digest(tree) == listing
 
 
 # --------------------------------------------------------------------------- image cache

@@ -64,7 +64,9 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 #: A command's input folders, by argument: (what they are called, may the output folder hold
 #: it, may the output folder lie inside it).
 _INPUT_FOLDERS = {"pairs": ("pairs folder", False, False),
-                  "data_root": ("data root", False, False),
+                  # may lie inside a data root: --data-root may be a folder above the dataset
+                  # (the dataset folder under it is found later, by the step)
+                  "data_root": ("data root", False, True),
                   "cache_dir": ("image cache", True, False),
                   "model": ("model run", False, True),
                   "run_dir": ("model run", False, True),
