@@ -204,7 +204,17 @@ def build_image_cache(
     if not rebuild and (cache := reusable(cache_dir, paths, size, data_root, decoder)) is not None:
         return cache
 
-    _claim_cache_folder(cache_dir, data_root, paths)
+    made = _claim_cache_folder(cache_dir, data_root, paths)
+    try:
+        return _build(data_root, paths, cache_dir, size, progress, num_workers, decoder, config)
+    except BaseException:
+        if made:  # a folder that was empty is left empty
+            (cache_dir / RECORD).unlink(missing_ok=True)
+        raise
+
+
+def _build(data_root: Path, paths: list[str], cache_dir: Path, size: int, progress: bool,
+           num_workers: int | None, decoder: str, config: Any) -> ImageCache:
     (cache_dir / "cache.json").unlink(missing_ok=True)  # no longer complete from here on
     for stale in cache_dir.glob(".*.tmp"):  # left by a killed build
         stale.unlink()
@@ -260,18 +270,19 @@ def build_image_cache(
         warnings.warn(
             f"{len(failed)} of {n} images could not be read and were skipped; "
             f"see {cache_dir / 'failed.csv'}",
-            stacklevel=2,
+            stacklevel=3,  # the caller of build_image_cache
         )
     return ImageCache.open(cache_dir)
 
 
-def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> None:
+def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> bool:
     """mfr writes an image cache only into an absent or empty folder, or one whose record it
     made (:data:`RECORD`, or the cache.json of a cache made before records) for the same
     images (data root and paths; another size or decoder, or changed files, is rebuilt in
     place). A user's own folder, or another run's cache of other images, is refused with one
     line rather than a second cache made beside it: the caller named this folder, and a
-    silently different folder would be reused by no later step."""
+    silently different folder would be reused by no later step. Returns whether the folder
+    was absent or empty (its record is new)."""
     record = cache_dir / RECORD
     if cache_dir.exists() and not cache_dir.is_dir():
         raise InputError(f"{cache_dir}: not a folder (expected an image cache folder)")
@@ -299,6 +310,7 @@ def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> N
                              f"another --cache-dir (its own for these pairs) or delete it")
     cache_dir.mkdir(parents=True, exist_ok=True)
     write_json(record, mine)
+    return not names
 
 
 def _covers(cache_dir: Path, paths: list[str]) -> bool:
