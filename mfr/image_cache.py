@@ -26,6 +26,7 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -279,10 +280,11 @@ def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> b
     """mfr writes an image cache only into an absent or empty folder, or one whose record it
     made (:data:`RECORD`, or the cache.json of a cache made before records) for the same
     images (data root and paths; another size or decoder, or changed files, is rebuilt in
-    place). A user's own folder, or another run's cache of other images, is refused with one
-    line rather than a second cache made beside it: the caller named this folder, and a
-    silently different folder would be reused by no later step. Returns whether the folder
-    was absent or empty (its record is new)."""
+    place). A user's own folder is refused with one line. An mfr cache of other images (another
+    data root or other paths) is rebuilt in place, as before, but said on stderr, not
+    silently: a new one beside it would be found by no later step that names this folder, and
+    a refusal would stop the documented rebuild of a cache whose data root moved. Returns
+    whether the folder was absent or empty (its record is new)."""
     record = cache_dir / RECORD
     if cache_dir.exists() and not cache_dir.is_dir():
         raise InputError(f"{cache_dir}: not a folder (expected an image cache folder)")
@@ -306,8 +308,9 @@ def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> b
         if not (same_root and covered):
             what = (f"images under {theirs.get('data_root')}" if not same_root
                     else "other images")
-            raise InputError(f"{cache_dir}: an image cache of {what} (see {RECORD}); choose "
-                             f"another --cache-dir (its own for these pairs) or delete it")
+            print(f"WARNING: {cache_dir}: an image cache of {what}; rebuilt in place for "
+                  f"these pairs' images under {data_root} (a run that used it will rebuild "
+                  f"it in turn)", file=sys.stderr)
     cache_dir.mkdir(parents=True, exist_ok=True)
     write_json(record, mine)
     return not names

@@ -106,17 +106,18 @@ def test_cache_dir_of_the_users_files_or_of_other_images_is_refused(parted, tmp_
     assert "holds files that no mfr image cache made" in _err(capsys)
     assert (mine / "index.csv").read_text() == "my own index\n"
     assert json.loads((tmp_path / "e" / "run.json").read_text())["status"] == "failed"
-    # another cache, of other images: refused, left as it was
+    # another cache, of other images: rebuilt in place, said on stderr (not silently)
     other = tmp_path / "other"
     root = tmp_path / "root"
     (root / "x").mkdir(parents=True)
     Image.fromarray(np.full((40, 40, 3), 1, np.uint8)).save(root / "x" / "0.png")
     build_image_cache(root, ["x/0.png"], other, size=224, progress=False)
-    before = _files(other)
+    capsys.readouterr()
     assert main(["embed", "--pairs", str(pairs), "--out", str(tmp_path / "e2"), "--weights",
-                 "none", "--cache-dir", str(other), "--no-progress"]) == 2
-    assert "an image cache of images under" in _err(capsys)
-    assert _files(other) == before
+                 "none", "--cache-dir", str(other), "--no-progress"]) == 0
+    assert f"{other}: an image cache of images under {root.resolve()}; rebuilt in place" in (
+        capsys.readouterr().err)
+    assert "x/0.png" not in (other / "index.csv").read_text()
     # an empty folder is taken, and gets its record
     empty = tmp_path / "empty"
     empty.mkdir()
