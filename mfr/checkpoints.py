@@ -9,6 +9,8 @@ run that made it, and is only resumed by a run with the same fingerprint.
 from __future__ import annotations
 
 import json
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,40 @@ def _checkpoints(out_dir: str | Path) -> list[Path]:
     return sorted(d.glob("epoch_*.npz")) if d.is_dir() else []
 
 
+def damage(path: str | Path) -> str | None:
+    """Why the checkpoint at `path` cannot be read (truncated, a bad CRC, no metadata), or
+    None when it is whole: every member is read and its CRC checked."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+            if bad is not None:
+                return f"member {bad} fails its CRC check"
+            if "meta.npy" not in z.namelist():
+                return "no metadata (meta.npy)"
+        read_checkpoint_meta(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        return " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    return None
+
+
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The checkpoint of the last completed epoch in `out_dir`, or None."""
+    """The whole checkpoint of the last completed epoch in `out_dir`, or None.
+
+    A damaged one (a killed write that got renamed, a truncated copy) is set aside as
+    ``<name>.damaged`` with one line on stderr naming it and what the run goes on from: the
+    checkpoint before it, or the start."""
     found = _checkpoints(out_dir)
-    return found[-1] if found else None
+    while found:
+        path = found.pop()
+        why = damage(path)
+        if why is None:
+            return path
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        then = f"resuming from {found[-1].name}" if found else "starting over from epoch 1"
+        print(f"WARNING: {path}: damaged checkpoint ({why}); set aside as {aside.name}, "
+              f"{then}", file=sys.stderr)
+    return None
 
 
 def save_checkpoint(out_dir: str | Path, epoch: int, model: keras.Model, layers: list,

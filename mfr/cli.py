@@ -48,18 +48,27 @@ def main(argv: list[str] | None = None) -> int:
     # Build only the requested subcommand's parser when we can: it keeps start-up light.
     names = tuple(a for a in argv[:1] if a in COMMANDS) or COMMANDS
     args = build_parser(names).parse_args(argv)
+    from mfr.provenance import abandon
+
     try:
+        from mfr.commands._common import check_out_apart
+
+        check_out_apart(args)  # before any work: an --out that would delete an input
         return int(args._run(args) or 0)
     except MfrError as e:
+        abandon(_one_line(e))  # no run folder is left marked running, nor locked
         print(f"mfr {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # the environment, not the input: a full disk, a permission, ...
+        abandon(_one_line(e))
         print(f"mfr {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        abandon("interrupted")
         print(f"mfr {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception:
+    except Exception as e:
+        abandon(f"a bug: {type(e).__name__}")
         traceback.print_exc()
         print(f"mfr {args.command}: this is a bug in mfr, not a problem with your input; "
               f"please report it with the traceback above", file=sys.stderr)

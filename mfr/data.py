@@ -11,8 +11,14 @@ dataset (``synthetic``) is written there instead.
 
 from __future__ import annotations
 
+import lzma
+import os
+import shutil
+import stat
 import tarfile
 import zipfile
+import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from mfr.config import data_home
@@ -78,32 +84,142 @@ def _layout_ok(folder: Path, layout: str) -> Path | None:
     return root if found.layout == layout else None
 
 
-def _safe_members(names: list[str], archive: Path) -> None:
-    for n in names:
-        p = PurePosixPath(n.replace("\\", "/"))
-        if p.is_absolute() or ".." in p.parts:
-            raise InputError(f"{archive}: refuses to unpack {n!r} (it would land outside the "
-                             f"target folder)")
+#: The most an archive may unpack to (the sum of its members' sizes, checked from its list of
+#: members before anything is written). RMFRD, the larger dataset, is 95,470 face photos
+#: (tens of KB each, a few GB at most unpacked); 32 GiB allows over 350 KB a photo, while a
+#: small archive of zeros that would fill the disk ("zip bomb") is refused.
+UNPACK_LIMIT = 32 << 30
+
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
+                   NotImplementedError, OSError)
 
 
-def unpack(archive: str | Path, target: str | Path) -> Path:
-    """Unpack a .zip or .tar(.gz/.bz2/.xz) archive into `target` (made; members that would
-    land outside it are refused). InputError names anything else (e.g. a .rar)."""
+def _check_member(archive: Path, name: str, kind: str) -> None:
+    """One member of an archive may be unpacked: a regular file or a folder, inside the
+    target. Anything else is an InputError naming it."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    if p.is_absolute() or ".." in p.parts or (p.parts and ":" in p.parts[0]):
+        raise InputError(f"{archive}: refuses to unpack {name!r} (it would land outside the "
+                         f"target folder)")
+    if kind not in ("file", "dir"):
+        raise InputError(f"{archive}: refuses to unpack {name!r}: {kind} (expected only "
+                         f"files and folders)")
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    mode = info.external_attr >> 16
+    if info.is_dir():
+        return "dir"
+    if stat.S_IFMT(mode) == 0 or stat.S_ISREG(mode):  # no type bits: a plain file
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device node"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "not a regular file"
+
+
+def _tar_kind(m: tarfile.TarInfo) -> str:
+    if m.isdir():
+        return "dir"
+    if m.isreg():
+        return "file"
+    if m.issym():
+        return f"a symbolic link to {m.linkname!r}"
+    if m.islnk():
+        return f"a hard link to {m.linkname!r}"
+    if m.ischr() or m.isblk():
+        return "a device node"
+    if m.isfifo():
+        return "a FIFO"
+    return "not a regular file"
+
+
+def _check_size(archive: Path, total: int, limit: int) -> None:
+    if total > limit:
+        raise InputError(f"{archive}: would unpack to {total / 1e9:.1f} GB, over the limit of "
+                         f"{limit / 1e9:.1f} GB (no dataset mfr reads is that large); is it the "
+                         f"right file?")
+
+
+def unpack(archive: str | Path, target: str | Path, limit: int = UNPACK_LIMIT,
+           check: Callable[[Path], None] | None = None) -> Path:
+    """Unpack a .zip or .tar(.gz/.bz2/.xz) archive into `target`: the one safe unpacker.
+
+    Its list of members is checked before anything is written: only files and folders (no
+    link, device or FIFO), none landing outside `target`, their sizes summing to at most
+    `limit` bytes. It is unpacked into a temporary folder beside `target` (every CRC checked)
+    and renamed onto it (which must be absent or empty) only when whole: a damaged, truncated
+    or refused archive is one InputError naming it, and leaves nothing behind. `check`: called
+    on the unpacked temporary folder before the rename (an MfrError there, e.g. a layout
+    check, also leaves nothing)."""
     archive, target = Path(archive), Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            _safe_members(z.namelist(), archive)
-            z.extractall(target)
-    elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            _safe_members(t.getnames(), archive)
-            t.extractall(target, filter="data")
-    else:
-        kind = "a RAR archive" if archive.read_bytes()[:4] == b"Rar!" else "not a zip or tar"
-        raise InputError(f"{archive}: {kind}; unpack it yourself and pass the folder with "
-                         f"--from FOLDER")
+    if target.exists() and not (target.is_dir() and not any(target.iterdir())):
+        raise InputError(f"{target}: not empty; unpack {archive} into an empty or new folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.unpack-{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as z:
+                infos = z.infolist()
+                for info in infos:
+                    _check_member(archive, info.filename, _zip_kind(info))
+                _check_size(archive, sum(i.file_size for i in infos), limit)
+                tmp.mkdir()
+                z.extractall(tmp)  # each member's CRC is checked as it is read
+        elif tarfile.is_tarfile(archive):
+            with tarfile.open(archive) as t:
+                members = t.getmembers()  # reads the whole stream: a truncated one fails here
+                for m in members:
+                    _check_member(archive, m.name, _tar_kind(m))
+                _check_size(archive, sum(m.size for m in members if m.isreg()), limit)
+                tmp.mkdir()
+                t.extractall(tmp, filter="data")
+        else:
+            with open(archive, "rb") as f:
+                head = f.read(4)
+            kind = "a RAR archive" if head == b"Rar!" else "not a zip or tar"
+            raise InputError(f"{archive}: {kind}; unpack it yourself and pass the folder with "
+                             f"--from FOLDER")
+        if check is not None:
+            check(tmp)
+        if target.exists():
+            target.rmdir()
+        tmp.rename(target)
+    except MfrError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except _ARCHIVE_ERRORS as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno:
+            raise  # the environment (a full disk, a permission): said as it is (exit 2)
+        raise InputError(f"{archive}: damaged or truncated archive ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:160]}); download it again") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return target
+
+
+def _looks_like_html(path: Path) -> bool:
+    """A download that is a web page (Google Drive's "quota exceeded" or sign-in page), not
+    the archive."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml"))
+
+
+def _layout_check(name: str, spec: dict[str, str], origin: object) -> Callable[[Path], None]:
+    """The layout check of an unpacked archive, before it is moved into place."""
+    def check(folder: Path) -> None:
+        if _layout_ok(folder, spec["layout"]) is None:
+            found = sorted(p.name for p in folder.iterdir())[:5]
+            raise MissingError(f"{origin}: unpacked, but no {name} layout in it (found "
+                               f"{found}; expected {spec['what']}); nothing kept")
+    return check
 
 
 def fetch(name: str, target: str | Path | None = None, source: str | Path | None = None,
@@ -142,7 +258,7 @@ def fetch(name: str, target: str | Path | None = None, source: str | Path | None
                 target.unlink() if target.is_symlink() else target.rmdir()
             target.symlink_to(source.resolve(), target_is_directory=True)
         else:
-            unpack(source, target)
+            unpack(source, target, check=_layout_check(name, spec, source))
     else:
         url = url or gdrive_url(spec["gdrive_id"])
         part = target.parent / f".{name}.download"
@@ -163,7 +279,17 @@ def fetch(name: str, target: str | Path | None = None, source: str | Path | None
         if not got or not Path(part).is_file():
             raise DataFetchError(f"could not download {name} from {url}; download it by hand "
                                  f"and run `mfr data fetch {name} --from FILE`")
-        unpack(part, target)
+        if _looks_like_html(part):
+            part.unlink()
+            raise DataFetchError(
+                f"{url}: sent a web page, not the {name} archive (Google Drive's quota or "
+                f"sign-in page?); nothing kept; download {spec['what']} by hand and run "
+                f"`mfr data fetch {name} --from FILE`")
+        try:
+            unpack(part, target, check=_layout_check(name, spec, url))
+        except InputError:
+            part.unlink(missing_ok=True)  # damaged: not resumed by the next fetch
+            raise
         part.unlink()
     root = _layout_ok(target, spec["layout"])
     if root is None:

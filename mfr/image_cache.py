@@ -26,6 +26,7 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import warnings
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -48,7 +49,8 @@ __all__ = ["CACHE_FORMAT", "ImageCache", "build_image_cache", "build_partition_c
            "reusable"]
 
 CACHE_FORMAT = 2
-
+#: The folder's record, written before anything else: mfr made this folder, for which images.
+RECORD = ".mfr-image-cache.json"
 
 
 
@@ -203,7 +205,17 @@ def build_image_cache(
     if not rebuild and (cache := reusable(cache_dir, paths, size, data_root, decoder)) is not None:
         return cache
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    made = _claim_cache_folder(cache_dir, data_root, paths)
+    try:
+        return _build(data_root, paths, cache_dir, size, progress, num_workers, decoder, config)
+    except BaseException:
+        if made:  # a folder that was empty is left empty
+            (cache_dir / RECORD).unlink(missing_ok=True)
+        raise
+
+
+def _build(data_root: Path, paths: list[str], cache_dir: Path, size: int, progress: bool,
+           num_workers: int | None, decoder: str, config: Any) -> ImageCache:
     (cache_dir / "cache.json").unlink(missing_ok=True)  # no longer complete from here on
     for stale in cache_dir.glob(".*.tmp"):  # left by a killed build
         stale.unlink()
@@ -259,9 +271,58 @@ def build_image_cache(
         warnings.warn(
             f"{len(failed)} of {n} images could not be read and were skipped; "
             f"see {cache_dir / 'failed.csv'}",
-            stacklevel=2,
+            stacklevel=3,  # the caller of build_image_cache
         )
     return ImageCache.open(cache_dir)
+
+
+def _claim_cache_folder(cache_dir: Path, data_root: Path, paths: list[str]) -> bool:
+    """mfr writes an image cache only into an absent or empty folder, or one whose record it
+    made (:data:`RECORD`, or the cache.json of a cache made before records) for the same
+    images (data root and paths; another size or decoder, or changed files, is rebuilt in
+    place). A user's own folder is refused with one line. An mfr cache of other images (another
+    data root or other paths) is rebuilt in place, as before, but said on stderr, not
+    silently: a new one beside it would be found by no later step that names this folder, and
+    a refusal would stop the documented rebuild of a cache whose data root moved. Returns
+    whether the folder was absent or empty (its record is new)."""
+    record = cache_dir / RECORD
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise InputError(f"{cache_dir}: not a folder (expected an image cache folder)")
+    names = sorted(p.name for p in cache_dir.iterdir()) if cache_dir.is_dir() else []
+    names = [n for n in names if not (n.startswith(".") and n.endswith(".tmp"))]
+    mine = {"data_root": str(data_root), "fingerprint": _fingerprint(paths)}
+    if names:
+        theirs = None
+        for name in (RECORD, "cache.json"):
+            try:
+                theirs = json.loads((cache_dir / name).read_text(encoding="utf-8"))
+                break
+            except (OSError, ValueError):
+                continue
+        if not isinstance(theirs, dict):
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise InputError(f"{cache_dir}: holds files that no mfr image cache made "
+                             f"({shown}); choose an empty or new --cache-dir")
+        same_root = theirs.get("data_root") == mine["data_root"]
+        covered = theirs.get("fingerprint") == mine["fingerprint"] or _covers(cache_dir, paths)
+        if not (same_root and covered):
+            what = (f"images under {theirs.get('data_root')}" if not same_root
+                    else "other images")
+            print(f"WARNING: {cache_dir}: an image cache of {what}; rebuilt in place for "
+                  f"these pairs' images under {data_root} (a run that used it will rebuild "
+                  f"it in turn)", file=sys.stderr)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, mine)
+    return not names
+
+
+def _covers(cache_dir: Path, paths: list[str]) -> bool:
+    """Whether the complete cache in `cache_dir` lists every one of `paths`."""
+    try:
+        cache = ImageCache.open(cache_dir)
+    except (OSError, ValueError):
+        return False
+    return (set(cache.paths) | cache.failed_paths).issuperset(paths)
 
 
 def _map(fn, items: list[str], workers: int):

@@ -14,6 +14,7 @@ IDCT, as the thesis did (needs TensorFlow).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,19 @@ def _pil_rgb(im) -> np.ndarray:
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # no extra copy
 
 
+def _require_regular(path: str | Path) -> None:
+    """Only a regular file is read: opening a FIFO blocks for ever, a device reads without
+    end. InputError naming what the path is (the image cache lists it as failed)."""
+    import stat
+
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise InputError(f"{path}: {kind}, not an image file")
+
+
 def decode_rgb(path: str | Path, decoder: str = "pil") -> np.ndarray:
     """Decode an image file to uint8 RGB (H, W, 3).
 
@@ -93,6 +107,7 @@ def decode_rgb(path: str | Path, decoder: str = "pil") -> np.ndarray:
     default (fast integer) IDCT, ``tf.io.decode_image`` for other formats; needs TensorFlow.
     The two differ on JPEGs by about 1.4 grey levels on average (up to ~15 at edges).
     """
+    _require_regular(path)
     if decoder == "pil":
         from PIL import Image
 

@@ -60,7 +60,7 @@ class RunRecord:
 
     path: Path  # the run.json
     command: str | None
-    status: str | None  # "running" | "complete"; None for records from before provenance
+    status: str | None  # "running" | "complete" | "failed"; None for records from before provenance
     config: Mapping[str, Any]
     fingerprint: Any
     outputs: Mapping[str, str]  # output file -> sha256, on completion

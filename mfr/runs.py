@@ -226,8 +226,8 @@ Check = Callable[[Setting], "str | None"]
 
 def finished(s: Setting) -> str | None:
     """The evaluation's check: the run finished and wrote its distances."""
-    if s.record is not None and s.record.status == "running":
-        return f"its {RUN_FILE} says status running: the run did not finish"
+    if s.record is not None and s.record.status in ("running", "failed"):
+        return f"its {RUN_FILE} says status {s.record.status}: the run did not finish"
     if not (s.run_dir / "distances.csv").is_file():
         return "no distances.csv: the run did not finish"
     return None

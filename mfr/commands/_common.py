@@ -66,3 +66,35 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         if e.key not in given:
             raise
         raise InputError(f"{flag(e.key)}: {e.detail}") from None
+
+
+#: A command's input folders, by argument: (what they are called, may the output folder hold
+#: it, may the output folder lie inside it).
+_INPUT_FOLDERS = {"pairs": ("pairs folder", False, False),
+                  # may lie inside a data root: --data-root may be a folder above the dataset
+                  # (the dataset folder under it is found later, by the step)
+                  "data_root": ("data root", False, True),
+                  "cache_dir": ("image cache", True, False),
+                  "model": ("model run", False, True),
+                  "run_dir": ("model run", False, True),
+                  "study": ("study folder", False, True),
+                  "source": ("manual download", False, False)}
+
+
+def check_out_apart(args: argparse.Namespace) -> None:
+    """The one check every command's output folder (``--out``, ``--to``) gets before any
+    work: not one of its input folders, not holding one (``--force`` would delete it), not
+    inside one (:func:`mfr.provenance.check_apart`). An image cache may lie in the output
+    folder (``OUT/cache``); a study's or run's outputs may lie in its folder (the defaults)."""
+    from mfr.provenance import check_apart
+
+    given = vars(args)
+    out = given.get("out") or given.get("to")
+    if out is None:
+        return
+    labels = {name: f"{what} (--{'from' if name == 'source' else name.replace('_', '-')})"
+              for name, (what, _, _) in _INPUT_FOLDERS.items()}
+    inputs = {labels[name]: given.get(name) for name in _INPUT_FOLDERS}
+    check_apart(out, inputs,
+                may_hold=[labels[n] for n, (_, hold, _) in _INPUT_FOLDERS.items() if hold],
+                may_lie_in=[labels[n] for n, (_, _, lie) in _INPUT_FOLDERS.items() if lie])

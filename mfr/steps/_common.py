@@ -174,9 +174,9 @@ def _require_complete(folder: Path, what: str) -> None:
     """An input folder written by mfr must hold a finished run (a hand-made one is taken as
     it is): a partition killed halfway is not read."""
     run = read_run(folder)
-    if run is not None and run.get("status") == "running":
+    if run is not None and run.get("status") in ("running", "failed"):
         raise InputError(f"{folder}: the {what} there did not finish (its run.json says "
-                         f"status running); run it again")
+                         f"status {run['status']}); run it again")
 
 
 def _nonempty(frames: dict[str, pd.DataFrame], pairs_dir: Path, splits: Sequence[str]) -> None:
