@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from mfr.outputs import versions, write_json  # noqa: E402
+from mfr.core.outputs import versions, write_json  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RMFRD = DATA / "rmfrd-dev" / "self-built-masked-face-recognition-dataset"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from mfr.outputs import versions, write_json  # noqa: E402
+from mfr.core.outputs import versions, write_json  # noqa: E402
 
 
 def _devices() -> list[str]:
@@ -91,7 +91,7 @@ def _timed(fn, repeats: int) -> tuple[list[float], object]:
 
 
 def _write_jpegs(root: Path, n_unmasked: int, n_masked: int, seed: int) -> tuple[list[str], list[str]]:
-    from mfr.datasets.synthetic import face_jpeg
+    from mfr.data.datasets.synthetic import face_jpeg
 
     u, m = [], []
     for side, n, masked, lst in (("u", n_unmasked, False, u), ("m", n_masked, True, m)):
@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     from thesis_style import thesis_style_pair_distances
 
-    from mfr.distances import METRICS, l2_normalize, pair_distances
-    from mfr.embeddings import embed_images
-    from mfr.image_cache import build_image_cache
+    from mfr.data.image_cache import build_image_cache
+    from mfr.evaluation.distances import METRICS, l2_normalize, pair_distances
+    from mfr.evaluation.embeddings import embed_images
     from mfr.models import senet50
 
     n_u = args.unique // 2

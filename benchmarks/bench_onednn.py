@@ -1,7 +1,7 @@
 """Benchmark: TensorFlow's oneDNN kernels on vs off, on this CPU: speed and how far results move.
 
 TensorFlow turns oneDNN on by default on CPUs with AVX-512 VNNI/BF16 or AMX
-(:mod:`mfr.numerics`); ``TF_ENABLE_ONEDNN_OPTS=1`` forces it on any x86 CPU, ``=0`` off. Each
+(:mod:`mfr.core.numerics`); ``TF_ENABLE_ONEDNN_OPTS=1`` forces it on any x86 CPU, ``=0`` off. Each
 setting runs twice, each run in a fresh process (the setting is read once, at import):
 
 - embedding: a seeded random SENet50 (the thesis's network; timing and float order do not
@@ -38,7 +38,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def _drawn(n_subjects: int, size: int = 224):
-    from mfr.datasets.synthetic import draw_face
+    from mfr.data.datasets.synthetic import draw_face
 
     imgs = [np.asarray(draw_face(f"s{s:02d}", masked, size, variant=v))
             for s in range(n_subjects) for masked in (False, True) for v in range(2)]
@@ -69,12 +69,12 @@ def _timed(fn, repeats: int):
 def worker(out: Path, n_subjects: int, repeats: int, epochs: int) -> None:
     import keras
 
-    from mfr.config import StudyConfig
-    from mfr.embeddings import embed_images
+    from mfr.core.config import StudyConfig
+    from mfr.core.numerics import onednn_setting
+    from mfr.data.pairs import PairSet
+    from mfr.evaluation.embeddings import embed_images
     from mfr.models import senet50
-    from mfr.numerics import onednn_setting
-    from mfr.pairs import PairSet
-    from mfr.training import train_siamese
+    from mfr.training.fit import train_siamese
 
     imgs = _drawn(n_subjects)
     keras.utils.set_random_seed(2021)
@@ -145,8 +145,8 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.subjects, args.repeats, args.epochs)
         return
-    from mfr.numerics import numerics
-    from mfr.outputs import versions, write_json
+    from mfr.core.numerics import numerics
+    from mfr.core.outputs import versions, write_json
 
     runs: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:

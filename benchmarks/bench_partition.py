@@ -1,6 +1,6 @@
 """Benchmark: `mfr partition` with the defaults on an RMFRD-scale synthetic tree.
 
-Builds the tree of `mfr.datasets.synthetic.table_4_2_counts("full")` (Table 3.1's 95,470 files: 442
+Builds the tree of `mfr.data.datasets.synthetic.table_4_2_counts("full")` (Table 3.1's 95,470 files: 442
 common subjects, 83 masked-only, 18 unmasked-only; tiny JPEGs), runs `mfr partition` in a
 fresh process (wall time, peak RSS of that process), checks that it gives exactly the thesis's
 Table 4.2 and that a second run writes byte-identical files, and writes
@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts  # noqa: E402
-from mfr.outputs import versions, write_json  # noqa: E402
-from mfr.partition import TABLE_KEYS, THESIS_TABLE_4_2  # noqa: E402
+from mfr.core.outputs import versions, write_json  # noqa: E402
+from mfr.data.datasets.synthetic import make_rmfrd_tree, table_4_2_counts  # noqa: E402
+from mfr.data.partition import TABLE_KEYS, THESIS_TABLE_4_2  # noqa: E402
 
 LIMIT_S, LIMIT_MB = 30.0, 2048.0
 

@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from mfr.config import load_config  # noqa: E402
-from mfr.outputs import versions, write_json  # noqa: E402
-from mfr.runs import setting_dir_name  # noqa: E402
+from mfr.core.config import load_config  # noqa: E402
+from mfr.core.outputs import versions, write_json  # noqa: E402
+from mfr.core.runs import setting_dir_name  # noqa: E402
 
 
 def _compared(out: Path, config) -> list[str]:
@@ -50,7 +50,7 @@ def _digests(out: Path, rels: list[str]) -> dict[str, str]:
 
 
 def _run(profile: str, out: Path, workers: int | None) -> dict:
-    from mfr.study import run_study
+    from mfr.study.runner import run_study
 
     if workers is None:
         t0 = time.perf_counter()
@@ -59,7 +59,7 @@ def _run(profile: str, out: Path, workers: int | None) -> dict:
                 "steps_s": {k: v.get("seconds") for k, v in result.ledger["steps"].items()}}
     import ray
 
-    from mfr.executors.ray_executor import RayExecutor
+    from mfr.study.executors.ray_executor import RayExecutor
 
     t0 = time.perf_counter()
     ray.init(num_cpus=workers, include_dashboard=False, object_store_memory=80 * 2**20)

@@ -53,7 +53,7 @@ def make_data(images, pairs, seed=0):
                                        dtype=np.uint8)
 
     def pairset(n, u0, nu, m0, nm):
-        from mfr.pairs import PairSet
+        from mfr.data.pairs import PairSet
 
         return PairSet(u0 + rng.integers(0, nu, n), m0 + rng.integers(0, nm, n),
                        (np.arange(n) % 2).astype(np.int64))
@@ -77,7 +77,7 @@ def device_name() -> str:
 
 
 def subset(p, fraction, seed=1):
-    from mfr.pairs import PairSet
+    from mfr.data.pairs import PairSet
 
     n = max(1, int(round(len(p) * fraction)))
     idx = np.random.default_rng(seed).permutation(len(p))[:n]
@@ -104,7 +104,7 @@ def fresh_core(seed):
 
 
 def run_setting(n, imgs, tr, va, te, cfg, seed):
-    from mfr.training import train_siamese
+    from mfr.training.fit import train_siamese
 
     t0 = time.perf_counter()
     core = fresh_core(seed)
@@ -166,8 +166,8 @@ def main(argv=None) -> int:
 
     import keras
 
-    from mfr.config import StudyConfig
-    from mfr.outputs import versions, write_json
+    from mfr.core.config import StudyConfig
+    from mfr.core.outputs import versions, write_json
 
     sc = SCALES[args.scale]
     ns = tuple(int(v) for v in args.n.split(",")) if args.n else sc["ns"]

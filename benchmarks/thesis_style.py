@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfr.distances import l2_normalize, pair_distances
-from mfr.embeddings import predict_batch
-from mfr.progress import progress_bar
+from mfr.core.progress import progress_bar
+from mfr.evaluation.distances import l2_normalize, pair_distances
+from mfr.evaluation.embeddings import predict_batch
 
 
 def thesis_style_pair_distances(

@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from mfr import __version__
-from mfr.errors import MfrError
+from mfr.core.errors import MfrError
 
 COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "search",
             "data")
@@ -41,14 +41,14 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand. Bad input (any :class:`mfr.errors.MfrError`) and file-system faults
+    """Run one subcommand. Bad input (any :class:`mfr.core.errors.MfrError`) and file-system faults
     (a full disk, a permission) are one line on stderr and exit status 2; anything else is a
     bug: its traceback, a line saying so, and exit status 1."""
     argv = sys.argv[1:] if argv is None else argv
     # Build only the requested subcommand's parser when we can: it keeps start-up light.
     names = tuple(a for a in argv[:1] if a in COMMANDS) or COMMANDS
     args = build_parser(names).parse_args(argv)
-    from mfr.provenance import abandon
+    from mfr.core.provenance import abandon
 
     try:
         from mfr.commands._common import check_out_apart

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mfr.backbones import BACKBONES, backbone_cfg, check_trainable_layers
-from mfr.config import StudyConfig
-from mfr.errors import InputError
+from mfr.core.config import StudyConfig
+from mfr.core.errors import InputError
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 RMFRD_DEV = SHARED / "rmfrd-dev" / "self-built-masked-face-recognition-dataset"
@@ -67,8 +67,8 @@ def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_pa
     """The thesis's protocol on the port: the last N layers train (affine frozen), the run
     folder loads back through the registry, and learning rate 0 changes nothing."""
     from mfr.backbones.run_model import load_run_model
-    from mfr.embeddings import load_embeddings
-    from mfr.steps import embed_step, partition_step, train_step
+    from mfr.evaluation.embeddings import load_embeddings
+    from mfr.study.steps import embed_step, partition_step, train_step
 
     root = _tiny_rmfrd(tmp_path)
     cfg = StudyConfig(backbone="dlib_resnet", data_root=str(root), image_size=160,
@@ -88,7 +88,7 @@ def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_pa
     assert model.name == "dlib_resnet" and len(model.layers) == 109
     # the face chips were made once, beside the image cache, and are what alignment gives
     from mfr.backbones import align_images, aligned_cache
-    from mfr.image_cache import ImageCache
+    from mfr.data.image_cache import ImageCache
 
     cache = ImageCache.open(tmp_path / "baseline" / "cache")
     assert (cache.cache_dir / "aligned_dlib_resnet_crop.npy").is_file()
@@ -102,7 +102,7 @@ def test_port_and_dlib_give_the_same_metrics_on_the_same_chips(tmp_path):
     """`mfr evaluate --embedder dlib_resnet` and `--embedder dlib` with the same face box."""
     import json
 
-    from mfr.steps import evaluate_dataset_step
+    from mfr.study.steps import evaluate_dataset_step
 
     root = _tiny_rmfrd(tmp_path, subjects=8)
     cfg = StudyConfig(bootstrap_resamples=0, max_per_subject=3)

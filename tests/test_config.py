@@ -7,10 +7,10 @@ import stat
 
 import pytest
 
-from mfr import outputs
 from mfr.cli import main
 from mfr.commands._common import flag
-from mfr.config import StudyConfig, load_config
+from mfr.core import outputs
+from mfr.core.config import StudyConfig, load_config
 
 
 def test_replace_sets_none_and_checks_types():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from mfr.cli import main
-from mfr.data import gdrive_url, unpack
+from mfr.data.fetch import gdrive_url, unpack
 
 
 def _mfr2_tree(root: Path) -> Path:
@@ -76,7 +76,7 @@ def test_fetch_downloads_unpacks_and_checks_the_layout(server, tmp_path, capsys)
     assert not list(target.parent.glob(".mfr2.download*"))  # the archive is removed
     n = len(hits)
     assert main(args) == 0 and len(hits) == n  # already there: nothing downloaded
-    from mfr.datasets import load_dataset
+    from mfr.data.datasets import load_dataset
 
     assert load_dataset(target).layout == "mfr2"
 

@@ -30,11 +30,11 @@ import sys, warnings
 import keras, numpy as np
 sys.path.insert(0, sys.argv[2])
 from tiny_models import tiny_senet
-from mfr import siamese
-from mfr.config import StudyConfig
-from mfr.embeddings import embed_images
-from mfr.pairs import PairSet
-from mfr.training import train_siamese
+from mfr.training import siamese
+from mfr.core.config import StudyConfig
+from mfr.evaluation.embeddings import embed_images
+from mfr.data.pairs import PairSet
+from mfr.training.fit import train_siamese
 
 assert keras.distribution.list_devices() == ["cpu:0", "cpu:1"], keras.distribution.list_devices()
 images = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""Layouts, root detection, bad input and exclusions (mfr.datasets)."""
+"""Layouts, root detection, bad input and exclusions (mfr.data.datasets)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mfr.datasets import (
+from mfr.data.datasets import (
     MASKED_DIR,
     RMFRD_DIRNAME,
     UNMASKED_DIR,
@@ -17,8 +17,8 @@ from mfr.datasets import (
     load_mfr2,
     load_rmfrd,
 )
-from mfr.datasets.synthetic import face_jpeg, make_rmfrd_tree
-from mfr.partition import select_images
+from mfr.data.datasets.synthetic import face_jpeg, make_rmfrd_tree
+from mfr.data.partition import select_images
 
 
 def _tree(tmp_path: Path, counts, **kw) -> Path:
@@ -194,8 +194,8 @@ def test_mfr2_bad_input(tmp_path):
 
 def test_every_step_takes_the_data_root_partition_takes(tmp_path, mfr2_dev):
     """A folder above the dataset works for the steps after the partition, as for it."""
-    from mfr.config import StudyConfig
-    from mfr.steps._common import resolve_data_root
+    from mfr.core.config import StudyConfig
+    from mfr.study.steps._common import resolve_data_root
 
     root = _tree(tmp_path, {"a": (1, 1)})
     pairs = tmp_path / "no-partition-here"
@@ -233,7 +233,7 @@ def _mfr2_tree(folder: Path) -> Path:
 
 
 def _toy_spec(name="toy"):
-    from mfr.datasets import DatasetSpec
+    from mfr.data.datasets import DatasetSpec
 
     def detect(root, depth):
         return root if depth == 0 and (root / "TOY").is_file() else None
@@ -248,7 +248,7 @@ def _toy_spec(name="toy"):
 @pytest.fixture
 def registry(monkeypatch):
     """The registry, restored after the test (a test may register its own datasets)."""
-    from mfr import datasets
+    from mfr.data import datasets
 
     monkeypatch.setattr(datasets, "DATASETS", dict(datasets.DATASETS))
     return datasets
@@ -270,8 +270,8 @@ def test_registry_lists_the_datasets_and_their_facts(registry):
 
 
 def test_unknown_dataset_is_one_line_naming_the_known(registry):
-    from mfr.data import dataset_dir
-    from mfr.errors import InputError
+    from mfr.core.errors import InputError
+    from mfr.data.fetch import dataset_dir
 
     for fn in (registry.get_dataset, dataset_dir):
         with pytest.raises(InputError) as e:
@@ -282,7 +282,7 @@ def test_unknown_dataset_is_one_line_naming_the_known(registry):
 
 
 def test_detect_each_layout(tmp_path, registry):
-    from mfr.datasets.synthetic import make_demo_tree
+    from mfr.data.datasets.synthetic import make_demo_tree
 
     rm = _tree(tmp_path / "r", {"a": (1, 1)})
     spec, found = registry.detect_dataset(tmp_path / "r")  # two levels above the tree
@@ -337,8 +337,8 @@ def test_a_registered_dataset_is_everywhere(tmp_path, registry, capsys, monkeypa
     out = capsys.readouterr().out
     assert "toy: a toy dataset of the tests" in out and "rmfrd:" in out
     assert "synthetic:" in out and "generated" in out
-    from mfr.datasets import DatasetSpec
-    from mfr.errors import InputError
+    from mfr.core.errors import InputError
+    from mfr.data.datasets import DatasetSpec
 
     with pytest.raises(InputError, match="unknown layout 'nowhere'"):
         registry.register_dataset(DatasetSpec(name="other", label="x", layout="nowhere",
@@ -365,9 +365,9 @@ def test_fetch_synthetic_generates_it_once(tmp_path, monkeypatch, capsys):
 
 def test_missing_data_names_the_dataset_of_its_home(tmp_path, monkeypatch):
     """No guessing from the path: the dataset whose $MFR_DATA/<name> holds the data root."""
-    from mfr.config import StudyConfig
-    from mfr.errors import MissingError
-    from mfr.study import _check_can_run
+    from mfr.core.config import StudyConfig
+    from mfr.core.errors import MissingError
+    from mfr.study.runner import _check_can_run
 
     monkeypatch.setenv("MFR_DATA", str(tmp_path / "home"))
     for root, named in ((tmp_path / "home" / "mfr2", "mfr data fetch mfr2 "),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfr.config import load_config
+from mfr.core.config import load_config
 
 DISTANCES = ["sum_squared", "cosine", "l2", "l1"]
 #: what "the same numbers" means across machines: the CSVs' 6 decimals, relative 1e-3

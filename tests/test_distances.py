@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfr.distances import METRICS, l2_normalize, pair_distances, summarise
+from mfr.evaluation.distances import METRICS, l2_normalize, pair_distances, summarise
 
 
 def test_hand_computed_values():

@@ -23,7 +23,7 @@ from mfr.backbones.dlib_resnet import (  # noqa: E402
     preprocess_dlib,
     trainable_tail,
 )
-from mfr.errors import InputError, MissingError  # noqa: E402
+from mfr.core.errors import InputError, MissingError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 RMFRD = SHARED / "data" / "rmfrd-dev" / "self-built-masked-face-recognition-dataset"

@@ -37,7 +37,7 @@ def dlib_embedder():
 
 
 def test_dlib_genuine_nearer_than_impostor(mfr2_dev, dlib_embedder):
-    from mfr.images import load_image
+    from mfr.data.images import load_image
 
     root = mfr2_dev / "mfr2"
     x = np.stack([load_image(root / p, 160) for p in (A2, A4, B3, C3, A1)])
@@ -77,8 +77,8 @@ def _mfr2_subset(src: Path, dst: Path, subjects=SUBSET) -> Path:
 def test_evaluate_dataset_dlib_on_mfr2(mfr2_dev, dlib_embedder, tmp_path):
     from sklearn.metrics import roc_auc_score
 
-    from mfr.config import StudyConfig
-    from mfr.steps import evaluate_dataset_step
+    from mfr.core.config import StudyConfig
+    from mfr.study.steps import evaluate_dataset_step
 
     root = _mfr2_subset(mfr2_dev / "mfr2", tmp_path / "mfr2")
     out = tmp_path / "out"
@@ -138,9 +138,9 @@ def test_senet50_embedder_loads_a_train_run(tmp_path):
     """run_dir: base weights from the run's config (random init, seeded) + its trained layers."""
     import keras
 
+    from mfr.core.outputs import write_json
     from mfr.models import senet50
     from mfr.models.legacy_h5 import save_legacy_h5
-    from mfr.outputs import write_json
 
     keras.utils.set_random_seed(7)
     core = senet50(weights=None)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mfr.distances import pair_distances
-from mfr.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
-from mfr.pairs import pair_indices, parse_splits
+from mfr.data.pairs import pair_indices, parse_splits
+from mfr.evaluation.distances import pair_distances
+from mfr.evaluation.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from thesis_style import thesis_style_pair_distances  # noqa: E402

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfr import evaluation as E
-from mfr import report
-from mfr.config import StudyConfig
-from mfr.distances import distance_table
-from mfr.embeddings import Embeddings, save_embeddings
-from mfr.outputs import run_metadata, write_csv, write_json
-from mfr.pairs import COLUMNS, pair_indices
+from mfr.core.config import StudyConfig
+from mfr.core.outputs import run_metadata, write_csv, write_json
+from mfr.data.pairs import COLUMNS, pair_indices
+from mfr.evaluation import study as E
+from mfr.evaluation.distances import distance_table
+from mfr.evaluation.embeddings import Embeddings, save_embeddings
+from mfr.report import thesis as report
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ def make_study(root: Path, layers=(10, 30), trained=(10,), seed: int = 0) -> Pat
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from mfr.steps import evaluate_step
+    from mfr.study.steps import evaluate_step
 
     study = make_study(tmp_path_factory.mktemp("study"))
     with pytest.warns(UserWarning, match="missing N30"):
@@ -152,7 +152,7 @@ def test_metrics_agree_with_an_independent_computation(evaluated):
 
 
 def test_rerun_is_byte_identical(evaluated, tmp_path):
-    from mfr.steps import evaluate_step
+    from mfr.study.steps import evaluate_step
 
     study, _ = evaluated
     with pytest.warns(UserWarning):
@@ -237,8 +237,8 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     asks for is missing, a second folder of one seed is incomplete; no forward pass."""
     import shutil
 
-    from mfr.steps import evaluate_step
-    from mfr.study_report import write_report
+    from mfr.report.study import write_report
+    from mfr.study.steps import evaluate_step
 
     study = make_study(tmp_path / "s", layers=(10,), trained=(10,))
     rng = np.random.default_rng(5)

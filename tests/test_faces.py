@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfr import faces
-from mfr.images import load_image
+from mfr.data import faces
+from mfr.data.images import load_image
 
 
 def _photo(root, name: str, i: int, size: int = 224) -> np.ndarray:

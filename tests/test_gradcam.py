@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfr import attention
-from mfr.gradcam import FEATURE_LAYER, gradcam, pair_distance, upsample
+from mfr.explain import attention
+from mfr.explain.gradcam import FEATURE_LAYER, gradcam, pair_distance, upsample
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_tf = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -103,7 +103,7 @@ def _inputs(n: int, seed: int = 0) -> np.ndarray:
 
 
 def _maps_and_deletion(model, x, refs):
-    from mfr.gradcam import embed_preprocessed
+    from mfr.explain.gradcam import embed_preprocessed
 
     cams = gradcam(model, x, refs, layer="features")
     rows = []
@@ -119,7 +119,7 @@ def _maps_and_deletion(model, x, refs):
 
 @needs_tf
 def test_cam_concentrates_where_the_score_looks_and_passes_deletion():
-    from mfr.gradcam import embed_preprocessed
+    from mfr.explain.gradcam import embed_preprocessed
 
     model = _top_half_model()
     x = _inputs(6)
@@ -135,7 +135,7 @@ def test_cam_concentrates_where_the_score_looks_and_passes_deletion():
 
 @needs_tf
 def test_deletion_test_fails_a_map_that_points_elsewhere():
-    from mfr.gradcam import embed_preprocessed
+    from mfr.explain.gradcam import embed_preprocessed
 
     model = _top_half_model()
     x = _inputs(4)
@@ -152,7 +152,7 @@ def test_deletion_test_fails_a_map_that_points_elsewhere():
 
 @needs_tf
 def test_a_score_independent_of_the_image_has_no_map_and_fails():
-    from mfr.gradcam import embed_preprocessed
+    from mfr.explain.gradcam import embed_preprocessed
 
     model = _top_half_model(constant=True)
     x = _inputs(3)
@@ -168,7 +168,7 @@ def test_a_score_independent_of_the_image_has_no_map_and_fails():
 def test_gradcam_matches_a_hand_written_gradient_on_the_given_layer():
     import tensorflow as tf
 
-    from mfr.gradcam import embed_preprocessed
+    from mfr.explain.gradcam import embed_preprocessed
 
     model = _top_half_model()
     x = _inputs(2)
@@ -195,7 +195,7 @@ def test_senet50_map_comes_from_the_last_block_not_an_se_conv():
     the last conv layer, an SE 1x1 conv on a 1x1 map."""
     from tf_keras_vis.gradcam import Gradcam
 
-    from mfr.gradcam import _score, embed_preprocessed
+    from mfr.explain.gradcam import _score, embed_preprocessed
     from mfr.models import preprocess, senet50
 
     keras.utils.set_random_seed(2021)
@@ -221,8 +221,8 @@ def _run_json(d: Path, **meta) -> Path:
 
 
 def test_find_settings_orders_and_labels_a_study(tmp_path):
-    from mfr.config import StudyConfig
-    from mfr.gradcam_study import find_settings
+    from mfr.core.config import StudyConfig
+    from mfr.explain.study import find_settings
 
     rnd = StudyConfig(weights=None).to_dict()
     _run_json(tmp_path / "baseline", command="embed", config=rnd)
@@ -242,7 +242,7 @@ def test_find_settings_orders_and_labels_a_study(tmp_path):
 
 
 def test_select_pairs_is_seeded_genuine_and_one_subject_first():
-    from mfr.gradcam_study import select_pairs
+    from mfr.explain.study import select_pairs
 
     rows = []
     for s in ("a", "b", "c"):
@@ -260,10 +260,10 @@ def test_select_pairs_is_seeded_genuine_and_one_subject_first():
 
 
 def test_load_run_core_puts_the_trained_layers_on_the_seeded_base(tmp_path):
-    from mfr import siamese
-    from mfr.config import StudyConfig
+    from mfr.core.config import StudyConfig
     from mfr.models.legacy_h5 import save_legacy_h5
     from mfr.models.pretrained import load_run_core, senet50
+    from mfr.training import siamese
 
     cfg = StudyConfig(weights=None, seed=11)
     run = tmp_path / "train_N10"
@@ -302,10 +302,10 @@ def test_gradcam_under_jax_says_so_in_one_line(tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [lines[-1]] and "needs the TensorFlow backend" in lines[-1], r.stderr
-    code = ("import sys, mfr.gradcam, mfr.gradcam_study, mfr.attention, mfr.faces, "
+    code = ("import sys, mfr.explain.gradcam, mfr.explain.study, mfr.explain.attention, mfr.data.faces, "
             "mfr.commands.gradcam; print('tensorflow' in sys.modules)\n"
-            "try:\n    mfr.faces.detect_faces(__import__('numpy').zeros((40, 40, 3)))\n"
-            "except mfr.faces.FaceDetectorBackendError as e:\n    print(e)")
+            "try:\n    mfr.data.faces.detect_faces(__import__('numpy').zeros((40, 40, 3)))\n"
+            "except mfr.data.faces.FaceDetectorBackendError as e:\n    print(e)")
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=300)
@@ -317,8 +317,8 @@ def test_gradcam_under_jax_says_so_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_mfr_gradcam_on_a_study_twice_gives_the_same_bytes(tmp_path):
     from mfr.cli import main
-    from mfr.config import load_config
-    from mfr.steps import embed_step, prepare_sample
+    from mfr.core.config import load_config
+    from mfr.study.steps import embed_step, prepare_sample
 
     cfg = load_config("demo")
     sample = prepare_sample(tmp_path / "study", cfg, n_subjects=3, image_size=64)

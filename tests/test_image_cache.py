@@ -7,10 +7,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import mfr.image_cache as ic
-from mfr.image_cache import ImageCache, build_image_cache, build_partition_cache
-from mfr.images import load_image, resize_bilinear
-from mfr.pairs import COLUMNS, drop_failed_pairs, pair_indices, read_pair_csvs, unique_pair_paths
+import mfr.data.image_cache as ic
+from mfr.data.image_cache import ImageCache, build_image_cache, build_partition_cache
+from mfr.data.images import load_image, resize_bilinear
+from mfr.data.pairs import (
+    COLUMNS,
+    drop_failed_pairs,
+    pair_indices,
+    read_pair_csvs,
+    unique_pair_paths,
+)
 
 
 def _write(root, rel, arr, fmt=None):

@@ -115,7 +115,7 @@ def test_layer_list_matches_keras_vggface(k2_layers):
 def test_trainable_weights_match_the_thesis_code_on_keras_vggface(k2_layers):
     """For each N, mfr trains exactly the weights the thesis's loop makes trainable in
     keras-vggface's own model (names as `<layer>/<weight>:0` there)."""
-    from mfr.siamese import set_trainable
+    from mfr.training.siamese import set_trainable
 
     model = build_senet50(kernel_initializer="zeros")
     for n, expected in k2_layers["trainable_weights_by_n"].items():

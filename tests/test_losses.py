@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 from tiny_models import tiny_senet
 
-from mfr import losses, siamese, training
-from mfr.config import StudyConfig, load_config
-from mfr.errors import InputError
-from mfr.pairs import PairSet, PathIndex, pair_indices
+from mfr.core.config import StudyConfig, load_config
+from mfr.core.errors import InputError
+from mfr.data.pairs import PairSet, PathIndex, pair_indices
+from mfr.training import fit as training
+from mfr.training import losses, siamese
 
 #: a loss on images with subject ids (as issue 19's will be): registered only in a test
 _ON_IDS = dict(output="embedding", batches="images_with_ids")
@@ -104,7 +105,7 @@ def test_loss_flag_on_train(capsys):
 
 
 def test_fingerprint_of_a_contrastive_run_is_the_one_before_the_registry():
-    from mfr.steps._common import train_settings
+    from mfr.study.steps._common import train_settings
 
     cfg = StudyConfig(margin=2.5)
     assert losses.loss_settings(cfg) == {"margin": 2.5}
@@ -121,7 +122,7 @@ def test_fingerprint_of_a_contrastive_run_is_the_one_before_the_registry():
 
 def test_another_loss_records_its_name_and_only_its_own_fields(monkeypatch):
     other = losses.LossSpec("scaled", fields=("scale",), source="test",
-                            factory="mfr.losses:contrastive_loss", **_ON_IDS)
+                            factory="mfr.training.losses:contrastive_loss", **_ON_IDS)
     monkeypatch.setitem(losses.LOSSES, "scaled", other)
     cfg = SimpleNamespace(loss="scaled", margin=5.0, scale=30.0)
     assert losses.loss_settings(cfg) == {"loss": "scaled", "scale": 30.0}  # no margin
@@ -174,8 +175,8 @@ def test_every_engine_gets_the_loss_from_the_registry(monkeypatch):
 def test_fused_engine_loss_is_eq_3_4():
     if keras.backend.backend() != "jax":
         pytest.skip("the fused engines run under JAX")
-    from mfr.data_parallel import DataParallelJaxEngine
-    from mfr.jax_engine import FusedJaxEngine
+    from mfr.training.data_parallel import DataParallelJaxEngine
+    from mfr.training.jax_engine import FusedJaxEngine
 
     y = np.array([1, 0, 0, 1], "float32")
     d = np.array([0.5, 0.5, 3.0, 2.0], "float32")
@@ -188,8 +189,8 @@ def test_fused_engine_loss_is_eq_3_4():
 
 @pytest.mark.backend
 def test_a_loss_on_images_with_ids_is_refused_by_the_pair_engines(monkeypatch, tmp_path):
-    from mfr.jax_engine import FusedJaxEngine
-    from mfr.steps.train import train_step
+    from mfr.study.steps.train import train_step
+    from mfr.training.jax_engine import FusedJaxEngine
 
     ids = dataclasses.replace(losses.get_loss("contrastive"), **_ON_IDS)
     msg = r"loss 'contrastive' trains on images_with_ids with a model that outputs an embedding; "
@@ -265,7 +266,7 @@ def test_train_run_records_its_loss(tmp_path):
     settings with the loss's own field (margin) and, for contrastive, no name (as before)."""
     from test_training import _study_files
 
-    from mfr.steps.train import train_step
+    from mfr.study.steps.train import train_step
 
     pairs, cache = _study_files(tmp_path)
     cfg = StudyConfig(weights=None, epochs=1, batch_size=4, margin=4.5)

@@ -1,4 +1,4 @@
-"""Verification and identification metrics (mfr.metrics): hand-computed cases, an independent
+"""Verification and identification metrics (mfr.evaluation.metrics): hand-computed cases, an independent
 brute-force computation, and the subject bootstrap."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfr import metrics as M
+from mfr.evaluation import metrics as M
 
 
 def _brute_force(d, y):

@@ -1,4 +1,4 @@
-"""The thesis's partition (mfr.partition) and `mfr partition`."""
+"""The thesis's partition (mfr.data.partition) and `mfr partition`."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle
 
-from mfr import outputs
 from mfr.cli import main
-from mfr.datasets import MASKED_DIR, UNMASKED_DIR, mfr2_pairs
-from mfr.datasets.synthetic import make_rmfrd_tree, table_4_2_counts
-from mfr.pairs import COLUMNS, read_pairs
-from mfr.partition import (
+from mfr.core import outputs
+from mfr.data.datasets import MASKED_DIR, UNMASKED_DIR, mfr2_pairs
+from mfr.data.datasets.synthetic import make_rmfrd_tree, table_4_2_counts
+from mfr.data.pairs import COLUMNS, read_pairs
+from mfr.data.partition import (
     TABLE_KEYS,
     THESIS_TABLE_4_2,
     partition,

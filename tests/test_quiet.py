@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mfr.numerics import onednn_setting
-from mfr.quiet import filtered_fd2, is_banner
+from mfr.core.numerics import onednn_setting
+from mfr.core.quiet import filtered_fd2, is_banner
 
 ROOT = Path(__file__).resolve().parent.parent
 BANNERS = ("cpu_feature_guard", "absl::InitializeLog", "oneDNN", "port.cc")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_backbones import _tiny_rmfrd
 
-from mfr.config import StudyConfig, load_config
+from mfr.core.config import StudyConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def test_the_real_profiles_differ_only_in_the_searched_values():
 
 
 def test_study_plans_table_5_2_from_its_own_test_photos(tmp_path):
-    from mfr.study import plan
+    from mfr.study.runner import plan
 
     cfg = load_config("rmfrd-dlib", data_root=str(tmp_path))
     step = next(s for s in plan(cfg, "rmfrd-dlib", tmp_path / "s") if s.name == "pairs")
@@ -37,7 +37,7 @@ def test_study_plans_table_5_2_from_its_own_test_photos(tmp_path):
 
 
 def test_table_5_2_of_a_partitions_test_photos(tmp_path):
-    from mfr.steps import partition_step, verify_pairs_step
+    from mfr.study.steps import partition_step, verify_pairs_step
 
     root = _tiny_rmfrd(tmp_path, subjects=10)
     cfg = StudyConfig(data_root=str(root), max_per_subject=3)

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 
 from mfr.cli import main
-from mfr.config import MAX_SEED, StudyConfig, load_config
-from mfr.errors import InputError, MissingError
-from mfr.outputs import write_csv
-from mfr.pairs import COLUMNS, read_pairs
-from mfr.provenance import file_digest
+from mfr.core.config import MAX_SEED, StudyConfig, load_config
+from mfr.core.errors import InputError, MissingError
+from mfr.core.outputs import write_csv
+from mfr.core.provenance import file_digest
+from mfr.data.pairs import COLUMNS, read_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,8 +159,8 @@ def _fake(run_dir: Path):
 
 
 def test_thresholds_of_a_run_trained_again_are_stale(tmp_path):
-    from mfr.steps import evaluate_step
-    from mfr.thresholds import resolve_threshold
+    from mfr.evaluation.thresholds import resolve_threshold
+    from mfr.study.steps import evaluate_step
 
     root = _study(tmp_path / "study")
     evaluate_step(root, config=StudyConfig(bootstrap_resamples=0), progress=False)
@@ -181,7 +181,7 @@ def test_thresholds_of_a_run_trained_again_are_stale(tmp_path):
 
 
 def test_evaluation_names_runs_of_another_partition(tmp_path):
-    from mfr import evaluation as E
+    from mfr.evaluation import study as E
 
     root = _study(tmp_path / "study")
     test = root / "partition" / "test.csv"
@@ -195,7 +195,7 @@ def test_evaluation_names_runs_of_another_partition(tmp_path):
 
 
 def test_a_runs_relative_pairs_folder_is_found_by_its_digest(tmp_path, monkeypatch):
-    from mfr.steps._common import recorded_pairs_dir
+    from mfr.study.steps._common import recorded_pairs_dir
 
     made_in = tmp_path / "work"
     part = made_in / "study" / "partition"

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfr import provenance
 from mfr.cli import main
-from mfr.data import unpack
-from mfr.datasets.synthetic import make_demo_tree
-from mfr.errors import InputError
-from mfr.image_cache import build_image_cache
+from mfr.core import provenance
+from mfr.core.errors import InputError
+from mfr.data.datasets.synthetic import make_demo_tree
+from mfr.data.fetch import unpack
+from mfr.data.image_cache import build_image_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ["--trainable-layers", "10", "--weights", "none", "--batch-size", "4",

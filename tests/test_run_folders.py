@@ -18,13 +18,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mfr import provenance
 from mfr.cli import main
-from mfr.datasets.synthetic import make_demo_tree
-from mfr.errors import InputError
-from mfr.image_cache import build_image_cache, reusable
-from mfr.images import load_image
-from mfr.pairs import COLUMNS, read_pairs
+from mfr.core import provenance
+from mfr.core.errors import InputError
+from mfr.data.datasets.synthetic import make_demo_tree
+from mfr.data.image_cache import build_image_cache, reusable
+from mfr.data.images import load_image
+from mfr.data.pairs import COLUMNS, read_pairs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,16 +119,16 @@ def test_partition_set_is_never_mixed(parted, tmp_path, capsys, monkeypatch):
     assert "differs in: settings.seed" in _err(capsys)
     # a failure after train.csv: the old set is gone (replaced whole), the new one is marked
     # unfinished, and no step reads it
-    import mfr.config
-    import mfr.partition
-    import mfr.steps
+    import mfr.core.config
+    import mfr.data.partition
+    import mfr.study.steps
 
-    real = mfr.partition.write_json
-    monkeypatch.setattr(mfr.partition, "write_json", lambda *a, **k: 1 / 0)
+    real = mfr.data.partition.write_json
+    monkeypatch.setattr(mfr.data.partition, "write_json", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        mfr.steps.partition_step(mfr.config.load_config("thesis", data_root=str(tree), seed=7),
+        mfr.study.steps.partition_step(mfr.core.config.load_config("thesis", data_root=str(tree), seed=7),
                                  out, force=True)
-    monkeypatch.setattr(mfr.partition, "write_json", real)
+    monkeypatch.setattr(mfr.data.partition, "write_json", real)
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     assert not (out / "stats.json").exists()
     capsys.readouterr()
@@ -308,9 +308,9 @@ def test_damaged_cached_weights_are_fetched_again(tmp_path, monkeypatch):
 
 
 def test_unexpected_errors_are_bugs_with_a_traceback(monkeypatch, tmp_path, capsys):
-    import mfr.steps
+    import mfr.study.steps
 
-    monkeypatch.setattr(mfr.steps, "partition_step", lambda *a, **k: {}["boom"])
+    monkeypatch.setattr(mfr.study.steps, "partition_step", lambda *a, **k: {}["boom"])
     assert main(["partition", "--data-root", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and "KeyError" in err and "this is a bug in mfr" in err
@@ -320,7 +320,7 @@ _FSIZE = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))  # a disk with 400 kB free
-from mfr.image_cache import build_image_cache
+from mfr.data.image_cache import build_image_cache
 paths = sorted(p.name for p in __import__("pathlib").Path(sys.argv[1]).glob("*.png"))
 try:
     build_image_cache(sys.argv[1], paths, sys.argv[2], progress=False)
@@ -346,7 +346,7 @@ def test_a_full_disk_is_an_error_and_leaves_no_temporary_file(tmp_path):
 
 _MEMORY = """
 import sys
-from mfr.image_cache import build_image_cache
+from mfr.data.image_cache import build_image_cache
 build_image_cache(sys.argv[1], [f"{i}.jpg" for i in range(4)], sys.argv[2], progress=False,
                   num_workers=2)
 status = open("/proc/self/status").read()  # VmHWM: this process's peak (ru_maxrss is not

@@ -1,4 +1,4 @@
-"""mfr.runs: the one reader of run.json, the study folder names and the settings discovery."""
+"""mfr.core.runs: the one reader of run.json, the study folder names and the settings discovery."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mfr.errors import InputError, MfrError, MissingError
-from mfr.runs import (
+from mfr.core.errors import InputError, MfrError, MissingError
+from mfr.core.runs import (
     RunRecord,
     Setting,
     discover_settings,
@@ -59,8 +59,8 @@ def test_read_run_refuses_a_config_that_is_not_an_object(tmp_path):
 
 
 def test_read_run_types_what_provenance_writes(tmp_path):
-    from mfr.config import StudyConfig
-    from mfr.provenance import claim, complete
+    from mfr.core.config import StudyConfig
+    from mfr.core.provenance import claim, complete
 
     out = tmp_path / "train_N10"
     cfg = StudyConfig(weights=None)
@@ -92,8 +92,8 @@ def test_setting_dir_name_and_its_parser_roundtrip(n, seed, backbone, name):
 
 
 def test_setting_dir_name_is_what_the_study_plans():
-    from mfr.config import StudyConfig
-    from mfr.study import plan
+    from mfr.core.config import StudyConfig
+    from mfr.study.runner import plan
 
     cfg = StudyConfig(trainable_layers=[10, 30], seeds=[2021, 2022])
     dirs = {s.run_dir.name for s in plan(cfg, "demo", "/tmp/x") if s.name.startswith("finetune")}
@@ -170,8 +170,8 @@ def test_discover_settings_refuses_a_broken_run_json(tmp_path):
 
 
 def test_gradcam_finds_what_the_evaluation_finds(tmp_path):
-    from mfr import evaluation
-    from mfr.gradcam_study import find_settings
+    from mfr.evaluation import study as evaluation
+    from mfr.explain.study import find_settings
 
     root = _study(tmp_path)
     ev = evaluation.discover_study(root).settings

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 from test_backbones import _tiny_rmfrd
 
-from mfr.config import StudyConfig
+from mfr.core.config import StudyConfig
 
 
 @pytest.mark.slow
 def test_search_scores_on_held_out_training_subjects_and_skips_when_done(tmp_path):
-    from mfr.partition import partition
-    from mfr.search import search
+    from mfr.data.partition import partition
+    from mfr.study.search import search
 
     root = _tiny_rmfrd(tmp_path, subjects=10)
     cfg = StudyConfig(backbone="dlib_resnet", data_root=str(root), image_size=160,
@@ -40,9 +40,9 @@ def test_search_scores_on_held_out_training_subjects_and_skips_when_done(tmp_pat
 
     # the inner partition is never taken for the dataset's, nor the other way round: a
     # search pointed at a study's partition folder must not score on its test subjects
-    from mfr.errors import RunFolderError
-    from mfr.search import inner_partition
-    from mfr.steps import partition_step
+    from mfr.core.errors import RunFolderError
+    from mfr.study.search import inner_partition
+    from mfr.study.steps import partition_step
 
     with pytest.raises(RunFolderError):
         partition_step(cfg, out / "partition")
@@ -57,8 +57,8 @@ def test_search_scores_on_held_out_training_subjects_and_skips_when_done(tmp_pat
 
 
 def test_search_refuses_bad_grids_before_any_work(tmp_path):
-    from mfr.errors import InputError
-    from mfr.search import search
+    from mfr.core.errors import InputError
+    from mfr.study.search import search
 
     cfg = StudyConfig(backbone="dlib_resnet", data_root=str(tmp_path))
     with pytest.raises(InputError, match="optimizers"):

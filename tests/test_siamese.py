@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tiny_models import tiny_senet
 
-from mfr import siamese
-from mfr.config import THESIS_TRAINABLE_LAYERS
+from mfr.core.config import THESIS_TRAINABLE_LAYERS
+from mfr.training import siamese
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,8 @@ def test_n_out_of_range(bad):
 
 
 def test_train_rejects_n_before_any_work():
-    from mfr.pairs import PairSet
-    from mfr.training import train_siamese
+    from mfr.data.pairs import PairSet
+    from mfr.training.fit import train_siamese
 
     model = tiny_senet()
     pairs = PairSet(np.zeros(2, int), np.ones(2, int), np.array([0, 1]))

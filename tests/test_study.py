@@ -115,9 +115,9 @@ def test_a_committed_study_is_redone_where_it_is_cloned(study, tmp_path, capsys)
 def test_the_plan_of_seeds_and_what_each_step_waits_for(tmp_path):
     """--seeds adds a fine-tuning step per N and extra seed; fine-tuning follows the baseline
     (their image cache), the evaluation reads every run, Grad-CAM the study seed's runs."""
-    from mfr.config import load_config
-    from mfr.executors import dependencies
-    from mfr.study import plan
+    from mfr.core.config import load_config
+    from mfr.study.executors import dependencies
+    from mfr.study.runner import plan
 
     cfg = load_config("demo").replace(seeds=(2021, 2023, 2022, 2023))
     steps = plan(cfg, "demo", tmp_path)
@@ -145,7 +145,7 @@ def test_each_kernel_has_socket_paths_of_its_own():
     leave them in the study folder."""
     from pathlib import Path
 
-    from mfr.study import _ipc_kernel_manager
+    from mfr.study.runner import _ipc_kernel_manager
 
     manager = _ipc_kernel_manager()
     a, b = manager(), manager()

@@ -54,7 +54,7 @@ def test_no_ray_or_a_dead_address_is_one_line_and_starts_nothing(tmp_path, capsy
 def _dies_once(step, context):
     """A step runner whose worker process dies on the first attempt at KILLED (a file beside
     the study marks it), then runs the step's notebook."""
-    from mfr.study import run_notebook
+    from mfr.study.runner import run_notebook
 
     marker = context.out_dir.parent / f"killed_{step.name}"
     if step.name == KILLED and not marker.exists():
@@ -67,8 +67,8 @@ def _dies_once(step, context):
 def ray_study(tiny_study, tmp_path_factory):
     from ray import cloudpickle
 
-    from mfr.executors.ray_executor import RayExecutor
-    from mfr.study import run_study
+    from mfr.study.executors.ray_executor import RayExecutor
+    from mfr.study.runner import run_study
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # _dies_once, on the workers
     out = tmp_path_factory.mktemp("ray") / "out"
@@ -113,8 +113,8 @@ def test_a_step_whose_worker_is_killed_completes_on_retry(ray_study):
 
 def test_more_seeds_run_as_more_tasks_and_the_evaluation_reports_their_spread(
         ray_study, tiny_study):
-    from mfr.executors.ray_executor import RayExecutor
-    from mfr.study import run_study
+    from mfr.study.executors.ray_executor import RayExecutor
+    from mfr.study.runner import run_study
 
     out, _, _ = ray_study
     result = run_study(tiny_study.profile, out, progress=False, seeds=[2022],

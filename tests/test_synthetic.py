@@ -1,12 +1,12 @@
-"""Synthetic RMFRD trees (mfr.datasets.synthetic)."""
+"""Synthetic RMFRD trees (mfr.data.datasets.synthetic)."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from mfr.datasets import MASKED_DIR, UNMASKED_DIR, load_rmfrd
-from mfr.datasets.synthetic import (
+from mfr.data.datasets import MASKED_DIR, UNMASKED_DIR, load_rmfrd
+from mfr.data.datasets.synthetic import (
     TABLE_3_1,
     demo_counts,
     draw_face,

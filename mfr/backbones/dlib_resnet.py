@@ -44,7 +44,7 @@ from mfr.backbones.dlib_dat import (
     expected_layers,
     read_dlib_net,
 )
-from mfr.errors import InputError, MissingError
+from mfr.core.errors import InputError, MissingError
 
 __all__ = [
     "CFG",
@@ -132,7 +132,7 @@ def align(images: np.ndarray, progress: bool = False, box: str = "crop") -> np.n
     network takes, made once per image. An image dlib rejects gets a blank chip (its row of
     the image cache is a valid image, so this is rare)."""
     from mfr.backbones.dlib_chips import face_chips
-    from mfr.progress import progress_bar
+    from mfr.core.progress import progress_bar
 
     out = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
     step = 256
@@ -176,7 +176,7 @@ class DlibAffine(layers.Layer):
     thesis's last-N loop does) leaves them frozen, as BatchNormalization's statistics are.
     """
 
-    frozen_like_batch_norm = True  # mfr.siamese's "last N layers" leaves it frozen
+    frozen_like_batch_norm = True  # mfr.training.siamese's "last N layers" leaves it frozen
 
     def build(self, input_shape) -> None:
         c = int(input_shape[-1])
@@ -285,9 +285,9 @@ def load_dlib_weights(model: keras.Model, net: DlibNet) -> None:
 
 def trainable_tail(model: keras.Model, n: int) -> list[str]:
     """The thesis's rule on this network: freeze every layer, then make ``model.layers[-n:]``
-    trainable (the same as :func:`mfr.siamese.set_trainable`, which works on this model
+    trainable (the same as :func:`mfr.training.siamese.set_trainable`, which works on this model
     unchanged: its affine layers hold only non-trainable weights, so they stay frozen like
     BatchNormalization). Returns the names of the layers that now have trainable weights."""
-    from mfr.siamese import set_trainable
+    from mfr.training.siamese import set_trainable
 
     return set_trainable(model, n)

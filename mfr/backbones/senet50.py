@@ -11,7 +11,7 @@ from mfr.models.senet50 import PRETRAINED
 if TYPE_CHECKING:
     import keras
 
-    from mfr.config import StudyConfig
+    from mfr.core.config import StudyConfig
 
 __all__ = ["CFG", "build"]
 
@@ -59,7 +59,7 @@ def check_weights(weights: str | None, progress: bool = True) -> None:
     one-line error saying what is missing."""
     from pathlib import Path
 
-    from mfr.errors import MissingError
+    from mfr.core.errors import MissingError
     from mfr.models.pretrained import (
         WeightsDownloadError,
         check_senet50_file,

@@ -7,8 +7,8 @@ import dataclasses
 import typing
 from typing import Any
 
-from mfr.config import ConfigValueError, StudyConfig, load_config
-from mfr.errors import InputError
+from mfr.core.config import ConfigValueError, StudyConfig, load_config
+from mfr.core.errors import InputError
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
 _TYPES = typing.get_type_hints(StudyConfig)
@@ -84,9 +84,9 @@ _INPUT_FOLDERS = {"pairs": ("pairs folder", False, False),
 def check_out_apart(args: argparse.Namespace) -> None:
     """The one check every command's output folder (``--out``, ``--to``) gets before any
     work: not one of its input folders, not holding one (``--force`` would delete it), not
-    inside one (:func:`mfr.provenance.check_apart`). An image cache may lie in the output
+    inside one (:func:`mfr.core.provenance.check_apart`). An image cache may lie in the output
     folder (``OUT/cache``); a study's or run's outputs may lie in its folder (the defaults)."""
-    from mfr.provenance import check_apart
+    from mfr.core.provenance import check_apart
 
     given = vars(args)
     out = given.get("out") or given.get("to")

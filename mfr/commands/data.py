@@ -1,5 +1,5 @@
-"""`mfr data list | fetch NAME | where`: the registered datasets (:mod:`mfr.datasets`); download
-(or take a manual download of, or generate) one, unpack it, check its layout (:mod:`mfr.data`)."""
+"""`mfr data list | fetch NAME | where`: the registered datasets (:mod:`mfr.data.datasets`); download
+(or take a manual download of, or generate) one, unpack it, check its layout (:mod:`mfr.data.fetch`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ HELP = "list the datasets, fetch one into $MFR_DATA, or check a manual download"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mfr.datasets import dataset_names
+    from mfr.data.datasets import dataset_names
 
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="the datasets mfr knows: layout, source, where each lives")
@@ -26,10 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr import data
+    from mfr.data import fetch as data
 
     if args.action == "where":
-        from mfr.config import data_home
+        from mfr.core.config import data_home
 
         print(data_home())
         return 0

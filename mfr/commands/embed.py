@@ -1,7 +1,7 @@
 """`mfr embed`: the pre-trained baseline (Table 5.1, first row) for a partition's pairs.
 
 pairs CSVs -> image cache (each unique image decoded once) -> embeddings (each unique image
-embedded once) -> distances.csv, summary.json, summary.md, run.json (:func:`mfr.steps.embed_step`).
+embedded once) -> distances.csv, summary.json, summary.md, run.json (:func:`mfr.study.steps.embed_step`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.steps import embed_step
+    from mfr.study.steps import embed_step
 
     result = embed_step(config_from_args(args), args.pairs, args.out, split=args.split,
                         data_root=vars(args).get("data_root"), cache_dir=args.cache_dir,

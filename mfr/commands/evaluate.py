@@ -3,10 +3,10 @@
 Two modes:
 
 - ``--study DIR``: a study folder (partition/, baseline/, train_N<N>/), from its stored
-  distances and embeddings, into DIR/evaluation (:func:`mfr.steps.evaluate_step`);
+  distances and embeddings, into DIR/evaluation (:func:`mfr.study.steps.evaluate_step`);
 - ``--data-root DIR --layout NAME --embedder senet50|dlib --out DIR``: a dataset's own pair
-  sets embedded and evaluated directly (:func:`mfr.steps.evaluate_dataset_step`); NAME is a
-  registered dataset (:func:`mfr.datasets.dataset_names`).
+  sets embedded and evaluated directly (:func:`mfr.study.steps.evaluate_dataset_step`); NAME is a
+  registered dataset (:func:`mfr.data.datasets.dataset_names`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ import warnings
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 HELP = ("evaluate a study folder (--study DIR) or a dataset directly (--data-root DIR --layout "
         "NAME --embedder senet50|dlib --out DIR)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mfr.datasets import dataset_names
+    from mfr.data.datasets import dataset_names
 
     parser.add_argument("--study", type=Path, default=None, metavar="DIR",
                         help="study folder: partition/, baseline/ (mfr embed), train_N<N>/ "
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr import steps
+    from mfr.study import steps
 
     cfg = config_from_args(args)
     data_root = vars(args).get("data_root")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}/: metrics.json, thresholds.json, tables, figures, run.json")
         return 0
     if args.layout is None or args.out is None:
-        from mfr.datasets import dataset_names
+        from mfr.data.datasets import dataset_names
 
         raise InputError(f"--data-root needs --layout {'|'.join(dataset_names())} and --out DIR")
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}

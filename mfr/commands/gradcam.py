@@ -3,7 +3,7 @@
 For a study folder's pre-trained baseline and each fine-tuned setting (``--study``), one run
 (``--model``) or a bare core (``--weights``): Grad-CAM of genuine test pairs, the share of each
 map above the mask line with a bootstrap CI, and a deletion test of the maps
-(:func:`mfr.steps.gradcam_step`). Needs the TensorFlow backend (tf-keras-vis); under another
+(:func:`mfr.study.steps.gradcam_step`). Needs the TensorFlow backend (tf-keras-vis); under another
 backend it says so in one line and exits 2.
 """
 
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 HELP = "Grad-CAM of genuine test pairs: overlays, attention share above the mask, deletion test"
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
               f"runs on {keras.backend.backend()}: run with KERAS_BACKEND=tensorflow",
               file=sys.stderr)
         return 2
-    from mfr.steps import gradcam_step
+    from mfr.study.steps import gradcam_step
 
     given = vars(args)
     options = {"n_images": args.n_images, "deletion_fraction": args.deletion_fraction,

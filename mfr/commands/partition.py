@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.partition import table_4_2_markdown
-    from mfr.steps import partition_step
+    from mfr.data.partition import table_4_2_markdown
+    from mfr.study.steps import partition_step
 
     part = partition_step(config_from_args(args), args.out, verify=not args.no_verify,
                           force=args.force)

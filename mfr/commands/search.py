@@ -1,5 +1,5 @@
 """`mfr search`: the fine-tuning hyperparameters chosen on held-out training subjects
-(:mod:`mfr.search`); the test subjects are never read."""
+(:mod:`mfr.study.search`); the test subjects are never read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 HELP = ("choose the face box, optimizer, learning rate and epochs on held-out training "
         "subjects (never the test pairs)")
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.search import search
+    from mfr.study.search import search
 
     cfg = config_from_args(args)
     if cfg.data_root is None:

@@ -1,13 +1,13 @@
 """`mfr study`: every step of the study as an executed notebook, then REPORT.md/.html
-(:mod:`mfr.study`)."""
+(:mod:`mfr.study.runner`)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from mfr.config import StudyConfig
-from mfr.executors import EXECUTORS
+from mfr.core.config import StudyConfig
+from mfr.study.executors import EXECUTORS
 
 HELP = "run the whole study (or one step) with papermill; write results/<profile>/REPORT.md"
 
@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.executors import get_executor
-    from mfr.study import run_study
+    from mfr.study.executors import get_executor
+    from mfr.study.runner import run_study
 
     executor = get_executor(args.executor, address=args.ray_address, num_gpus=args.num_gpus,
                             num_cpus=args.num_cpus, max_retries=args.max_retries)

@@ -2,7 +2,7 @@
 SENet50 by default, ``--backbone dlib_resnet``).
 
 pairs CSVs + image cache -> OUT/history.csv, checkpoints/, final_trainable.h5, distances.csv,
-summary.json, run.json (:func:`mfr.steps.train_step`). ``--dry-run`` lists what a setting
+summary.json, run.json (:func:`mfr.study.steps.train_step`). ``--dry-run`` lists what a setting
 trains and needs neither data nor weights.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
-from mfr.errors import InputError, MissingError
+from mfr.core.errors import InputError, MissingError
 
 HELP = ("fine-tune a backbone's last N layers (SENet50, or --backbone dlib_resnet) as a Siamese "
         "network (or --dry-run: list them)")
@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:
-    from mfr import siamese
     from mfr.backbones import backbone_cfg, build_core, check_trainable_layers
-    from mfr.config import StudyConfig
+    from mfr.core.config import StudyConfig
+    from mfr.training import siamese
 
     out = out or sys.stdout  # looked up now: a default bound at import goes stale
     cfg = StudyConfig(backbone=backbone, weights=None)
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
         raise MissingError(f"{args.pairs}: pairs folder not found (expected the output "
                                 f"folder of `mfr partition`, with train/val/test.csv)")
 
-    from mfr.runs import setting_dir_name
-    from mfr.steps import train_step
-    from mfr.training import NonFiniteLossError
+    from mfr.core.runs import setting_dir_name
+    from mfr.study.steps import train_step
+    from mfr.training.fit import NonFiniteLossError
 
     for n in ns:
         out = args.out if args.out is None or len(ns) == 1 else args.out / setting_dir_name(n)

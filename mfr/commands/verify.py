@@ -4,7 +4,7 @@ Finds the largest face in each photo (MTCNN; ``--no-detect``: the whole image, f
 already cropped), embeds both (``--embedder senet50``: a run folder's network or the given
 weights; ``dlib``: needs no VGGFace2 weights), prints ``distance <value>`` and the decision at
 the threshold, and which model, weights, preprocessing, distance and threshold source were
-used (:func:`mfr.steps.verify_step`). ``--json``: one JSON object for scripts.
+used (:func:`mfr.study.steps.verify_step`). ``--json``: one JSON object for scripts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 HELP = "are two photos of the same person? distance and decision (face found with MTCNN)"
 
@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.config import load_config
-    from mfr.steps import verify_step
+    from mfr.core.config import load_config
+    from mfr.study.steps import verify_step
 
     given = vars(args)
     if args.backbone and args.embedder not in (None, args.backbone):

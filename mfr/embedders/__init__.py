@@ -3,7 +3,7 @@
 An :class:`Embedder` has a ``name``, the ``image_size`` it takes (the side of the square uint8
 RGB images: the size of the image cache to build for it), ``embed(images, progress=False)``
 ((N, S, S, 3) uint8 -> (N, D) float32, L2-normalised rows, so every embedder shares
-:mod:`mfr.distances` and :mod:`mfr.metrics`) and ``describe()`` (what it is, for run.json and
+:mod:`mfr.evaluation.distances` and :mod:`mfr.evaluation.metrics`) and ``describe()`` (what it is, for run.json and
 metrics.json). ``flags`` holds per-image notes of the last ``embed`` call (e.g. dlib's
 ``no_face_detected``), as boolean arrays over its rows; ``norms`` the rows' lengths before
 normalisation where the model's own distance is on raw vectors (dlib's).
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 
 __all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mfr.core.errors import InputError
 from mfr.embedders import Embedder, check_images
-from mfr.errors import InputError
 
 __all__ = ["DlibResNetPortEmbedder"]
 
@@ -42,7 +42,7 @@ class DlibResNetPortEmbedder(Embedder):
                  seed: int = 2021) -> None:
         super().__init__()
         from mfr.backbones.dlib_chips import BOXES
-        from mfr.runs import read_run
+        from mfr.core.runs import read_run
 
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.trained_layers: list[str] = []
@@ -72,7 +72,7 @@ class DlibResNetPortEmbedder(Embedder):
         if self._model is None:
             from mfr.backbones import build_core
             from mfr.backbones.run_model import load_run_model
-            from mfr.config import StudyConfig
+            from mfr.core.config import StudyConfig
 
             if self.run_dir is not None:
                 self._model = load_run_model(self.run_dir)
@@ -83,9 +83,9 @@ class DlibResNetPortEmbedder(Embedder):
 
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         from mfr.backbones.dlib_chips import face_chips
-        from mfr.distances import l2_normalize
-        from mfr.embeddings import predict_batch
-        from mfr.progress import progress_bar
+        from mfr.core.progress import progress_bar
+        from mfr.evaluation.distances import l2_normalize
+        from mfr.evaluation.embeddings import predict_batch
 
         check_images(images, self.image_size, "dlib_resnet embedder")
         n = len(images)

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from mfr.distances import l2_normalize
+from mfr.core.errors import InputError, MissingError
+from mfr.core.progress import progress_bar
 from mfr.embedders import Embedder, check_images
-from mfr.errors import InputError, MissingError
-from mfr.progress import progress_bar
+from mfr.evaluation.distances import l2_normalize
 
 __all__ = ["DlibEmbedder"]
 

@@ -8,15 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from mfr.core.errors import MissingError
+from mfr.core.runs import RUN_FILE, read_run
 from mfr.embedders import Embedder, check_images
-from mfr.errors import MissingError
-from mfr.runs import RUN_FILE, read_run
 
 __all__ = ["SENet50Embedder"]
 
 
 class SENet50Embedder(Embedder):
-    """SENet50's 2048-d average-pooled output, L2-normalised (:func:`mfr.embeddings.embed_images`).
+    """SENet50's 2048-d average-pooled output, L2-normalised (:func:`mfr.evaluation.embeddings.embed_images`).
 
     Args:
         weights: ``"vggface2"`` (the released weights, downloaded once), a legacy keras-vggface
@@ -89,7 +89,7 @@ class SENet50Embedder(Embedder):
         return self._model
 
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        from mfr.embeddings import embed_images
+        from mfr.evaluation.embeddings import embed_images
 
         check_images(images, self.image_size, "senet50 embedder")
         self.flags = {}

@@ -26,10 +26,10 @@ import h5py
 import keras
 import numpy as np
 
-from mfr.errors import InputError
+from mfr.core.errors import InputError
+from mfr.core.outputs import atomic_path
 from mfr.models.layer_names import keras_name
 from mfr.models.senet50 import vggface_name
-from mfr.outputs import atomic_path
 
 __all__ = ["file_layer_names", "load_legacy_h5", "save_legacy_h5"]
 

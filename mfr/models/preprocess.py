@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from mfr.backbones.dlib_dat import MEAN_RGB as DLIB_MEAN_RGB
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 from mfr.models.senet50 import PRETRAINED
 
 __all__ = ["preprocess", "VGGFACE2_MEAN_BGR", "MODES"]

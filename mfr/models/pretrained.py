@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from mfr.errors import InputError, MfrError
+from mfr.core.errors import InputError, MfrError
 from mfr.models.legacy_h5 import file_layer_names, load_legacy_h5
 from mfr.models.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 

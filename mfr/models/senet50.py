@@ -29,7 +29,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from mfr.errors import InputError
+from mfr.core.errors import InputError
 from mfr.models.layer_names import keras_name, vggface_names
 
 __all__ = ["BN_EPSILON", "PRETRAINED", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]

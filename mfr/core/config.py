@@ -1,0 +1,316 @@
+"""The one home of the study's hyperparameters.
+
+`StudyConfig` holds the thesis's values as defaults (THESIS.md, Table 4.3 and Chapter 4.2).
+A profile in `configs/<name>.yaml` overrides some of them; papermill parameters and CLI flags
+override a profile. A setting has one name everywhere: the field name here is the YAML key, the
+notebook parameter, and the CLI flag (``learning_rate`` -> ``--learning-rate``; see
+:func:`mfr.commands._common.add_config_flags`). Values are checked when they are set, so a
+wrong type fails at once, naming the key. Every output records the config that made it
+(`to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mfr.backbones import BACKBONES, MIN_IMAGE_SIZE
+from mfr.core.errors import InputError, MissingError
+from mfr.training.losses import DEFAULT_LOSS, LOSSES
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def data_home() -> Path:
+    """Where datasets live: ``$MFR_DATA``, default ``~/mfr_data`` (a profile's ``data_root``
+    may start with ``$MFR_DATA``)."""
+    return Path(os.environ.get("MFR_DATA") or "~/mfr_data").expanduser()
+
+THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
+
+
+#: the largest seed: numpy's and scikit-learn's random_state take 0..2**32-1
+MAX_SEED = 2**32 - 1
+
+
+def _f(default: Any, doc: str, choices: tuple | None = None, minimum: float | None = None,
+       maximum: float | None = None, above: float | None = None,
+       below: float | None = None) -> Any:
+    """A config field: its help, its choices, and its range (``minimum``/``maximum``
+    inclusive, ``above``/``below`` exclusive; a number field must also be finite)."""
+    return field(default=default, metadata={"help": doc, "choices": choices, "minimum": minimum,
+                                            "maximum": maximum, "above": above, "below": below})
+
+
+class ConfigValueError(InputError):
+    """A config value that is not what its key takes; `key` names the field and `detail` says
+    what was expected (the CLI names the flag, a profile its file)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"config key {key}: {detail}")
+        self.key, self.detail = key, detail
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Hyperparameters of one study run; defaults are the thesis's."""
+
+    profile: str = _f("thesis", "name of the profile these values came from")
+    # data and partition (Chapter 4.2)
+    data_root: str | None = _f(None, "the dataset folder (RMFRD, or MFR2)")
+    protocol: str = _f("thesis", "thesis (its quirks) or balanced (corrected)",
+                       ("thesis", "balanced"))
+    max_per_subject: int = _f(20, "images per subject and side (0: all)", minimum=0)
+    train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation",
+                                  above=0.0, maximum=1.0)
+    val_size: float = _f(0.2, "fraction of the train+validation pairs for validation",
+                        above=0.0, below=1.0)
+    seed: int = _f(2021, "random_state of the partition, seed of training and random init", minimum=0,
+                   maximum=MAX_SEED)
+    # model and input (Table 4.3)
+    image_size: int = _f(224, "input size of the network, in pixels (at least the "
+                                       "backbone's smallest)", minimum=1)
+    decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
+                             "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
+    preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR) "
+                                      "for senet50; dlib for dlib_resnet (set by itself)",
+                            ("thesis", "vggface2", "dlib"))
+    backbone: str = _f("senet50", "the face network: senet50 (the thesis's) or dlib_resnet "
+                                  "(dlib's face ResNet, mfr.backbones)", tuple(BACKBONES))
+    pooling: str = _f("avg", "final global pooling of SENet50", ("avg", "max"))
+    face_box: str = _f("crop", "dlib_resnet: where its 5-point landmarks are found before the "
+                               "150-px chip: crop (the cached image, a face crop), mtcnn "
+                               "(MTCNN's largest face, else the crop; needs TensorFlow) or hog "
+                               "(dlib's detector, else the crop)", ("crop", "mtcnn", "hog"))
+    weights: str | None = _f("vggface2", "the backbone's released weights (vggface2 for "
+                                         "senet50, dlib_v1 for dlib_resnet; vggface2 means the "
+                                         "released ones of any backbone), a weights file (.h5 / "
+                                         ".dat), or none (random init, seeded: offline demo only)")
+    # Siamese training (Eq. 3.4, Table 4.3)
+    loss: str = _f(DEFAULT_LOSS, "the training loss (mfr.training.losses): contrastive (Eq. 3.4, the "
+                                  "thesis's; its margin is margin)", tuple(LOSSES))
+    margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)",
+                   above=0.0)
+    optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
+    learning_rate: float = _f(1e-5, "learning rate", above=0.0)
+    momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
+    batch_size: int = _f(32, "training pairs per SGD step", minimum=1)
+    epochs: int = _f(8, "epochs per setting", minimum=1)
+    trainable_layers: tuple[int, ...] = _f(THESIS_TRAINABLE_LAYERS,
+                                           "N: train the last N layers (BatchNormalization stays "
+                                           "frozen); a comma list runs several", minimum=1)
+    # evaluation (mfr evaluate)
+    bootstrap_resamples: int = _f(1000, "bootstrap resamples (over subjects) for the 95% "
+                                        "confidence intervals (0: none)", minimum=0)
+    threshold_rule: str = _f("eer", "decision threshold chosen on the validation pairs: at the "
+                                    "EER, or at FMR 1% / 0.1%",
+                             ("eer", "fmr_1pct", "fmr_0_1pct"))
+    # the study runner (mfr study)
+    sample_subjects: int = _f(12, "subjects of the generated sample, when a profile has no "
+                                  "data_root (the offline demo)", minimum=2)
+    gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows",
+                             minimum=1)
+    table_5_2_pairs: str | None = _f(None, "a CSV of photo pairs (image_a,image_b[,label]) the "
+                                           "study verifies as the thesis's Table 5.2; test: "
+                                           "five genuine and five impostor photo pairs of the "
+                                           "study's test split; none: drawn faces (only for a "
+                                           "study of a generated sample)")
+    seeds: tuple[int, ...] = _f((), "more seeds: each fine-tuning setting runs again per seed "
+                                    "(train_N<N>_s<seed>), the evaluation reports the spread "
+                                    "across seeds; empty: just the seed", minimum=0,
+                                maximum=MAX_SEED)
+    # speed and storage (do not change results)
+    trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
+                                 "way, both full twins per pair and step; same results, slower)")
+    embed_batch_size: int = _f(64, "images per forward pass when embedding", minimum=1)
+    steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU)", minimum=1)
+    keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
+    data_parallel: bool = _f(False, "JAX only: shard each batch across every device of this "
+                                    "machine (fine-tuning steps, embedding); same results")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+        if self.backbone != "senet50":  # the field defaults are SENet50's
+            _backbone_defaults(self)
+        smallest = MIN_IMAGE_SIZE[self.backbone]
+        if self.image_size < smallest:
+            raise ConfigValueError("image_size", f"at least {smallest} pixels for "
+                                                 f"{self.backbone}, got {self.image_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["trainable_layers"] = list(self.trainable_layers)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    def replace(self, **values: Any) -> StudyConfig:
+        """A copy with `values` set (None included: ``replace(weights=None)`` is random init).
+
+        ValueError names an unknown key or a value of the wrong type.
+        """
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise InputError(f"unknown config keys {unknown}; known: "
+                             f"{sorted(f.name for f in dataclasses.fields(self))}")
+        return dataclasses.replace(self, **values)
+
+
+_TYPES = typing.get_type_hints(StudyConfig)
+
+
+def _backbone_defaults(cfg: StudyConfig) -> None:
+    """A backbone other than SENet50: ``weights: vggface2`` (the field's default) names its own
+    released weights, and the default preprocessing becomes its own; a preprocessing it does
+    not take is refused, naming the backbone."""
+    from mfr.backbones import backbone_cfg
+
+    facts = backbone_cfg(cfg.backbone)
+    if cfg.weights == "vggface2":
+        object.__setattr__(cfg, "weights", facts["pretrained"])
+    modes = facts["preprocessing"]
+    if cfg.preprocessing == "thesis" and "thesis" not in modes:
+        object.__setattr__(cfg, "preprocessing", modes[0])
+    if cfg.preprocessing not in modes:
+        raise ConfigValueError("preprocessing", f"{cfg.backbone} takes {', '.join(modes)}, "
+                                                f"got {cfg.preprocessing!r}")
+
+
+def _check(f: dataclasses.Field, value: Any) -> Any:
+    """`value` as field `f`'s type, or ValueError naming the key, the value and the type."""
+    hint = _TYPES[f.name]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    optional = union and type(None) in typing.get_args(hint)
+    base = next(t for t in typing.get_args(hint) if t is not type(None)) if union else hint
+    if optional and (value is None or (isinstance(value, str)
+                                       and value.strip().lower() in ("none", "null"))):
+        return None  # papermill and the CLI pass None as a string
+    if f.name == "data_root" and isinstance(value, str):
+        value = os.path.expanduser(value.replace("$MFR_DATA", str(data_home())))
+    origin = typing.get_origin(base)
+
+    def bad(expected: str) -> ConfigValueError:
+        extra = (" (YAML reads a number like 1e-3 as a string: write 1.0e-3)"
+                 if isinstance(value, str) and expected == "a number" else "")
+        return ConfigValueError(f.name, f"expected {expected}, got {value!r}{extra}")
+
+    minimum, maximum = f.metadata.get("minimum"), f.metadata.get("maximum")
+    above, below = f.metadata.get("above"), f.metadata.get("below")
+    if origin is tuple:  # trainable_layers, seeds: an int, or a list / comma string of ints
+        items = value.strip(" []()").split(",") if isinstance(value, str) else (
+            [value] if isinstance(value, int) and not isinstance(value, bool) else value)
+        if isinstance(value, str) and not value.strip(" []()"):
+            items = []
+        try:
+            out = tuple(int(x) for x in items)
+            if any(isinstance(x, bool | float) for x in items):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise bad("an integer or a list of integers") from None
+        if not out and f.default:  # a field whose default is empty may be empty
+            raise bad("at least one integer")
+        if minimum is not None and any(x < minimum for x in out):
+            raise bad(f"integers >= {minimum}")
+        if maximum is not None and any(x > maximum for x in out):
+            raise bad(f"integers <= {maximum}")
+        return out
+    if base is bool:
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+        if minimum is not None and value < minimum:
+            raise bad(f"an integer >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise bad(f"an integer in {minimum}..{maximum}")
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad("a number")
+        if not math.isfinite(value):
+            raise bad("a finite number")
+        if ((minimum is not None and value < minimum) or (above is not None and value <= above)
+                or (maximum is not None and value > maximum)
+                or (below is not None and value >= below)):
+            raise bad("a number " + _range_words(minimum, maximum, above, below))
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise bad("a string" + (" or null" if optional else ""))
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise bad(f"one of {', '.join(choices)}")
+        return value
+    return value
+
+
+def _range_words(minimum: float | None, maximum: float | None, above: float | None,
+                 below: float | None) -> str:
+    """``in [0, 1)``, ``> 0``, ...: a number field's range as a message says it."""
+    low = f"[{minimum:g}" if minimum is not None else f"({above:g}" if above is not None else ""
+    high = f"{maximum:g}]" if maximum is not None else f"{below:g})" if below is not None else ""
+    if low and high:
+        return f"in {low}, {high}"
+    if low:
+        return (">= " if low[0] == "[" else "> ") + low[1:]
+    return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+
+
+def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
+    """Load a profile (a name in `configs/` or a YAML path), then set `values`.
+
+    >>> load_config("thesis").margin
+    5.0
+    """
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        path = CONFIG_DIR / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise MissingError(
+            f"{path}: no such config profile (expected a YAML file or one of {known})")
+    loaded = _read_profile(path)
+    loaded.setdefault("profile", path.stem)
+    try:
+        cfg = StudyConfig().replace(**loaded)
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+    return cfg.replace(**values)
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    """A profile's mapping of config keys; InputError naming the file and the line of a YAML
+    syntax error or of a key that is not a string."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        loaded = yaml.safe_load(text) or {}
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(f"{path}:{where} not valid YAML ({problem})") from None
+    if not isinstance(loaded, dict):
+        raise InputError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
+    for key_node, _ in getattr(root, "value", None) or []:
+        if key_node.tag != "tag:yaml.org,2002:str":  # 1, null, true, a list ...
+            raise InputError(f"{path}: line {key_node.start_mark.line + 1}: config keys are "
+                             f"names, got {key_node.value!r}")
+    return loaded
+
+
+def from_parameters(profile: str | Path, **parameters: Any) -> StudyConfig:
+    """A profile with a notebook's parameters applied: a parameter left at None keeps the
+    profile's value (random init is ``weights="none"``), so a notebook's defaults are its
+    profile's and `mfr study` passes only the profile's name."""
+    return load_config(profile, **{k: v for k, v in parameters.items() if v is not None})

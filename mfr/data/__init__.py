@@ -1,0 +1,1 @@
+"""Data: datasets and their fetching, the partition into pairs, images and the image cache, face boxes."""

@@ -1,0 +1,1 @@
+"""Evaluation: embeddings, distances, verification and identification metrics, thresholds."""

@@ -1,0 +1,1 @@
+"""Explanation: Grad-CAM of the Siamese distance and what its maps attend to."""

@@ -1,0 +1,439 @@
+"""`mfr study`: the whole study, one executed notebook per step, resumable and skip-aware.
+
+A profile (``configs/<name>.yaml``) becomes a plan of steps; each step runs one notebook of
+``notebooks/`` with papermill, which calls :mod:`mfr.study.steps` and writes one run folder:
+
+==============  ====================  =========================================
+step            notebook              writes (under the study folder)
+==============  ====================  =========================================
+partition       01_partition          ``partition/`` (and ``synthetic/``: demo)
+baseline        02_baseline           ``baseline/`` (val + test), ``cache/``
+finetune_N<N>   03_finetune           ``train_N<N>/``, one step per N
+finetune_N<N>   03_finetune           ``train_N<N>_s<seed>/``: ``--seeds``, one step
+_s<seed>                              per N and extra seed
+evaluation      04_analysis           ``evaluation/``
+gradcam         05_gradcam            ``gradcam/`` (TensorFlow backend only)
+pairs           06_pairs              ``pairs/``: Table 5.2 (``table_5_2_pairs``)
+==============  ====================  =========================================
+
+Steps wait for the steps they read (``needs``) and for those they must follow (``after``: a
+fine-tuning step follows the baseline, which builds the image cache they share). An executor
+(:mod:`mfr.study.executors`) runs them: one by one in this process (``local``, the default), or as
+Ray tasks, independent steps at the same time (``ray``); either way this process alone decides
+what is up to date and writes the ledger.
+
+Each executed notebook is kept in ``notebooks/``; ``study.json`` records, per step, its
+parameters, the fingerprints of its inputs (the notebook, the config, the dataset listing or
+the run records of the folders it reads) and its duration. A step is skipped when its record
+matches and its run folder is complete (:mod:`mfr.core.provenance`); an interrupted study resumes at
+the first step that is not. A failing notebook stops the study at that step, keeps every
+finished one, and names the executed notebook that holds the error. ``REPORT.md`` and
+``REPORT.html`` (:mod:`mfr.report.study`) gather every table and figure at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mfr.core.config import CONFIG_DIR, StudyConfig, load_config
+from mfr.core.errors import InputError, MfrError, MissingError
+from mfr.core.numerics import numerics
+from mfr.core.outputs import versions, write_json
+from mfr.core.provenance import file_digest, listing_digest, read_run
+from mfr.core.runs import setting_dir_name
+
+if TYPE_CHECKING:
+    from mfr.study.executors import Executor, StepContext
+
+__all__ = ["NOTEBOOK_DIR", "Step", "StudyResult", "plan", "run_notebook", "run_study",
+           "step_names"]
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+LEDGER = "study.json"
+
+
+class StudyStepError(MfrError):
+    """A step's notebook failed; the message names the executed notebook with the error."""
+
+
+@dataclass
+class Step:
+    """One notebook run: its parameters, the run folder it writes, the steps it reads."""
+
+    name: str
+    notebook: str
+    parameters: dict[str, Any]
+    run_dir: Path
+    needs: tuple[str, ...] = ()
+    tensorflow: bool = False  # needs the TensorFlow backend (tf-keras-vis, MTCNN)
+    after: tuple[str, ...] = ()  # steps it must follow without reading their run folders
+
+    @property
+    def output_notebook(self) -> str:
+        """The executed notebook's name: the notebook's, with N (and the seed) for a
+        fine-tuning step: ``03_finetune_N10.ipynb``, ``03_finetune_N10_s2022.ipynb``."""
+        stem = Path(self.notebook).stem
+        if self.name.startswith("finetune_"):
+            return f"{stem}_{self.name.removeprefix('finetune_')}.ipynb"
+        return f"{stem}.ipynb"
+
+
+@dataclass
+class StudyResult:
+    out_dir: Path
+    ledger: dict[str, Any]
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    report: Path | None = None
+
+
+def _profile_arg(profile: str | Path) -> str:
+    """The profile as the notebooks get it: a name in configs/, or an absolute YAML path."""
+    p = Path(profile)
+    return str(p.resolve()) if p.suffix in (".yaml", ".yml") else str(profile)
+
+
+def extra_seeds(config: StudyConfig) -> list[int]:
+    """The seeds ``config.seeds`` adds to the config's own seed, each once, ascending."""
+    return sorted(set(config.seeds) - {config.seed})
+
+
+def plan(config: StudyConfig, profile: str | Path, out_dir: str | Path) -> list[Step]:
+    """The study's steps for `config` (loaded from `profile`), writing under `out_dir`.
+
+    The config's seed runs every step; each extra seed of ``config.seeds`` adds one
+    fine-tuning step per N (``finetune_N<N>_s<seed>``, run folder ``train_N<N>_s<seed>``), read
+    by the evaluation (the spread across seeds); Grad-CAM explains the config seed's runs.
+    """
+    out = Path(out_dir).resolve()
+    prof = _profile_arg(profile)
+    pairs, cache = str(out / "partition"), str(out / "cache")
+    finetunes = [f"finetune_N{n}" for n in config.trainable_layers]
+    seeded = [(f"finetune_N{n}_s{seed}", n, seed) for n in config.trainable_layers
+              for seed in extra_seeds(config)]
+    steps = [
+        Step("partition", "01_partition.ipynb",
+             {"config": prof, "data_root": config.data_root, "out_dir": str(out)},
+             out / "partition"),
+        Step("baseline", "02_baseline.ipynb",
+             {"config": prof, "pairs_dir": pairs, "out_dir": str(out / "baseline"),
+              "cache_dir": cache, "split": "val,test"},
+             out / "baseline", ("partition",)),
+        *(Step(name, "03_finetune.ipynb",
+               {"config": prof, "trainable_layers": n, "pairs_dir": pairs, "cache_dir": cache,
+                "out_dir": str(out)},
+               out / setting_dir_name(n), ("partition",), after=("baseline",))
+          for name, n in zip(finetunes, config.trainable_layers, strict=True)),
+        *(Step(name, "03_finetune.ipynb",
+               {"config": prof, "trainable_layers": n, "seed": seed, "pairs_dir": pairs,
+                "cache_dir": cache, "out_dir": str(out),
+                "run_dir": str(out / setting_dir_name(n, seed))},
+               out / setting_dir_name(n, seed), ("partition",), after=("baseline",))
+          for name, n, seed in seeded),
+        Step("evaluation", "04_analysis.ipynb", {"config": prof, "study_dir": str(out)},
+             out / "evaluation", ("partition", "baseline", *finetunes,
+                                  *(name for name, _, _ in seeded))),
+        Step("gradcam", "05_gradcam.ipynb",
+             {"study_dir": str(out), "n_images": config.gradcam_images, "seed": config.seed},
+             out / "gradcam", ("partition", "baseline", *finetunes), tensorflow=True),
+    ]
+    if config.table_5_2_pairs is not None or config.data_root is None:
+        # Table 5.2: photo pairs verified by the most fine-tuned model (the thesis: last 70);
+        # a generated sample's study verifies drawn faces, already cropped
+        last = max(config.trainable_layers)
+        pairs_csv = config.table_5_2_pairs
+        if pairs_csv == "test":  # photo pairs of the study's own test split
+            pairs_csv = pairs
+        steps.append(Step(
+            "pairs", "06_pairs.ipynb",
+            {"pairs_csv": str(Path(pairs_csv).expanduser().resolve()) if pairs_csv else None,
+             "out_dir": str(out / "pairs"), "embedder": config.backbone,
+             "model": str(out / setting_dir_name(last)), "seed": config.seed,
+             # the study's own test photos are face crops already: no detection
+             **({"detect": False} if config.table_5_2_pairs == "test" else {})},
+            out / "pairs", ("evaluation", f"finetune_N{last}"),
+            # MTCNN finds the faces in photos
+            tensorflow=pairs_csv is not None and config.table_5_2_pairs != "test"))
+    return steps
+
+
+def step_names(steps: Sequence[Step]) -> list[str]:
+    return [s.name for s in steps]
+
+
+def _run_record(run_dir: Path) -> str | None:
+    """A digest of what a run folder's run.json says made it and what it wrote."""
+    run = read_run(run_dir)
+    if run is None or run.get("status") != "complete":
+        return None
+    blob = json.dumps({"fingerprint": run.get("fingerprint"), "outputs": run.get("outputs")},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _inputs(step: Step, steps: dict[str, Step], config: StudyConfig, out: Path) -> dict[str, Any]:
+    """Fingerprints of everything a step reads: its notebook, the config, and the dataset (the
+    partition) or the run records of the folders it reads (every other step)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_STEP_INPUTS}
+    inputs: dict[str, Any] = {"notebook": file_digest(NOTEBOOK_DIR / step.notebook),
+                              "config": settings}
+    if step.name == "partition":
+        root = Path(config.data_root) if config.data_root else out / "synthetic"
+        inputs["data"] = listing_digest(root) if root.is_dir() else None
+    for need in step.needs:
+        inputs[need] = _run_record(steps[need].run_dir)
+    return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+#: config fields that change no step's inputs: ``seeds`` adds steps (it changes none), and
+#: ``data_parallel`` is speed
+_NOT_STEP_INPUTS = ("seeds", "data_parallel")
+
+
+def _up_to_date(step: Step, record: dict[str, Any] | None, inputs: dict[str, Any],
+                out: Path) -> bool:
+    """The step ran before with these parameters and inputs, its run folder is complete and
+    was written by its command, and its executed notebook is there."""
+    run = read_run(step.run_dir) or {}
+    return (record is not None and record.get("status") == "complete"
+            and record.get("parameters") == step.parameters and record.get("inputs") == inputs
+            and run.get("status") == "complete" and run.get("command") == _COMMANDS[step.notebook]
+            and (out / "notebooks" / step.output_notebook).is_file())
+
+
+#: the command each notebook's run folder records
+_COMMANDS = {"01_partition.ipynb": "partition", "02_baseline.ipynb": "embed",
+             "03_finetune.ipynb": "train", "04_analysis.ipynb": "evaluate",
+             "05_gradcam.ipynb": "gradcam", "06_pairs.ipynb": "verify"}
+
+
+def _tensorflow_backend() -> bool:
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
+    """Before any notebook: every setting the study will run is one its steps take (each N
+    against the backbone's layers; the config's own checks ran when it was loaded), and the
+    data and the weights a profile needs are there (one line saying what to fetch otherwise)."""
+    from mfr.backbones import check_trainable_layers
+
+    try:
+        check_trainable_layers(config)
+    except InputError as e:
+        raise InputError(f"profile {Path(str(profile)).stem}: trainable_layers: {e}") from None
+    if config.data_root is not None and not Path(config.data_root).is_dir():
+        from mfr.data.datasets import dataset_names
+        from mfr.data.fetch import dataset_dir
+
+        # the dataset whose home ($MFR_DATA/<name>) holds the data root, else any of them
+        root = Path(config.data_root).expanduser().absolute()
+        homes = [n for n in dataset_names(fetchable=True)
+                 if root.is_relative_to(dataset_dir(n).absolute())]
+        name = homes[0] if homes else "|".join(dataset_names(fetchable=True))
+        raise MissingError(
+            f"{config.data_root}: no dataset here (profile {Path(str(profile)).stem}); "
+            f"fetch it with `mfr data fetch {name}`, or unpack a download there "
+            f"(`mfr data fetch {name} --from FILE`)")
+    from mfr.study.steps import check_weights
+
+    check_weights(config, progress=True)
+
+
+def _check_study_folder(out: Path) -> None:
+    """A study folder is a study's, or new: never a run folder of a step (its ``run.json``
+    says so), whose record a study inside it would leave wrong."""
+    run = out / "run.json"
+    if run.exists():
+        run_record = read_run(out)
+        command = run_record.get("command") if isinstance(run_record, dict) else None
+        command = command or "a step"
+        raise InputError(f"{out}: is the run folder of mfr {command} (see {run}), not a study "
+                         f"folder; choose another --out")
+
+
+def _ipc_kernel_manager():
+    """A kernel manager that talks to its kernel over local sockets (IPC), not TCP: nothing
+    on the network, and no plain-text warning from every kernel.
+
+    Each kernel gets socket paths of its own (``$TMPDIR/mfr-kernel-<random>-<n>``): jupyter's
+    default, ``kernel-ipc-<n>`` in the working directory, is picked by looking for free
+    numbers, which two kernels started at once in the same study folder (the Ray executor)
+    can both pick, and then talk to each other's kernel."""
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import CaselessStrEnum, default
+
+    class IPCKernelManager(AsyncKernelManager):
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            return os.path.join(tempfile.gettempdir(), f"mfr-kernel-{uuid.uuid4().hex[:16]}")
+
+    return IPCKernelManager
+
+
+def run_notebook(step: Step, context: StepContext) -> Path:
+    """Run a step's notebook with papermill (the executors' default step runner, here or on
+    a Ray worker); StudyStepError names the executed notebook on failure."""
+    import papermill as pm
+
+    out, kernel, progress = context.out_dir, context.kernel, context.progress
+    nb_out = out / "notebooks" / step.output_notebook
+    nb_out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
+                            parameters=step.parameters, kernel_name=kernel, cwd=str(out),
+                            progress_bar=progress, log_output=False,
+                            kernel_manager_class=_ipc_kernel_manager())
+    except pm.PapermillExecutionError as e:
+        raise StudyStepError(f"step {step.name} failed ({e.ename}: "
+                             f"{' '.join(str(e.evalue).split())[:300]}); the executed notebook "
+                             f"with the error: {nb_out}") from None
+    return nb_out
+
+
+def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
+              force: bool = False, only: str | None = None, kernel: str = "python3",
+              progress: bool = True, seeds: Sequence[int] | str | None = None,
+              executor: Executor | None = None,
+              data_root: str | Path | None = None) -> StudyResult:
+    """Run (or resume) the study of `profile` in `out_dir` (default ``results/<profile>``).
+
+    Args:
+        force: run every step again from scratch (the notebooks get ``force=True``).
+        only: run just this step (a step name, or ``finetune`` for every N); the others are
+            neither run nor checked.
+        kernel: the Jupyter kernel papermill starts (the venv's ``python3`` by default).
+        seeds: more seeds for the fine-tuning steps (``config.seeds``; default the profile's).
+        executor: runs the steps (:mod:`mfr.study.executors`): default the local executor, one step
+            after the other in this process; :class:`mfr.study.executors.ray_executor.RayExecutor`
+            runs independent steps at once as Ray tasks.
+        data_root: the dataset folder, in place of the profile's ``data_root`` (e.g. a
+            subset of RMFRD in RMFRD's layout, for a profile whose data root is the full set).
+
+    Returns:
+        A :class:`StudyResult`; ``REPORT.md``/``REPORT.html`` are written unless `only`.
+    """
+    from mfr.study.executors import LocalExecutor, StepContext
+
+    config = load_config(profile)
+    if data_root is not None:
+        config = config.replace(data_root=str(Path(data_root).expanduser().resolve()))
+    if seeds is not None:
+        try:
+            config = config.replace(seeds=seeds)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+    out = Path(out_dir) if out_dir is not None else Path("results") / config.profile
+    out = out.resolve()
+    _check_study_folder(out)
+    steps = plan(config, profile, out)
+    by_name = {s.name: s for s in steps}
+    valid = step_names(steps)
+    if only is not None and only not in valid and only != "finetune":
+        raise InputError(f"unknown step {only!r}; the steps of profile {config.profile}: "
+                         f"{', '.join(valid)} (or finetune: every N)")
+    executor = executor or LocalExecutor()
+    executor.check()  # e.g. Ray installed, its address answers: before anything starts
+    _check_can_run(config, profile)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels' TensorFlow: no banners
+    out.mkdir(parents=True, exist_ok=True)
+    ledger_path = out / LEDGER
+    ledger = json.loads(ledger_path.read_text("utf-8")) if ledger_path.is_file() else {}
+    if ledger.get("profile") not in (None, config.profile):
+        raise InputError(f"{out}: holds the study of profile {ledger['profile']} (see "
+                         f"{ledger_path}); choose another --out")
+    ledger.update(profile=config.profile, config=config.to_dict())
+    ledger.setdefault("steps", {})
+    result = StudyResult(out, ledger)
+    chosen = [s for s in steps if only is None or s.name == only
+              or (only == "finetune" and s.name.startswith("finetune_"))]
+    executor.run(chosen, _Ledger(ledger, ledger_path, by_name, config, out, force, result),
+                 StepContext(out, kernel, progress), run_notebook)
+    ledger["versions"] = versions()
+    ledger["numerics"] = numerics()
+    write_json(ledger_path, ledger)
+    if only is None:
+        from mfr.report.study import write_report
+
+        result.report = write_report(out, config, ledger, steps)
+    return result
+
+
+@dataclass
+class _Ledger:
+    """The driver's side of running a step: whether it runs (:meth:`begin`) and its record in
+    ``study.json`` (:meth:`begin`, :meth:`end`). Executors call it from the driver only."""
+
+    ledger: dict[str, Any]
+    path: Path
+    steps: dict[str, Step]
+    config: StudyConfig
+    out: Path
+    force: bool
+    result: StudyResult
+
+    def begin(self, step: Step) -> Step | None:
+        """The step to run (its parameters as the notebook gets them), or None: skipped (not
+        for this backend, or up to date)."""
+        record = self.ledger["steps"].get(step.name)
+        if step.tensorflow and not _tensorflow_backend():
+            self.ledger["steps"][step.name] = {
+                "status": "skipped", "parameters": step.parameters,
+                "reason": "needs the TensorFlow backend (tf-keras-vis, MTCNN); this run used "
+                          + os.environ.get("KERAS_BACKEND", "jax")}
+            self.result.skipped.append(step.name)
+            write_json(self.path, self.ledger)
+            return None
+        if not self.force and _up_to_date(step, record, _inputs(step, self.steps, self.config,
+                                                                 self.out), self.out):
+            self.result.skipped.append(step.name)
+            return None
+        # The study owns its run folders: a step recorded with other parameters or inputs
+        # (stale, or a study committed or copied from elsewhere) replaces what its folder
+        # holds; a step interrupted with these parameters resumes (training from its last
+        # checkpoint); a step with no record lets its folder decide (up to date, or refused).
+        interrupted = (record is not None and record.get("status") == "running"
+                       and record.get("parameters") == step.parameters)
+        replace_folder = self.force or (record is not None and not interrupted)
+        params = {**step.parameters, **({"force": True} if replace_folder and "force" in
+                                        _notebook_parameters(step.notebook) else {})}
+        self.ledger["steps"][step.name] = {"status": "running", "parameters": step.parameters,
+                                           "notebook": f"notebooks/{step.output_notebook}"}
+        write_json(self.path, self.ledger)
+        return replace(step, parameters=params)
+
+    def end(self, step: Step, seconds: float) -> None:
+        """Record a step that finished: complete, its duration and the inputs it ran on."""
+        self.ledger["steps"][step.name].update(
+            status="complete", seconds=round(seconds, 1),
+            inputs=_inputs(step, self.steps, self.config, self.out))
+        write_json(self.path, self.ledger)
+        self.result.ran.append(step.name)
+
+
+def _notebook_parameters(notebook: str) -> set[str]:
+    """The names a notebook's parameters cell defines."""
+    nb = json.loads((NOTEBOOK_DIR / notebook).read_text("utf-8"))
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            src = "".join(cell["source"])
+            return {line.split("=")[0].strip() for line in src.splitlines()
+                    if "=" in line and not line.lstrip().startswith("#")}
+    return set()
+
+
+def profiles() -> list[str]:
+    """The profiles in configs/."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))

@@ -1,0 +1,195 @@
+"""The baseline step: the pre-trained (or random-init) SENet50's embeddings and pair distances
+(`mfr embed`, notebook 02)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mfr.core.config import StudyConfig
+from mfr.core.errors import InputError, MissingError
+from mfr.core.outputs import write_csv, write_json, write_text
+from mfr.core.provenance import (
+    claim,
+    complete,
+    file_digest,
+    listing_digest,
+)
+from mfr.data.image_cache import ImageCache
+from mfr.data.pairs import (
+    SPLITS,
+    drop_failed_pairs,
+    pair_indices,
+    parse_splits,
+    read_pair_csvs,
+    unique_pair_paths,
+)
+from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
+from mfr.report import thesis as report
+from mfr.study.steps._common import (
+    _core,
+    _devices,
+    _image_cache,
+    _nonempty,
+    _require_complete,
+    _weights_desc,
+    _weights_fingerprint,
+    check_weights,
+    embed_settings,
+    resolve_data_root,
+)
+
+
+@dataclass
+class EmbedRun:
+    """What :func:`embed_step` made (all of it is also on disk under `out_dir`)."""
+
+    out_dir: Path
+    distances: pd.DataFrame  # a row per kept pair: split, paths, label, one column per metric
+    summary: dict[str, Any]  # summary.json
+    embeddings: Any  # mfr.evaluation.embeddings.Embeddings
+    cache: ImageCache
+    dropped: pd.DataFrame  # pairs dropped because an image failed to decode
+
+    def summary_table(self, split: str | None = None, metric: str = "sum_squared") -> pd.DataFrame:
+        split = split or next(iter(self.summary["splits"]))
+        label = f"this run ({split}, {self.summary['weights_desc']})"
+        return report.summary_table(self.summary["splits"][split][metric], label=label)
+
+
+def embed_step(
+    config: StudyConfig,
+    pairs_dir: str | Path,
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    split: str | Sequence[str] = "test",
+    cache_dir: str | Path | None = None,
+    model=None,
+    progress: bool = True,
+    force: bool = False,
+) -> EmbedRun:
+    """The baseline (Table 5.1, first row) for the pairs of a partition (`mfr embed`).
+
+    pairs CSVs -> one image cache for the union of the partition's splits (each unique image
+    decoded once; reused if present and unchanged) -> embeddings of the unique images of
+    `split` (each embedded once) -> distances of every pair for each metric -> summary.
+
+    Writes into `out_dir`: ``cache/`` (unless `cache_dir`), ``embeddings/`` (npy, index,
+    run.json), ``distances.csv``, ``summary.json``, ``summary.md``, ``run.json``. When
+    `out_dir` already holds this run, complete, it is read back, not computed again.
+
+    Args:
+        config: its weights (``None`` = random initialisation with
+            ``keras.utils.set_random_seed(config.seed)``, for the offline demo only, flagged
+            loudly in every output), preprocessing, embed_batch_size, image_size, pooling and
+            decoder.
+        data_root: the folder the pair paths are relative to (default:
+            :func:`resolve_data_root`).
+        split: ``"test"`` (default), ``"train"``, ``"val"``, ``"all"`` or a comma list.
+        model: a ready model to use instead of building ``senet50(config.weights)``.
+        force: replace whatever `out_dir` holds.
+    """
+    from mfr.evaluation.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
+
+    cfg = config
+    devices = _devices(cfg)  # --data-parallel under TensorFlow: an error before any work
+    pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
+    splits = parse_splits(split)
+    _require_complete(pairs_dir, "partition")
+    pairs = read_pair_csvs(pairs_dir, splits)  # bad input fails before slow work
+    _nonempty(pairs, pairs_dir, splits)
+    root = resolve_data_root(data_root, pairs_dir, cfg, cache_dir)
+    if root is None:
+        raise InputError(f"no data root: pass --data-root DIR ({pairs_dir / 'run.json'} "
+                         f"records none)")
+    if not root.is_dir():
+        raise MissingError(f"{root}: data root is not a directory")
+    if model is None:
+        check_weights(cfg, progress)
+    fp = {"settings": {**embed_settings(cfg), "splits": splits},
+          "weights": "given model" if model is not None else _weights_fingerprint(cfg),
+          "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in splits},
+          "images": listing_digest(root, unique_pair_paths(*pairs.values()))}
+    others = [s for s in SPLITS if s not in splits and (pairs_dir / f"{s}.csv").is_file()]
+    all_pairs = {**pairs, **read_pair_csvs(pairs_dir, others)}
+    if claim(out_dir, "embed", fp, config=cfg, force=force) == "complete":
+        emb = load_embeddings(out_dir / "embeddings")
+        return EmbedRun(out_dir, pd.read_csv(out_dir / "distances.csv"),
+                        json.loads((out_dir / "summary.json").read_text(encoding="utf-8")),
+                        emb, ImageCache.open(cache_dir), pd.DataFrame())
+
+    cache = _image_cache(root, all_pairs, cache_dir, cfg, progress)
+    if len(cache) == 0 or not any(p in cache for p in unique_pair_paths(*pairs.values())):
+        raise InputError(f"{root}: none of the images of {pairs_dir} could be read under "
+                         f"this data root (see {cache.cache_dir / 'failed.csv'}); is it the "
+                         f"folder the pair paths are relative to?")
+    kept, dropped = {}, []
+    for s, df in pairs.items():
+        kept[s], d = drop_failed_pairs(df, cache)
+        if len(d):
+            dropped.append(d.assign(split=s))
+    dropped_df = pd.concat(dropped, ignore_index=True) if dropped else pd.DataFrame()
+    if len(dropped_df):
+        warnings.warn(f"dropped {len(dropped_df)} pairs whose image failed to decode "
+                      f"(see {cache.cache_dir / 'failed.csv'})", stacklevel=2)
+
+    weights_desc, warning = _weights_desc(cfg)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if model is None:
+        model = _core(cfg)
+    paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
+    from mfr.backbones import network_inputs
+
+    images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress,
+                                  cfg.face_box, cache=cache)
+    vectors = embed_images(model, images, preprocessing=cfg.preprocessing,
+                           batch_size=cfg.embed_batch_size, progress=progress,
+                           rows=rows, data_parallel=cfg.data_parallel)
+    meta = {"weights_desc": weights_desc, "random_weights": cfg.weights is None,
+            "preprocessing": cfg.preprocessing, "decoder": cfg.decoder, "splits": splits,
+            "warning": warning}
+    save_embeddings(out_dir / "embeddings", vectors, paths, meta=meta, config=cfg)
+    emb = Embeddings(vectors, paths, meta)
+
+    frames, summaries = [], {}
+    for s, df in kept.items():
+        idx = pair_indices(df, emb)
+        frame, summaries[s] = distance_table(s, df, emb.vectors, idx.u_idx, idx.m_idx, idx.labels)
+        frames.append(frame)
+    distances = pd.concat(frames, ignore_index=True)
+    write_csv(out_dir / "distances.csv", distances, float_format=DISTANCE_FLOAT_FORMAT)
+
+    summary = {
+        "weights": cfg.weights,
+        "weights_desc": weights_desc,
+        "random_weights": cfg.weights is None,
+        "warning": warning,
+        "preprocessing": cfg.preprocessing,
+        "decoder": cfg.decoder,
+        "metric_thesis": "sum_squared",
+        "splits": summaries,
+        "thesis_table_5_1_pretrained": report.thesis_row("pre-trained"),
+        "n_images_embedded": len(paths),
+        "n_images_failed": len(cache.failed),
+        "n_pairs_dropped": len(dropped_df),
+    }
+    write_json(out_dir / "summary.json", summary)
+    write_text(out_dir / "summary.md", report.baseline_markdown(summary))
+    complete(out_dir, "embed", fp, config=cfg,
+             outputs=["distances.csv", "summary.json", "summary.md", "embeddings"],
+             data_root=str(root.resolve()), pairs_dir=str(pairs_dir.resolve()), splits=splits,
+             cache_dir=str(cache.cache_dir), weights_desc=weights_desc,
+             random_weights=cfg.weights is None, warning=warning, decoder=cfg.decoder,
+             n_images_embedded=len(paths), n_images_failed=len(cache.failed),
+             n_pairs_dropped=len(dropped_df), failed_images=cache.failed.to_dict("records"),
+             data_parallel=cfg.data_parallel, devices=devices)
+    return EmbedRun(out_dir, distances, summary, emb, cache, dropped_df)

@@ -1,0 +1,186 @@
+"""The fine-tuning step: one Siamese setting N, trained, with its val + test embeddings and
+distances (`mfr train`, notebook 03)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mfr.core.config import StudyConfig
+from mfr.core.errors import InputError, MissingError
+from mfr.core.outputs import write_csv, write_json
+from mfr.core.provenance import (
+    claim,
+    complete,
+    file_digest,
+    listing_digest,
+    read_run,
+    state,
+)
+from mfr.core.runs import setting_dir_name
+from mfr.data.image_cache import ImageCache
+from mfr.data.pairs import (
+    SPLITS,
+    drop_failed_pairs,
+    pair_indices,
+    read_pair_csvs,
+    unique_pair_paths,
+)
+from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
+from mfr.study.steps._common import (
+    _check_cache_source,
+    _core,
+    _devices,
+    _image_cache,
+    _nonempty,
+    _require_complete,
+    _weights_desc,
+    _weights_fingerprint,
+    check_weights,
+    resolve_data_root,
+    train_settings,
+)
+from mfr.training.losses import get_loss, require_pair_batches
+
+
+def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, pd.DataFrame],
+                          cache: ImageCache, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Save the fine-tuned embeddings of the val + test images (``out/embeddings``, as `mfr
+    embed`'s) and return the val and test pairs' distance table and summaries."""
+    from mfr.evaluation.embeddings import Embeddings, save_embeddings
+
+    if result.embeddings is None:  # no val and no test pairs
+        return pd.DataFrame(columns=["split", *kept["test"].columns]), {}
+    paths = [cache.paths[r] for r in result.embedding_rows]
+    weights_desc, warning = _weights_desc(config)
+    meta = {"weights_desc": weights_desc, "random_weights": config.weights is None,
+            "preprocessing": config.preprocessing, "decoder": config.decoder,
+            "splits": ["val", "test"], "trainable_layers": n, "warning": warning}
+    save_embeddings(out / "embeddings", result.embeddings, paths, meta=meta, config=config)
+    emb = Embeddings(result.embeddings, paths, meta)
+    frames, summaries = [], {}
+    for s in ("val", "test"):
+        if len(kept[s]):
+            pi = pair_indices(kept[s], emb)
+            frame, summaries[s] = distance_table(s, kept[s], emb.vectors, pi.u_idx, pi.m_idx,
+                                                 pi.labels)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True), summaries
+
+
+def default_train_dir(config: StudyConfig, n: int) -> Path:
+    return Path("results") / config.profile / setting_dir_name(n)
+
+
+def train_step(
+    config: StudyConfig,
+    n: int,
+    pairs_dir: str | Path,
+    out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    resume: bool = False,
+    verbose: int = 0,
+    progress: bool = True,
+    force: bool = False,
+):
+    """Fine-tune the last `n` layers on a partition's pairs (`mfr train`, one N).
+
+    The image cache (`cache_dir`, default ``pairs_dir/cache``) is reused when it was made from
+    these pairs' unchanged images, else built from the data root (:func:`resolve_data_root`).
+    Every check on the input (N, the CSVs, the weights, the output folder) comes before the
+    model is built. A folder holding this run complete is read back, not trained again; with
+    more ``epochs`` and `resume` it is continued from its last checkpoint.
+
+    Writes into `out_dir` (default ``results/<profile>/train_N<n>``): ``history.csv``,
+    ``checkpoints/``, ``final_trainable.h5`` (:func:`mfr.training.fit.train_siamese`),
+    ``embeddings/`` (the fine-tuned embeddings of the val and test images, as `mfr embed`'s),
+    ``distances.csv`` and ``summary.json`` of the val and test pairs under the fine-tuned
+    model, ``run.json``. Returns the :class:`mfr.training.fit.TrainResult`.
+    """
+    from mfr.backbones import check_trainable_layers, network_inputs
+    from mfr.training import checkpoints
+    from mfr.training.fit import TrainResult, train_siamese
+
+    n = check_trainable_layers(config, n)[0]
+    loss = get_loss(config.loss)
+    require_pair_batches(loss, "mfr train")  # the Siamese model on pairs, the one kind yet
+    _devices(config)  # --data-parallel under TensorFlow: an error before any work
+    pairs_dir = Path(pairs_dir)
+    _require_complete(pairs_dir, "partition")
+    frames = read_pair_csvs(pairs_dir)
+    _nonempty(frames, pairs_dir, ("train", "test"))
+    if len(frames["val"]) == 0:
+        warnings.warn(f"{pairs_dir / 'val.csv'}: no validation pairs; history.csv will have "
+                      f"no val_loss", stacklevel=2)
+    out = Path(out_dir) if out_dir is not None else default_train_dir(config, n)
+    check_weights(config, progress)
+    cache_dir = Path(cache_dir) if cache_dir is not None else pairs_dir / "cache"
+    root = resolve_data_root(data_root, pairs_dir, config, cache_dir)
+    if root is None:
+        raise MissingError(f"{cache_dir}: no image cache, and no data root to build it "
+                           f"(pass --cache-dir or --data-root)")
+    fp = {"settings": {**train_settings(config), "trainable_layers": n},
+          "weights": _weights_fingerprint(config),
+          "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in SPLITS},
+          "images": listing_digest(root, unique_pair_paths(*frames.values()))}
+    run = read_run(out) or {}
+    done = run.get("epochs_trained", 0)
+    reopen = False
+    if state(out, "train", fp) == "complete" and not force and config.epochs != done:
+        if config.epochs < done:
+            raise InputError(f"{out}: trained for {done} epochs already; epochs {config.epochs} "
+                             f"asks for fewer (choose another output folder, or --force)")
+        if not resume:
+            raise InputError(f"{out}: complete at {done} epochs; to train on to "
+                             f"{config.epochs}, add --resume")
+        reopen = True
+    _check_cache_source(root, frames, cache_dir, config)
+    claimed = claim(out, "train", fp, config=config, force=force, reopen=reopen)
+    if claimed == "complete":
+        return TrainResult(pd.read_csv(out / "history.csv"), run["trainable_layer_names"],
+                           run["trainable_params"], run["path"], engine=run["engine"],
+                           resumed_from=len(pd.read_csv(out / "history.csv")), out_dir=out)
+    if checkpoints.latest_checkpoint(out) is not None and not resume:
+        raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
+                         f"choose another output directory")
+    cache = _image_cache(root, frames, cache_dir, config, progress)
+    kept = {s: drop_failed_pairs(df, cache)[0] for s, df in frames.items()}
+    n_dropped = sum(len(frames[s]) - len(kept[s]) for s in frames)
+    if n_dropped:
+        warnings.warn(f"dropped {n_dropped} pairs whose image failed to decode "
+                      f"(see {cache.cache_dir / 'failed.csv'})", stacklevel=2)
+    for s in ("train", "test"):
+        if len(kept[s]) == 0:
+            raise InputError(f"{pairs_dir / f'{s}.csv'}: no pair left: every one has an image "
+                             f"that failed to decode (see {cache.cache_dir / 'failed.csv'})")
+    idx = {s: pair_indices(df, cache) for s, df in kept.items()}
+
+    images, _ = network_inputs(config.backbone, cache.images, progress=progress,
+                               face_box=config.face_box, cache=cache)
+    result = train_siamese(_core(config), n, images, idx["train"], idx["val"], idx["test"],
+                           config=config, out_dir=out, resume=resume, verbose=verbose,
+                           progress=progress, fingerprint=fp)
+    dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out)
+    write_csv(out / "distances.csv", dist, float_format=DISTANCE_FLOAT_FORMAT)
+    # Same layout as `mfr embed`'s summary.json: splits -> split -> metric -> statistics.
+    weights_desc, _ = _weights_desc(config)
+    write_json(out / "summary.json", {"trainable_layers": n, "metric_thesis": "sum_squared",
+                                      "random_weights": config.weights is None,
+                                      "weights_desc": weights_desc, "splits": metrics})
+    complete(out, "train", fp, config=config,
+             outputs=["history.csv", "final_trainable.h5", "distances.csv", "summary.json",
+                      "embeddings"],
+             trainable_layers=n, trainable_layer_names=result.trainable_layers,
+             trainable_params=result.trainable_params, path=result.path,
+             epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
+             engine=result.engine, data_parallel=config.data_parallel, devices=result.devices,
+             loss=loss.record(config),
+             pairs_dir=str(pairs_dir.resolve()), cache_dir=str(Path(cache.cache_dir).resolve()),
+             final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
+                           f"legacy HDF5)",
+             epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)")
+    return result

@@ -1,0 +1,154 @@
+"""The verification steps: two photos (`mfr verify`), or a CSV of photo pairs as Table 5.2
+(notebook 06)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from mfr.core.config import StudyConfig
+from mfr.core.errors import InputError, MissingError
+from mfr.core.outputs import write_csv, write_text
+from mfr.core.provenance import (
+    claim,
+    complete,
+    file_digest,
+    read_run,
+)
+from mfr.study.steps._common import (
+    _require_complete,
+    _weights_fingerprint,
+    check_weights,
+)
+
+
+def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
+                    weights: str | None = "vggface2", preprocessing: str | None = None,
+                    seed: int = 2021, progress: bool = True):
+    """The embedder `mfr verify` and notebook 06 compare with: ``senet50`` from a run folder
+    (`model`: an `mfr embed` or `mfr train` run, its network as the run left it) or from
+    `weights` (vggface2, a .h5 path, None = seeded random init) with `preprocessing`; or
+    ``dlib`` (dlib's own), or ``dlib_resnet`` (its Keras port: pre-trained, or `model`, a
+    `mfr train --backbone dlib_resnet` run). The weights are made sure of (found or downloaded) before any slow work."""
+    from mfr.embedders import get_embedder
+
+    if embedder == "dlib_resnet":  # dlib's ResNet in Keras: pre-trained, or a run's
+        if model is not None:
+            _require_complete(Path(model), "run")
+        return get_embedder("dlib_resnet", run_dir=model,
+                            weights="dlib_v1" if weights == "vggface2" else weights, seed=seed)
+    if embedder != "senet50":
+        if model is not None:
+            raise InputError(f"--model is a senet50 option (an `mfr embed` or `mfr train` run "
+                             f"folder), not {embedder}'s")
+        return get_embedder(embedder)
+    if model is not None:
+        _require_complete(Path(model), "run")
+        emb = get_embedder("senet50", run_dir=model)
+    else:
+        emb = get_embedder("senet50", weights=weights, preprocessing=preprocessing or "thesis",
+                           seed=seed)
+    try:
+        check_weights(StudyConfig(weights=emb.weights), progress)
+    except MissingError as e:
+        raise MissingError(f"{e}; or verify with --embedder dlib, which needs no VGGFace2 "
+                           f"weights") from None
+    return emb
+
+
+def verify_step(image_a: str | Path, image_b: str | Path, embedder: str = "senet50",
+                model: str | Path | None = None, weights: str | None = "vggface2",
+                preprocessing: str | None = None, seed: int = 2021,
+                threshold: float | str | Path | None = None, detect: bool = True,
+                progress: bool = True):
+    """Are two photos of the same person (`mfr verify IMG_A IMG_B`)? The faces found and cropped
+    (MTCNN; `detect` False: the whole images), embedded with :func:`verify_embedder`'s model,
+    compared with its own distance and decided at `threshold` (a number, a thresholds.json,
+    or None: the model's study calibration, dlib's documented tolerance, else no decision).
+    Reads run folders, writes nothing. Returns a :class:`mfr.verify.photos.Verification`."""
+    from mfr.evaluation.thresholds import parse_threshold
+    from mfr.verify.photos import read_photo, verify_pair
+
+    spec = parse_threshold(threshold) if isinstance(threshold, str) else threshold
+    for image in (image_a, image_b):  # a wrong path fails before any model is loaded
+        read_photo(image)
+    emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
+    return verify_pair(image_a, image_b, emb, spec, detect)
+
+
+def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str = "dlib",
+                      model: str | Path | None = None, weights: str | None = "vggface2",
+                      preprocessing: str | None = None, seed: int = 2021,
+                      threshold: float | str | Path | None = None, detect: bool = True,
+                      title: str | None = None, force: bool = False, progress: bool = True):
+    """Table 5.2 for a CSV of photo pairs (notebook 06): each pair's distance and decision as
+    :func:`verify_step` makes them, each unique image prepared and embedded once. `pairs_csv`
+    may also be a partition folder: five genuine and five impostor pairs of its test photos
+    (:func:`mfr.verify.pairs.partition_photo_pairs`, picked with `seed`), paths written
+    relative to its data root.
+
+    Writes into `out_dir`: ``table_5_2.csv`` (a row per pair: paths -- relative to the CSV's folder where
+    below it --, label, distance, threshold,
+    decision, correct, note), ``table_5_2.md`` (with the model, distance, threshold source and
+    the thesis's Table 5.2 for reference), ``table_5_2.png`` (the faces side by side),
+    ``run.json``. Returns the :class:`mfr.verify.pairs.PairsVerification`.
+    """
+    from mfr.core.outputs import atomic_path
+    from mfr.evaluation.thresholds import parse_threshold
+    from mfr.verify.figures import pairs_figure
+    from mfr.verify.pairs import (
+        pairs_markdown,
+        partition_photo_pairs,
+        read_pairs_csv,
+        relative_path,
+        relative_paths,
+        verify_pairs,
+    )
+    from mfr.verify.photos import CROP_SCALE
+
+    csv = Path(pairs_csv)
+    if csv.is_dir():  # a partition: photo pairs of its test split
+        pairs, base = partition_photo_pairs(csv, seed=seed)
+        rel = relative_paths(pairs, base).to_csv(index=False)
+        digest = hashlib.sha256(rel.encode())
+        source = {"partition": file_digest(csv / "test.csv"), "pairs": digest.hexdigest()}
+        csv = csv / "test.csv"
+        title = title or f"Photo pairs of the test split ({csv.parent.name})"
+    else:
+        pairs = read_pairs_csv(csv)
+        base = csv.parent.resolve()  # paths below the CSV's folder are written relative to it
+        source = file_digest(csv)
+    spec = parse_threshold(threshold) if isinstance(threshold, str) else threshold
+    emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
+    images = sorted(set(pairs["image_a"]) | set(pairs["image_b"]))
+    run = read_run(model) if model is not None else None
+    # the images by content (a pairs table holds few): the same drawn faces in another
+    # temporary folder are the same input
+    fp = {"pairs": source,
+          "images": {relative_path(img, base): file_digest(img) if Path(img).is_file() else None
+                     for img in images},
+          "embedder": embedder, "detect": detect, "crop_scale": CROP_SCALE,
+          "model": {"run": (run or {}).get("fingerprint"),
+                    "trained": (run or {}).get("outputs", {}).get("final_trainable.h5")}
+          if model is not None else None,
+          "weights": _weights_fingerprint(StudyConfig(weights=emb.weights))
+          if embedder == "senet50" else None,
+          "preprocessing": getattr(emb, "preprocessing", None),
+          "threshold": (f"file sha256:{file_digest(spec)}" if isinstance(spec, Path)
+                        and spec.is_file() else spec)}
+    out = Path(out_dir)
+    claim(out, "verify", fp, force=force, reopen=True)
+    result = verify_pairs(pairs, emb, spec, detect)
+    write_csv(out / "table_5_2.csv", relative_paths(result.table, base), float_format="%.6f")
+    write_text(out / "table_5_2.md", pairs_markdown(result, relative_to=base))
+    fig = pairs_figure(result, title or f"Verified pairs: {csv.name}")
+    with atomic_path(out / "table_5_2.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    complete(out, "verify", fp, outputs=["table_5_2.csv", "table_5_2.md", "table_5_2.png"],
+             pairs_csv=str(csv.resolve()), embedder=result.embedder,
+             threshold={"value": result.threshold.value, "source": result.threshold.source},
+             distance=result.distance_name, preprocessing=result.preprocessing,
+             n_pairs=len(result.table),
+             n_pairs_without_distance=int(result.table["distance"].isna().sum()))
+    return result
+

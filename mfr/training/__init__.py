@@ -1,0 +1,1 @@
+"""Training: the Siamese model, its losses, the Keras and JAX engines, checkpoints."""

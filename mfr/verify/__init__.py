@@ -1,0 +1,1 @@
+"""Verification of any two photos: face found, cropped, embedded, compared, decided."""
