@@ -15,10 +15,13 @@ import pytest
 
 from mfr.core.config import StudyConfig
 from mfr.core.outputs import run_metadata, write_csv, write_json
+from mfr.core.runs import discover_study
 from mfr.data.pairs import COLUMNS, pair_indices
-from mfr.evaluation import study as E
 from mfr.evaluation.distances import distance_table
 from mfr.evaluation.embeddings import Embeddings, save_embeddings
+from mfr.evaluation.figures import study_figures
+from mfr.evaluation.pair_sets import EVAL_DISTANCES, masked_vs_unmasked_pairs
+from mfr.evaluation.study import SEED_STATS, evaluate_study
 from mfr.report import thesis as report
 
 matplotlib.use("Agg")
@@ -130,7 +133,7 @@ def test_metrics_agree_with_an_independent_computation(evaluated):
     test = d[d["split"] == "test"]
     m = json.loads((study / "evaluation" / "metrics.json").read_text())
     got = m["settings"]["N10"]["splits"]["test"]
-    for dist in E.EVAL_DISTANCES:
+    for dist in EVAL_DISTANCES:
         assert got[dist]["auc"] == pytest.approx(roc_auc_score(test["label"], -test[dist]))
         assert got[dist]["median_genuine"] == pytest.approx(
             test.loc[test["label"] == 1, dist].median())
@@ -171,11 +174,11 @@ def test_incomplete_runs_are_listed(tmp_path):
     (study / "train_N20").mkdir()  # killed before it wrote run.json
     d = pd.read_csv(study / "train_N10" / "distances.csv")  # a run from before val distances
     d[d["split"] == "test"].to_csv(study / "train_N10" / "distances.csv", index=False)
-    found = E.discover_study(study)
+    found = discover_study(study)
     assert [s.key for s in found.settings] == ["baseline", "N10"]
     assert found.missing == []
     assert [e["setting"] for e in found.incomplete] == ["train_N20"]
-    ev = E.evaluate_study(found, n_resamples=0)
+    ev = evaluate_study(found, n_resamples=0)
     th = ev.metrics["settings"]["N10"]["threshold"]
     assert th["threshold" if "threshold" in th else "null_reason"].startswith("no validation")
     assert any("threshold" in e["reason"] for e in ev.metrics["incomplete"])
@@ -187,12 +190,12 @@ def test_empty_class_gives_nulls_not_a_crash(tmp_path):
         d = pd.read_csv(study / run / "distances.csv")
         d = d[(d["split"] == "val") | (d["label"] == 1)]  # test: genuine pairs only
         d.to_csv(study / run / "distances.csv", index=False)
-    ev = E.evaluate_study(E.discover_study(study), n_resamples=50)
+    ev = evaluate_study(discover_study(study), n_resamples=50)
     m = ev.metrics["settings"]["N10"]["splits"]["test"]["sum_squared"]
     assert m["auc"] is None and "no impostor pairs" in m["null_reason"]
     assert m["ci"]["auc"]["low"] is None and m["ci"]["gmean"]["low"] is not None
     assert ev.metrics["settings"]["N10"]["threshold"]["sum_squared"]["test"]["fmr"] is None
-    figs = E.study_figures(ev)
+    figs = study_figures(ev)
     box = figs["fig_5_3_distances"].axes[0]
     assert sum("no impostor pairs" in t.get_text() for t in box.texts) == 2
     import matplotlib.pyplot as plt
@@ -224,7 +227,7 @@ def test_setting_labels():
 def test_masked_vs_unmasked_pairs():
     u = pd.DataFrame({"path": ["u/b/1", "u/a/1"], "subject": ["b", "a"]})
     m = pd.DataFrame({"path": ["m/a/1", "m/c/1", "m/a/2"], "subject": ["a", "c", "a"]})
-    p = E.masked_vs_unmasked_pairs(u, m)
+    p = masked_vs_unmasked_pairs(u, m)
     assert list(p.columns) == COLUMNS and len(p) == 6
     assert p["label"].tolist() == [1, 1, 0, 0, 0, 0]
     assert p["unmasked_path"].tolist()[:3] == ["u/a/1"] * 3
@@ -252,7 +255,7 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     ledger = StudyConfig(weights=None, trainable_layers=(10,), seeds=(2021, 2022, 2023, 2024))
     write_json(study / "study.json", {"profile": "t", "config": ledger.to_dict()})
 
-    found = E.discover_study(study)
+    found = discover_study(study)
     assert [(s.key, s.seed, s.replicate) for s in found.settings] == [
         ("baseline", 2021, False), ("N10", 2021, False), ("N10_s2022", 2022, True),
         ("N10_s2023", 2023, True)]
@@ -267,7 +270,7 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     ver = pd.read_csv(out / "verification.csv")
     assert "last 10 layers (random init), seed 2022" in set(ver["setting"])
     seeds = pd.read_csv(out / "seeds.csv")
-    assert list(seeds["statistic"]) == list(E.SEED_STATS) and set(seeds["n"]) == {3}
+    assert list(seeds["statistic"]) == list(SEED_STATS) and set(seeds["n"]) == {3}
     # against an independent computation from the three runs' distances.csv
     from sklearn.metrics import roc_auc_score
 

@@ -181,13 +181,14 @@ def test_thresholds_of_a_run_trained_again_are_stale(tmp_path):
 
 
 def test_evaluation_names_runs_of_another_partition(tmp_path):
-    from mfr.evaluation import study as E
+    from mfr.core.runs import discover_study
+    from mfr.evaluation.study import evaluate_study
 
     root = _study(tmp_path / "study")
     test = root / "partition" / "test.csv"
     df = pd.read_csv(test, dtype=str)
     write_csv(test, pd.concat([df, df.iloc[:1].assign(masked_path="other/x.jpg")]))
-    ev = E.evaluate_study(E.discover_study(root), n_resamples=0)
+    ev = evaluate_study(discover_study(root), n_resamples=0)
     notes = json.dumps(ev.metrics)
     assert "made from another partition" in notes
     # both runs were made from the partition before the row was added

@@ -170,11 +170,11 @@ def test_discover_settings_refuses_a_broken_run_json(tmp_path):
 
 
 def test_gradcam_finds_what_the_evaluation_finds(tmp_path):
-    from mfr.evaluation import study as evaluation
+    from mfr.core.runs import discover_study
     from mfr.explain.study import find_settings
 
     root = _study(tmp_path)
-    ev = evaluation.discover_study(root).settings
+    ev = discover_study(root).settings
     grad = find_settings(root, replicates=True)
     assert [(s.name, s.label, s.run_dir) for s in grad] == \
         [(s.name, s.label, s.run_dir) for s in ev]

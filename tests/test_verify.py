@@ -268,10 +268,11 @@ def study(tmp_path_factory):
     """A study folder and the thresholds.json that `mfr evaluate --study` writes for it."""
     from test_evaluation import make_study
 
-    from mfr.evaluation import study as E
+    from mfr.core.runs import discover_study
+    from mfr.evaluation.study import evaluate_study
 
     root = make_study(tmp_path_factory.mktemp("vstudy"), layers=(10,), trained=(10,))
-    ev = E.evaluate_study(E.discover_study(root), n_resamples=0)
+    ev = evaluate_study(discover_study(root), n_resamples=0)
     write_json(root / "evaluation" / "thresholds.json", ev.thresholds)
     return root, ev.thresholds
 

@@ -59,10 +59,13 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
     Returns:
         The :class:`mfr.evaluation.study.StudyEvaluation`.
     """
-    from mfr.evaluation import study as E
+    from mfr.core.runs import discover_study
+    from mfr.evaluation.figures import study_figures
+    from mfr.evaluation.study import evaluate_study
+    from mfr.evaluation.tables import table_markdown
 
     cfg = config or StudyConfig()
-    study = E.discover_study(study_dir)
+    study = discover_study(study_dir)
     if not study.settings:
         what = "; ".join(f"{m['setting']}: {m['reason']}" for m in study.missing + study.incomplete)
         raise InputError(f"{study.root}: no finished run folder to evaluate ({what})")
@@ -73,7 +76,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
     root = str(study.root.resolve())
     claim(out, "evaluate", fp, config=cfg, reopen=True, force=force or _follows_study(out, root, fp),
           study=root)
-    ev = E.evaluate_study(study, cfg.threshold_rule, cfg.bootstrap_resamples, cfg.seed,
+    ev = evaluate_study(study, cfg.threshold_rule, cfg.bootstrap_resamples, cfg.seed,
                           progress=progress)
     write_json(out / "metrics.json", ev.metrics)
     write_json(out / "thresholds.json", ev.thresholds)
@@ -81,7 +84,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
     for name, table in ev.tables.items():
         write_csv(out / f"{name}.csv", table, float_format="%.6f")
         text = (table.to_markdown(index=False, floatfmt=".6f") + "\n" if name == "table_5_1"
-                else E.table_markdown(table, name))
+                else table_markdown(table, name))
         write_text(out / f"{name}.md", text)
         md += [f"## {name}", "", text]
     notes = [f"{v['label']}, {d}: {n}" for v in ev.metrics["settings"].values()
@@ -92,7 +95,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
         if items:
             md += [f"## {title}", "", *(f"- {m['setting']} ({m['path']}): {m['reason']}"
                                         for m in items), ""]
-    figures = _save_figures(E.study_figures(ev), out)
+    figures = _save_figures(study_figures(ev), out)
     md += ["Figures: " + ", ".join(figures), ""]
     write_text(out / "summary.md", "\n".join(md))
     complete(out, "evaluate", fp, config=cfg,
@@ -196,9 +199,18 @@ def evaluate_dataset_step(
     """
     from mfr.data.datasets import EVERY_PAIR, get_dataset
     from mfr.embedders import get_embedder
-    from mfr.evaluation import study as E
+    from mfr.evaluation.dataset import dataset_markdown, pair_set_entry
     from mfr.evaluation.distances import all_pair_distances, pair_distances
     from mfr.evaluation.embeddings import Embeddings, save_embeddings
+    from mfr.evaluation.figures import init_note, pair_set_figures
+    from mfr.evaluation.pair_sets import (
+        BOOTSTRAP_DEFINITION,
+        DEFAULT_DISTANCE,
+        EVAL_DISTANCES,
+        RAW_EUCLIDEAN,
+        identification_metrics,
+        masked_vs_unmasked_pairs,
+    )
 
     cfg = config
     out = Path(out_dir)
@@ -213,7 +225,7 @@ def evaluate_dataset_step(
                                       "pooling", "image_size"))}
     spec = get_dataset(layout)
     pair_sets: dict[str, pd.DataFrame] = {
-        name: (E.masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR
+        name: (masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR
                else spec.own_pairs(name, ds.root))
         for name in spec.evaluation_pair_sets}
     if embedder == "senet50":
@@ -243,11 +255,11 @@ def evaluate_dataset_step(
     failed = sorted(set(cache.failed["path"]) | set(flags.get("failed", [])))
     save_embeddings(out / "embeddings", vectors, cache.paths, config=cfg,
                     meta={"embedder": desc, "flags": flags})
-    dist_names = list(E.EVAL_DISTANCES)
+    dist_names = list(EVAL_DISTANCES)
     raw = None
     if emb_model.norms is not None:  # the model's own distance: Euclidean on raw vectors
         raw = vectors.astype(np.float64) * emb_model.norms[:, None]
-        dist_names.append(E.RAW_EUCLIDEAN)
+        dist_names.append(RAW_EUCLIDEAN)
     emb = Embeddings(vectors, cache.paths, {"embedder": desc})
     emb.failed_paths = frozenset(failed)
 
@@ -258,13 +270,13 @@ def evaluate_dataset_step(
             notes.append(f"{name}: {len(dropped)} of {len(df)} pairs dropped: an image failed "
                          f"to load or embed (see images_failed)")
         idx = pair_indices(kept, emb)
-        dists = all_pair_distances(emb.vectors, idx.u_idx, idx.m_idx, E.EVAL_DISTANCES)
+        dists = all_pair_distances(emb.vectors, idx.u_idx, idx.m_idx, EVAL_DISTANCES)
         if raw is not None:
-            dists[E.RAW_EUCLIDEAN] = pair_distances(raw, idx.u_idx, idx.m_idx, "l2")
+            dists[RAW_EUCLIDEAN] = pair_distances(raw, idx.u_idx, idx.m_idx, "l2")
         frame = pd.DataFrame({"split": name, **{c: kept[c].to_numpy() for c in kept.columns},
                               **dists})
         frames.append(frame)
-        entries[name] = E.pair_set_entry(frame, dist_names, cfg.bootstrap_resamples, cfg.seed,
+        entries[name] = pair_set_entry(frame, dist_names, cfg.bootstrap_resamples, cfg.seed,
                                          default=emb_model.default_distance)
         entries[name]["n_pairs_dropped"] = int(len(dropped))
         entries[name].update(df.attrs.get("entry", {}))  # the dataset's notes on its own pairs
@@ -272,7 +284,7 @@ def evaluate_dataset_step(
             warnings.warn(f"{name}: {entries[name]['null_reason']}", stacklevel=2)
     ok_u = unmasked[~unmasked["path"].isin(failed)]
     ok_m = masked[~masked["path"].isin(failed)]
-    identification = E.identification_metrics(emb, ok_m, ok_u, E.EVAL_DISTANCES,
+    identification = identification_metrics(emb, ok_m, ok_u, EVAL_DISTANCES,
                                               cfg.bootstrap_resamples, cfg.seed)
     n_no_face = len(flags.get("no_face_detected", []))
     if n_no_face:
@@ -284,14 +296,14 @@ def evaluate_dataset_step(
         "pair_sets": list(entries),
         "distances": dist_names,
         "default_distance": emb_model.default_distance if emb_model.default_distance in
-        dist_names else E.DEFAULT_DISTANCE,
+        dist_names else DEFAULT_DISTANCE,
         "embedder": desc,
         "dataset": {"root": str(ds.root), "layout": layout, "n_subjects": len(ds.subjects),
                     "n_unmasked_images": len(unmasked), "n_masked_images": len(masked),
                     "max_per_subject": cfg.max_per_subject},
         "bootstrap": {"unit": "subject", "n_resamples": cfg.bootstrap_resamples,
                       "seed": cfg.seed, "confidence": 0.95, "method": "percentile",
-                      "definition": E.BOOTSTRAP_DEFINITION},
+                      "definition": BOOTSTRAP_DEFINITION},
         "images_failed": failed,
         "no_face_detected": flags.get("no_face_detected", []),
         "notes": notes,
@@ -299,15 +311,15 @@ def evaluate_dataset_step(
     distances = pd.concat(frames, ignore_index=True)
     write_csv(out / "distances.csv", distances, float_format=DISTANCE_FLOAT_FORMAT)
     write_json(out / "metrics.json", metrics)
-    write_text(out / "metrics.md", E.dataset_markdown(metrics, list(entries)))
+    write_text(out / "metrics.md", dataset_markdown(metrics, list(entries)))
     write_json(out / "thresholds.json", {
         "rule": "eer", "accept": "distance <= threshold", "embedder": desc,
         "chosen_on": "each pair set itself (in-sample: a dataset has no validation split)",
         "pair_sets": {name: {d: e["by_distance"][d]["eer_threshold"] for d in dist_names}
                       for name, e in entries.items()}})
-    figures = _save_figures(E.pair_set_figures(distances, list(entries), identification,
+    figures = _save_figures(pair_set_figures(distances, list(entries), identification,
                                                title=f"{desc['name']} on {layout}"
-                                               + E.init_note([bool(desc.get("random_init"))])),
+                                               + init_note([bool(desc.get("random_init"))])),
                           out)
     complete(out, "evaluate", fp, config=cfg,
              outputs=["distances.csv", "metrics.json", "metrics.md", "thresholds.json",
