@@ -195,7 +195,7 @@ def test_mfr2_bad_input(tmp_path):
 def test_every_step_takes_the_data_root_partition_takes(tmp_path, mfr2_dev):
     """A folder above the dataset works for the steps after the partition, as for it."""
     from mfr.core.config import StudyConfig
-    from mfr.study.steps._common import resolve_data_root
+    from mfr.study.steps.inputs import resolve_data_root
 
     root = _tree(tmp_path, {"a": (1, 1)})
     pairs = tmp_path / "no-partition-here"

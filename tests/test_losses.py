@@ -105,7 +105,7 @@ def test_loss_flag_on_train(capsys):
 
 
 def test_fingerprint_of_a_contrastive_run_is_the_one_before_the_registry():
-    from mfr.study.steps._common import train_settings
+    from mfr.study.steps.settings import train_settings
 
     cfg = StudyConfig(margin=2.5)
     assert losses.loss_settings(cfg) == {"margin": 2.5}

@@ -196,7 +196,7 @@ def test_evaluation_names_runs_of_another_partition(tmp_path):
 
 
 def test_a_runs_relative_pairs_folder_is_found_by_its_digest(tmp_path, monkeypatch):
-    from mfr.study.steps._common import recorded_pairs_dir
+    from mfr.study.steps.inputs import recorded_pairs_dir
 
     made_in = tmp_path / "work"
     part = made_in / "study" / "partition"

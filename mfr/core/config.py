@@ -100,7 +100,7 @@ class StudyConfig:
     margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)",
                    above=0.0)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
-    learning_rate: float = _f(1e-5, "learning rate", above=0.0)
+    learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are)", minimum=0.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
     batch_size: int = _f(32, "training pairs per SGD step", minimum=1)
     epochs: int = _f(8, "epochs per setting", minimum=1)

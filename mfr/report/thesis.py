@@ -357,3 +357,15 @@ def plot_losses(history: pd.DataFrame, axes=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
     return axes
+
+
+def save_figures(figs: dict[str, Any], out: Path) -> list[str]:
+    """Each figure of `figs` (stem -> figure) as PNG and SVG in `out` (:func:`save_figure`),
+    closed after; the names written."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for stem, fig in figs.items():
+        written += [p.name for p in save_figure(fig, out / stem)]
+        plt.close(fig)
+    return written

@@ -33,11 +33,12 @@ and settings is not computed again (``force=True``: it is, from scratch).
 
 from __future__ import annotations
 
-from mfr.study.steps._common import check_weights, resolve_data_root
 from mfr.study.steps.embed import EmbedRun, embed_step
 from mfr.study.steps.evaluate import DatasetEvaluation, evaluate_dataset_step, evaluate_step
 from mfr.study.steps.gradcam import gradcam_step
+from mfr.study.steps.inputs import resolve_data_root
 from mfr.study.steps.partition import Sample, partition_step, prepare_sample
+from mfr.study.steps.settings import check_weights
 from mfr.study.steps.train import train_step
 from mfr.study.steps.verify import verify_embedder, verify_pairs_step, verify_step
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from mfr.backbones import build_core
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json, write_text
@@ -33,17 +34,14 @@ from mfr.data.pairs import (
 )
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
 from mfr.report import thesis as report
-from mfr.study.steps._common import (
-    _core,
-    _devices,
-    _image_cache,
-    _nonempty,
-    _require_complete,
-    _weights_desc,
-    _weights_fingerprint,
+from mfr.study.steps.inputs import require_complete, require_pairs, resolve_data_root
+from mfr.study.steps.prepare import image_cache_for
+from mfr.study.steps.settings import (
     check_weights,
+    describe_weights,
+    devices_for,
     embed_settings,
-    resolve_data_root,
+    weights_fingerprint,
 )
 
 
@@ -99,13 +97,13 @@ def embed_step(
     from mfr.evaluation.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
 
     cfg = config
-    devices = _devices(cfg)  # --data-parallel under TensorFlow: an error before any work
+    devices = devices_for(cfg)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     splits = parse_splits(split)
-    _require_complete(pairs_dir, "partition")
+    require_complete(pairs_dir, "partition")
     pairs = read_pair_csvs(pairs_dir, splits)  # bad input fails before slow work
-    _nonempty(pairs, pairs_dir, splits)
+    require_pairs(pairs, pairs_dir, splits)
     root = resolve_data_root(data_root, pairs_dir, cfg, cache_dir)
     if root is None:
         raise InputError(f"no data root: pass --data-root DIR ({pairs_dir / 'run.json'} "
@@ -115,7 +113,7 @@ def embed_step(
     if model is None:
         check_weights(cfg, progress)
     fp = {"settings": {**embed_settings(cfg), "splits": splits},
-          "weights": "given model" if model is not None else _weights_fingerprint(cfg),
+          "weights": "given model" if model is not None else weights_fingerprint(cfg),
           "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in splits},
           "images": listing_digest(root, unique_pair_paths(*pairs.values()))}
     others = [s for s in SPLITS if s not in splits and (pairs_dir / f"{s}.csv").is_file()]
@@ -126,7 +124,7 @@ def embed_step(
                         json.loads((out_dir / "summary.json").read_text(encoding="utf-8")),
                         emb, ImageCache.open(cache_dir), pd.DataFrame())
 
-    cache = _image_cache(root, all_pairs, cache_dir, cfg, progress)
+    cache = image_cache_for(root, all_pairs, cache_dir, cfg, progress)
     if len(cache) == 0 or not any(p in cache for p in unique_pair_paths(*pairs.values())):
         raise InputError(f"{root}: none of the images of {pairs_dir} could be read under "
                          f"this data root (see {cache.cache_dir / 'failed.csv'}); is it the "
@@ -141,11 +139,11 @@ def embed_step(
         warnings.warn(f"dropped {len(dropped_df)} pairs whose image failed to decode "
                       f"(see {cache.cache_dir / 'failed.csv'})", stacklevel=2)
 
-    weights_desc, warning = _weights_desc(cfg)
+    weights_desc, warning = describe_weights(cfg)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     if model is None:
-        model = _core(cfg)
+        model = build_core(cfg)
     paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
     from mfr.backbones import network_inputs
 

@@ -29,12 +29,8 @@ from mfr.data.pairs import (
 )
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
 from mfr.evaluation.thresholds import evaluated_run
-from mfr.study.steps._common import (
-    RANDOM_WEIGHTS_WARNING,
-    _save_figures,
-    _settings,
-    check_weights,
-)
+from mfr.report.thesis import save_figures
+from mfr.study.steps.settings import RANDOM_WEIGHTS_WARNING, check_weights, config_settings
 
 
 def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
@@ -95,7 +91,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
         if items:
             md += [f"## {title}", "", *(f"- {m['setting']} ({m['path']}): {m['reason']}"
                                         for m in items), ""]
-    figures = _save_figures(study_figures(ev), out)
+    figures = save_figures(study_figures(ev), out)
     md += ["Figures: " + ", ".join(figures), ""]
     write_text(out / "summary.md", "\n".join(md))
     complete(out, "evaluate", fp, config=cfg,
@@ -129,7 +125,7 @@ def evaluate_fingerprint(study_dir: str | Path, config: StudyConfig) -> dict[str
         run = read_run(d)
         if run is not None and run.get("command") in ("partition", "embed", "train"):
             runs[d.name] = evaluated_run(run)
-    return {"settings": _settings(config, EVALUATE_SETTINGS), "runs": runs}
+    return {"settings": config_settings(config, EVALUATE_SETTINGS), "runs": runs}
 
 
 @dataclass
@@ -220,7 +216,7 @@ def evaluate_dataset_step(
           "layout": layout, "embedder": embedder, "options": {k: str(v) for k, v in
                                                               sorted(embedder_options.items())},
           "run": (read_run(run_dir) or {}).get("fingerprint") if run_dir else None,
-          "settings": _settings(cfg, ("bootstrap_resamples", "seed", "max_per_subject",
+          "settings": config_settings(cfg, ("bootstrap_resamples", "seed", "max_per_subject",
                                       "protocol", "decoder", "weights", "preprocessing",
                                       "pooling", "image_size"))}
     spec = get_dataset(layout)
@@ -317,7 +313,7 @@ def evaluate_dataset_step(
         "chosen_on": "each pair set itself (in-sample: a dataset has no validation split)",
         "pair_sets": {name: {d: e["by_distance"][d]["eer_threshold"] for d in dist_names}
                       for name, e in entries.items()}})
-    figures = _save_figures(pair_set_figures(distances, list(entries), identification,
+    figures = save_figures(pair_set_figures(distances, list(entries), identification,
                                                title=f"{desc['name']} on {layout}"
                                                + init_note([bool(desc.get("random_init"))])),
                           out)

@@ -14,13 +14,8 @@ from mfr.core.provenance import (
     file_digest,
     read_run,
 )
-from mfr.study.steps._common import (
-    _require_complete,
-    _weights_fingerprint,
-    check_weights,
-    recorded_pairs_dir,
-    resolve_data_root,
-)
+from mfr.study.steps.inputs import recorded_pairs_dir, require_complete, resolve_data_root
+from mfr.study.steps.settings import check_weights, weights_fingerprint
 
 
 def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
@@ -56,11 +51,11 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
         raise InputError("no pairs folder: pass --pairs DIR (the output folder of "
                          "`mfr partition`)")
     pairs_dir = Path(pairs_dir)
-    _require_complete(pairs_dir, "partition")
+    require_complete(pairs_dir, "partition")
     for s in settings:  # the weights can be had, before any slow work
         check_weights(s.config, options.get("progress", True))
         if s.run_dir is not None:
-            _require_complete(Path(s.run_dir), "run")
+            require_complete(Path(s.run_dir), "run")
     if options.get("seed") is None:
         options["seed"] = settings[0].config.seed
     options["data_root"] = resolve_data_root(options.get("data_root"), pairs_dir,
@@ -70,7 +65,7 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
         run = read_run(s.run_dir) if s.run_dir is not None else None
         models.append({"name": s.name, "run": run.get("fingerprint") if run else None,
                        "trained": (run or {}).get("outputs", {}).get("final_trainable.h5"),
-                       "weights": None if run else _weights_fingerprint(s.config)})
+                       "weights": None if run else weights_fingerprint(s.config)})
     fp = {"models": models, "pairs": file_digest(pairs_dir / "test.csv"),
           "options": {k: v for k, v in sorted(options.items())
                       if k not in ("progress", "data_root")}}

@@ -11,9 +11,7 @@ from mfr.core.errors import InputError
 from mfr.core.provenance import (
     claim,
 )
-from mfr.study.steps._common import (
-    _settings,
-)
+from mfr.study.steps.settings import config_settings
 
 
 @dataclass
@@ -58,7 +56,7 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
     if config.data_root is None:
         raise InputError("no data root: pass --data-root DIR (an RMFRD or MFR2 tree)")
     root, _ = dataset_root(config.data_root)
-    params = {**_settings(config, ("protocol", "max_per_subject", "seed", "train_val_fraction",
+    params = {**config_settings(config, ("protocol", "max_per_subject", "seed", "train_val_fraction",
                                    "val_size")), "verify": verify, "inner": inner}
     fp = partition_fingerprint(root, params)
     state = claim(out_dir, "partition", fp, config=config, force=force)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from mfr.backbones import build_core
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json
@@ -30,18 +31,14 @@ from mfr.data.pairs import (
     unique_pair_paths,
 )
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
-from mfr.study.steps._common import (
-    _check_cache_source,
-    _core,
-    _devices,
-    _image_cache,
-    _nonempty,
-    _require_complete,
-    _weights_desc,
-    _weights_fingerprint,
+from mfr.study.steps.inputs import require_complete, require_pairs, resolve_data_root
+from mfr.study.steps.prepare import check_cache_source, image_cache_for
+from mfr.study.steps.settings import (
     check_weights,
-    resolve_data_root,
+    describe_weights,
+    devices_for,
     train_settings,
+    weights_fingerprint,
 )
 from mfr.training.losses import get_loss, require_pair_batches
 
@@ -55,7 +52,7 @@ def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, p
     if result.embeddings is None:  # no val and no test pairs
         return pd.DataFrame(columns=["split", *kept["test"].columns]), {}
     paths = [cache.paths[r] for r in result.embedding_rows]
-    weights_desc, warning = _weights_desc(config)
+    weights_desc, warning = describe_weights(config)
     meta = {"weights_desc": weights_desc, "random_weights": config.weights is None,
             "preprocessing": config.preprocessing, "decoder": config.decoder,
             "splits": ["val", "test"], "trainable_layers": n, "warning": warning}
@@ -108,11 +105,11 @@ def train_step(
     n = check_trainable_layers(config, n)[0]
     loss = get_loss(config.loss)
     require_pair_batches(loss, "mfr train")  # the Siamese model on pairs, the one kind yet
-    _devices(config)  # --data-parallel under TensorFlow: an error before any work
+    devices_for(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
-    _require_complete(pairs_dir, "partition")
+    require_complete(pairs_dir, "partition")
     frames = read_pair_csvs(pairs_dir)
-    _nonempty(frames, pairs_dir, ("train", "test"))
+    require_pairs(frames, pairs_dir, ("train", "test"))
     if len(frames["val"]) == 0:
         warnings.warn(f"{pairs_dir / 'val.csv'}: no validation pairs; history.csv will have "
                       f"no val_loss", stacklevel=2)
@@ -124,7 +121,7 @@ def train_step(
         raise MissingError(f"{cache_dir}: no image cache, and no data root to build it "
                            f"(pass --cache-dir or --data-root)")
     fp = {"settings": {**train_settings(config), "trainable_layers": n},
-          "weights": _weights_fingerprint(config),
+          "weights": weights_fingerprint(config),
           "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in SPLITS},
           "images": listing_digest(root, unique_pair_paths(*frames.values()))}
     run = read_run(out) or {}
@@ -138,7 +135,7 @@ def train_step(
             raise InputError(f"{out}: complete at {done} epochs; to train on to "
                              f"{config.epochs}, add --resume")
         reopen = True
-    _check_cache_source(root, frames, cache_dir, config)
+    check_cache_source(root, frames, cache_dir, config)
     claimed = claim(out, "train", fp, config=config, force=force, reopen=reopen)
     if claimed == "complete":
         return TrainResult(pd.read_csv(out / "history.csv"), run["trainable_layer_names"],
@@ -147,7 +144,7 @@ def train_step(
     if checkpoints.latest_checkpoint(out) is not None and not resume:
         raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
                          f"choose another output directory")
-    cache = _image_cache(root, frames, cache_dir, config, progress)
+    cache = image_cache_for(root, frames, cache_dir, config, progress)
     kept = {s: drop_failed_pairs(df, cache)[0] for s, df in frames.items()}
     n_dropped = sum(len(frames[s]) - len(kept[s]) for s in frames)
     if n_dropped:
@@ -161,13 +158,13 @@ def train_step(
 
     images, _ = network_inputs(config.backbone, cache.images, progress=progress,
                                face_box=config.face_box, cache=cache)
-    result = train_siamese(_core(config), n, images, idx["train"], idx["val"], idx["test"],
+    result = train_siamese(build_core(config), n, images, idx["train"], idx["val"], idx["test"],
                            config=config, out_dir=out, resume=resume, verbose=verbose,
                            progress=progress, fingerprint=fp)
     dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out)
     write_csv(out / "distances.csv", dist, float_format=DISTANCE_FLOAT_FORMAT)
     # Same layout as `mfr embed`'s summary.json: splits -> split -> metric -> statistics.
-    weights_desc, _ = _weights_desc(config)
+    weights_desc, _ = describe_weights(config)
     write_json(out / "summary.json", {"trainable_layers": n, "metric_thesis": "sum_squared",
                                       "random_weights": config.weights is None,
                                       "weights_desc": weights_desc, "splits": metrics})

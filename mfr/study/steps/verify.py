@@ -15,11 +15,8 @@ from mfr.core.provenance import (
     file_digest,
     read_run,
 )
-from mfr.study.steps._common import (
-    _require_complete,
-    _weights_fingerprint,
-    check_weights,
-)
+from mfr.study.steps.inputs import require_complete
+from mfr.study.steps.settings import check_weights, weights_fingerprint
 
 
 def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
@@ -34,7 +31,7 @@ def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
 
     if embedder == "dlib_resnet":  # dlib's ResNet in Keras: pre-trained, or a run's
         if model is not None:
-            _require_complete(Path(model), "run")
+            require_complete(Path(model), "run")
         return get_embedder("dlib_resnet", run_dir=model,
                             weights="dlib_v1" if weights == "vggface2" else weights, seed=seed)
     if embedder != "senet50":
@@ -43,7 +40,7 @@ def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
                              f"folder), not {embedder}'s")
         return get_embedder(embedder)
     if model is not None:
-        _require_complete(Path(model), "run")
+        require_complete(Path(model), "run")
         emb = get_embedder("senet50", run_dir=model)
     else:
         emb = get_embedder("senet50", weights=weights, preprocessing=preprocessing or "thesis",
@@ -131,7 +128,7 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
           "model": {"run": (run or {}).get("fingerprint"),
                     "trained": (run or {}).get("outputs", {}).get("final_trainable.h5")}
           if model is not None else None,
-          "weights": _weights_fingerprint(StudyConfig(weights=emb.weights))
+          "weights": weights_fingerprint(StudyConfig(weights=emb.weights))
           if embedder == "senet50" else None,
           "preprocessing": getattr(emb, "preprocessing", None),
           "threshold": (f"file sha256:{file_digest(spec)}" if isinstance(spec, Path)
