@@ -202,34 +202,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def run_gradcam(
-    settings: Sequence[Setting],
-    pairs_dir: str | Path,
-    out_dir: str | Path,
-    n_images: int = 4,
-    seed: int = 2021,
-    data_root: str | Path | None = None,
-    deletion_fraction: float = 0.2,
-    random_draws: int = 5,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    layer: str | None = None,
-    fixed_fraction: float | None = None,
-    progress: bool = True,
-) -> GradcamRun:
-    """Grad-CAM, attention shares and deletion test of `settings` on `n_images` genuine test
-    pairs of `pairs_dir` (see the module docstring for what is written).
+def _check_settings(settings: Sequence[Setting], n_images: int, random_draws: int,
+                    layer: str | None) -> tuple[str, str, int]:
+    """The settings explained together: one backbone, one input size; its Grad-CAM layer.
+    Before any slow work."""
+    from mfr.backbones import backbone_cfg
+    from mfr.explain.gradcam import FEATURE_LAYER
 
-    Images come from an image cache that holds them (``pairs_dir/cache``, the runs'
-    ``cache_dir``), else from `data_root` (default: the first run's recorded data root;
-    :func:`mfr.study.steps.gradcam_step` passes the partition's)."""
-    from mfr.data import faces
-    from mfr.data.pairs import read_pairs
-    from mfr.explain.figures import overlay_grid, plot_shares
-    from mfr.explain.gradcam import FEATURE_LAYER, require_tensorflow
-
-    require_tensorflow()  # before any slow work
-    settings = list(settings)
     if not settings:
         raise InputError("no setting to explain")
     if n_images < 1:
@@ -241,19 +220,17 @@ def run_gradcam(
         raise InputError(f"the settings are of different backbones {sorted(backbones)}; explain "
                          f"them separately")
     backbone = backbones.pop()
-    from mfr.backbones import backbone_cfg
-
-    layer = layer or backbone_cfg(backbone).get("gradcam_layer", FEATURE_LAYER)
-    fixed = faces.FIXED_FRACTION if fixed_fraction is None else fixed_fraction
     sizes = {s.config.image_size for s in settings}
     if len(sizes) != 1:
         raise InputError(f"the settings take different input sizes {sorted(sizes)}; explain "
                          f"them separately")
-    size = sizes.pop()
-    pairs_dir, out = Path(pairs_dir), Path(out_dir)
-    candidates = select_pairs(read_pairs(pairs_dir / "test.csv"), seed)
+    return backbone, layer or backbone_cfg(backbone).get("gradcam_layer", FEATURE_LAYER), sizes.pop()
 
-    cfg0 = settings[0].config
+
+def _image_source(settings: Sequence[Setting], pairs_dir: Path, data_root: str | Path | None,
+                  size: int) -> tuple[_ImageSource, Path | None]:
+    """Where the pairs' images are read: an image cache that holds them (``pairs_dir/cache``,
+    the runs' ``cache_dir``), else the data root (default: the first run's recorded one)."""
     root = Path(data_root) if data_root is not None else None
     cache_dirs = [pairs_dir / "cache"]
     for s in settings:
@@ -264,9 +241,13 @@ def run_gradcam(
             cache_dirs.append(s.run_dir / "cache")
             if root is None and meta.get("data_root"):
                 root = Path(meta["data_root"])
-    source = _ImageSource(cache_dirs, root, size, cfg0.decoder)
+    return _ImageSource(cache_dirs, root, size, settings[0].config.decoder), root
 
-    # The pairs: the first n_images candidates whose two images can be read.
+
+def _pick_pairs(candidates: pd.DataFrame, source: _ImageSource, n_images: int, pairs_dir: Path
+                ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[dict[str, str]]]:
+    """The first `n_images` candidate pairs whose two images can be read, their images by
+    role, and the skipped ones with the reason (one bad image never stops the run)."""
     picked, skipped = [], []
     imgs: dict[str, list[np.ndarray]] = {r: [] for r in ROLES}
     for row in candidates.itertuples():
@@ -289,11 +270,13 @@ def run_gradcam(
                           "masked_path": [p.masked_path for p in picked],
                           "unmasked_path": [p.unmasked_path for p in picked]})
     images = {r: np.stack(imgs[r]) for r in ROLES}
-    # the images the network takes (dlib's face chips), explained and lined up at their size
-    from mfr.backbones import align_images
+    return pairs, images, skipped
 
-    images = {r: align_images(backbone, images[r], face_box=cfg0.face_box) for r in ROLES}
-    size = images["masked"].shape[1]
+
+def _mask_lines(images: dict[str, np.ndarray], fixed: float, progress: bool
+                ) -> tuple[dict[str, list[tuple[int, str]]], dict[str, list[float]]]:
+    """Each image's mask line (row, how it was found) and its face's detection confidence."""
+    from mfr.data import faces
 
     lines: dict[str, list[tuple[int, str]]] = {r: [] for r in ROLES}
     confidence: dict[str, list[float]] = {r: [] for r in ROLES}
@@ -303,6 +286,17 @@ def run_gradcam(
             lines[r].append(faces.mask_line(img, fixed, face=face))
             confidence[r].append(face.confidence if face is not None else float("nan"))
 
+    return lines, confidence
+
+
+def _explain_settings(settings: Sequence[Setting], images: dict[str, np.ndarray],
+                      pairs: pd.DataFrame, lines: dict[str, list[tuple[int, str]]],
+                      confidence: dict[str, list[float]], layer: str, deletion_fraction: float,
+                      random_draws: int, seed: int, progress: bool
+                      ) -> tuple[list[dict[str, Any]], list[pd.DataFrame], dict[str, Any]]:
+    """Each setting's network loaded in turn (one in memory at a time): its maps, the attention
+    rows of every image and its deletion test."""
+    size = images["masked"].shape[1]
     att_rows, del_frames, maps = [], [], {}
     for order, s in enumerate(settings):
         core = _load_core(s)
@@ -325,6 +319,13 @@ def run_gradcam(
                     "cam_max": raw_max[r][i]})
         del_frames.append(deletion.assign(setting=s.name, label=s.label, order=order))
 
+    return att_rows, del_frames, maps
+
+
+def _tables(att_rows: list[dict[str, Any]], del_frames: list[pd.DataFrame],
+            settings: Sequence[Setting], deletion_fraction: float, random_draws: int, seed: int,
+            n_boot: int, level: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """attention.csv, deletion.csv and attention_summary.csv as tables, in a fixed order."""
     att = pd.DataFrame(att_rows)
     dele = pd.concat(del_frames, ignore_index=True)
     dele = dele.merge(att[["setting", "role", "pair", "image_path"]], on=["setting", "role", "pair"])
@@ -341,13 +342,16 @@ def run_gradcam(
     att = att.merge(dele[["setting", "role", "pair", "distance"]], on=["setting", "role", "pair"])
     att = att.drop(columns="order")
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "attention.csv", att, float_format=FLOAT_FORMAT)
-    write_csv(out / "deletion.csv", dele, float_format=FLOAT_FORMAT)
-    write_csv(out / "attention_summary.csv", summary, float_format=FLOAT_FORMAT)
-    write_text(out / "attention_summary.md", _summary_markdown(
-        summary, settings, n_boot, level, deletion_fraction, random_draws, layer))
+    return att, dele, summary
 
+
+def _figures(out: Path, settings: Sequence[Setting], images: dict[str, np.ndarray],
+             maps: dict[str, Any], lines: dict[str, list[tuple[int, str]]], pairs: pd.DataFrame,
+             att: pd.DataFrame, summary: pd.DataFrame) -> list[Path]:
+    """The overlays of each role and the attention-share plot."""
+    from mfr.explain.figures import overlay_grid, plot_shares
+
+    names = [s.name for s in settings]
     figures = []
     labels = {s.name: s.label for s in settings}
     for r in ROLES:
@@ -363,6 +367,61 @@ def run_gradcam(
         figures.append(_save(fig, out / f"overlays_{r}.png"))
     figures.append(_save(plot_shares(att, summary, names), out / "attention_share.png"))
 
+    return figures
+
+
+def run_gradcam(
+    settings: Sequence[Setting],
+    pairs_dir: str | Path,
+    out_dir: str | Path,
+    n_images: int = 4,
+    seed: int = 2021,
+    data_root: str | Path | None = None,
+    deletion_fraction: float = 0.2,
+    random_draws: int = 5,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    layer: str | None = None,
+    fixed_fraction: float | None = None,
+    progress: bool = True,
+) -> GradcamRun:
+    """Grad-CAM, attention shares and deletion test of `settings` on `n_images` genuine test
+    pairs of `pairs_dir` (see the module docstring for what is written).
+
+    Images come from an image cache that holds them (``pairs_dir/cache``, the runs'
+    ``cache_dir``), else from `data_root` (default: the first run's recorded data root;
+    :func:`mfr.study.steps.gradcam_step` passes the partition's)."""
+    from mfr.backbones import align_images
+    from mfr.data import faces
+    from mfr.data.pairs import read_pairs
+    from mfr.explain.gradcam import require_tensorflow
+
+    require_tensorflow()  # before any slow work
+    settings = list(settings)
+    backbone, layer, size = _check_settings(settings, n_images, random_draws, layer)
+    fixed = faces.FIXED_FRACTION if fixed_fraction is None else fixed_fraction
+    pairs_dir, out = Path(pairs_dir), Path(out_dir)
+    candidates = select_pairs(read_pairs(pairs_dir / "test.csv"), seed)
+    source, root = _image_source(settings, pairs_dir, data_root, size)
+    pairs, images, skipped = _pick_pairs(candidates, source, n_images, pairs_dir)
+    # the images the network takes (dlib's face chips), explained and lined up at their size
+    face_box = settings[0].config.face_box
+    images = {r: align_images(backbone, images[r], face_box=face_box) for r in ROLES}
+    lines, confidence = _mask_lines(images, fixed, progress)
+    att_rows, del_frames, maps = _explain_settings(settings, images, pairs, lines, confidence,
+                                                   layer, deletion_fraction, random_draws, seed,
+                                                   progress)
+    att, dele, summary = _tables(att_rows, del_frames, settings, deletion_fraction,
+                                 random_draws, seed, n_boot, level)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "attention.csv", att, float_format=FLOAT_FORMAT)
+    write_csv(out / "deletion.csv", dele, float_format=FLOAT_FORMAT)
+    write_csv(out / "attention_summary.csv", summary, float_format=FLOAT_FORMAT)
+    write_text(out / "attention_summary.md", _summary_markdown(
+        summary, settings, n_boot, level, deletion_fraction, random_draws, layer))
+
+    figures = _figures(out, settings, images, maps, lines, pairs, att, summary)
     record = dict(
         pairs_dir=str(pairs_dir), data_root=str(root) if root else None,
         settings=[{"name": s.name, "label": s.label, "run_dir": str(s.run_dir) if s.run_dir

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,22 +19,24 @@ from mfr.core.outputs import write_csv, write_json, write_text
 from mfr.core.provenance import (
     claim,
     complete,
-    file_digest,
-    listing_digest,
 )
 from mfr.data.image_cache import ImageCache
 from mfr.data.pairs import (
     SPLITS,
-    drop_failed_pairs,
-    pair_indices,
     parse_splits,
     read_pair_csvs,
     unique_pair_paths,
 )
-from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
+from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
 from mfr.report import thesis as report
-from mfr.study.steps.inputs import require_complete, require_pairs, resolve_data_root
-from mfr.study.steps.prepare import image_cache_for
+from mfr.study.steps.inputs import resolve_data_root
+from mfr.study.steps.prepare import (
+    image_cache_for,
+    input_fingerprint,
+    keep_readable,
+    pair_distances,
+    read_partition,
+)
 from mfr.study.steps.settings import (
     check_weights,
     describe_weights,
@@ -101,9 +102,7 @@ def embed_step(
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
     splits = parse_splits(split)
-    require_complete(pairs_dir, "partition")
-    pairs = read_pair_csvs(pairs_dir, splits)  # bad input fails before slow work
-    require_pairs(pairs, pairs_dir, splits)
+    pairs = read_partition(pairs_dir, splits, required=splits)  # bad input: before slow work
     root = resolve_data_root(data_root, pairs_dir, cfg, cache_dir)
     if root is None:
         raise InputError(f"no data root: pass --data-root DIR ({pairs_dir / 'run.json'} "
@@ -114,8 +113,7 @@ def embed_step(
         check_weights(cfg, progress)
     fp = {"settings": {**embed_settings(cfg), "splits": splits},
           "weights": "given model" if model is not None else weights_fingerprint(cfg),
-          "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in splits},
-          "images": listing_digest(root, unique_pair_paths(*pairs.values()))}
+          **input_fingerprint(pairs_dir, pairs, root)}
     others = [s for s in SPLITS if s not in splits and (pairs_dir / f"{s}.csv").is_file()]
     all_pairs = {**pairs, **read_pair_csvs(pairs_dir, others)}
     if claim(out_dir, "embed", fp, config=cfg, force=force) == "complete":
@@ -129,15 +127,7 @@ def embed_step(
         raise InputError(f"{root}: none of the images of {pairs_dir} could be read under "
                          f"this data root (see {cache.cache_dir / 'failed.csv'}); is it the "
                          f"folder the pair paths are relative to?")
-    kept, dropped = {}, []
-    for s, df in pairs.items():
-        kept[s], d = drop_failed_pairs(df, cache)
-        if len(d):
-            dropped.append(d.assign(split=s))
-    dropped_df = pd.concat(dropped, ignore_index=True) if dropped else pd.DataFrame()
-    if len(dropped_df):
-        warnings.warn(f"dropped {len(dropped_df)} pairs whose image failed to decode "
-                      f"(see {cache.cache_dir / 'failed.csv'})", stacklevel=2)
+    kept, dropped_df = keep_readable(pairs, cache)
 
     weights_desc, warning = describe_weights(cfg)
     if warning:
@@ -158,12 +148,7 @@ def embed_step(
     save_embeddings(out_dir / "embeddings", vectors, paths, meta=meta, config=cfg)
     emb = Embeddings(vectors, paths, meta)
 
-    frames, summaries = [], {}
-    for s, df in kept.items():
-        idx = pair_indices(df, emb)
-        frame, summaries[s] = distance_table(s, df, emb.vectors, idx.u_idx, idx.m_idx, idx.labels)
-        frames.append(frame)
-    distances = pd.concat(frames, ignore_index=True)
+    distances, summaries = pair_distances(kept, emb.vectors, emb, list(kept))
     write_csv(out_dir / "distances.csv", distances, float_format=DISTANCE_FLOAT_FORMAT)
 
     summary = {

@@ -16,23 +16,24 @@ from mfr.core.outputs import write_csv, write_json
 from mfr.core.provenance import (
     claim,
     complete,
-    file_digest,
-    listing_digest,
     read_run,
     state,
 )
 from mfr.core.runs import setting_dir_name
 from mfr.data.image_cache import ImageCache
 from mfr.data.pairs import (
-    SPLITS,
-    drop_failed_pairs,
     pair_indices,
-    read_pair_csvs,
-    unique_pair_paths,
 )
-from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT, distance_table
-from mfr.study.steps.inputs import require_complete, require_pairs, resolve_data_root
-from mfr.study.steps.prepare import check_cache_source, image_cache_for
+from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
+from mfr.study.steps.inputs import resolve_data_root
+from mfr.study.steps.prepare import (
+    check_cache_source,
+    image_cache_for,
+    input_fingerprint,
+    keep_readable,
+    pair_distances,
+    read_partition,
+)
 from mfr.study.steps.settings import (
     check_weights,
     describe_weights,
@@ -58,14 +59,7 @@ def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, p
             "splits": ["val", "test"], "trainable_layers": n, "warning": warning}
     save_embeddings(out / "embeddings", result.embeddings, paths, meta=meta, config=config)
     emb = Embeddings(result.embeddings, paths, meta)
-    frames, summaries = [], {}
-    for s in ("val", "test"):
-        if len(kept[s]):
-            pi = pair_indices(kept[s], emb)
-            frame, summaries[s] = distance_table(s, kept[s], emb.vectors, pi.u_idx, pi.m_idx,
-                                                 pi.labels)
-            frames.append(frame)
-    return pd.concat(frames, ignore_index=True), summaries
+    return pair_distances(kept, emb.vectors, emb, ("val", "test"), skip_empty=True)
 
 
 def default_train_dir(config: StudyConfig, n: int) -> Path:
@@ -107,9 +101,7 @@ def train_step(
     require_pair_batches(loss, "mfr train")  # the Siamese model on pairs, the one kind yet
     devices_for(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
-    require_complete(pairs_dir, "partition")
-    frames = read_pair_csvs(pairs_dir)
-    require_pairs(frames, pairs_dir, ("train", "test"))
+    frames = read_partition(pairs_dir, required=("train", "test"))
     if len(frames["val"]) == 0:
         warnings.warn(f"{pairs_dir / 'val.csv'}: no validation pairs; history.csv will have "
                       f"no val_loss", stacklevel=2)
@@ -122,8 +114,7 @@ def train_step(
                            f"(pass --cache-dir or --data-root)")
     fp = {"settings": {**train_settings(config), "trainable_layers": n},
           "weights": weights_fingerprint(config),
-          "pairs": {f"{s}.csv": file_digest(pairs_dir / f"{s}.csv") for s in SPLITS},
-          "images": listing_digest(root, unique_pair_paths(*frames.values()))}
+          **input_fingerprint(pairs_dir, frames, root)}
     run = read_run(out) or {}
     done = run.get("epochs_trained", 0)
     reopen = False
@@ -145,11 +136,7 @@ def train_step(
         raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
                          f"choose another output directory")
     cache = image_cache_for(root, frames, cache_dir, config, progress)
-    kept = {s: drop_failed_pairs(df, cache)[0] for s, df in frames.items()}
-    n_dropped = sum(len(frames[s]) - len(kept[s]) for s in frames)
-    if n_dropped:
-        warnings.warn(f"dropped {n_dropped} pairs whose image failed to decode "
-                      f"(see {cache.cache_dir / 'failed.csv'})", stacklevel=2)
+    kept, _ = keep_readable(frames, cache)
     for s in ("train", "test"):
         if len(kept[s]) == 0:
             raise InputError(f"{pairs_dir / f'{s}.csv'}: no pair left: every one has an image "
