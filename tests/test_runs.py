@@ -72,7 +72,7 @@ def test_read_run_types_what_provenance_writes(tmp_path):
     rec = read_run(out)
     assert isinstance(rec, RunRecord)
     assert (rec.command, rec.status, rec.fingerprint) == ("train", "complete", {"x": 1})
-    assert rec.config == cfg.to_dict() and rec.trainable_layers == 10 and rec.is_train
+    assert rec.config == cfg.used_by("train") and rec.trainable_layers == 10 and rec.is_train
     assert list(rec.outputs) == ["history.csv"] and len(rec.outputs["history.csv"]) == 64
     assert rec.run_dir == out and rec.get("trainable_layers") == 10 and "keras" in rec.versions
 

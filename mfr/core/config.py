@@ -59,6 +59,25 @@ class ConfigValueError(InputError):
         self.key, self.detail = key, detail
 
 
+# What each command's run.json records of the config (StudyConfig.used_by): the settings its
+# results depend on and those its outputs report, no other backbone's, loss's or step's.
+_WHO = ("profile", "backbone", "seed")
+_IMAGES = ("data_root", "image_size", "decoder")
+_NETWORK = ("weights", "embed_batch_size", "data_parallel")
+_TRAINING = ("loss", "optimizer", "learning_rate", "momentum", "batch_size", "epochs",
+             "trainable_layers", "seeds", "trunk_cache", "steps_per_execution",
+             "keep_all_checkpoints")
+COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
+    "partition": _WHO + ("data_root", "protocol", "max_per_subject", "train_val_fraction",
+                         "val_size"),
+    "embed": _WHO + _IMAGES + _NETWORK,
+    "train": _WHO + _IMAGES + _NETWORK + _TRAINING,
+    # a study's evaluation reads stored distances; a dataset's embeds its pair sets first
+    "evaluate": _WHO + _IMAGES + _NETWORK + ("max_per_subject", "bootstrap_resamples",
+                                             "threshold_rule"),
+    "gradcam": _WHO + _IMAGES + ("weights", "gradcam_images"),
+}
+
 @dataclass(frozen=True)
 class StudyConfig:
     """Hyperparameters of one study run; defaults are the thesis's."""
@@ -151,6 +170,22 @@ class StudyConfig:
         d["trainable_layers"] = list(self.trainable_layers)
         d["seeds"] = list(self.seeds)
         return d
+
+    def used_by(self, command: str) -> dict[str, Any]:
+        """The fields a `command`'s run depends on or reports (:data:`COMMAND_FIELDS`, plus
+        the backbone's own settings and, for training, the loss's): what its run.json records.
+        Another command (or none known) gets every field."""
+        names = COMMAND_FIELDS.get(command)
+        d = self.to_dict()
+        if names is None:
+            return d
+        from mfr.backbones import backbone_cfg
+        from mfr.training.losses import get_loss
+
+        names = set(names) | set(backbone_cfg(self.backbone)["settings"])
+        if "loss" in names:
+            names |= set(get_loss(self.loss).fields)
+        return {k: v for k, v in d.items() if k in names}
 
     def replace(self, **values: Any) -> StudyConfig:
         """A copy with `values` set (None included: ``replace(weights=None)`` is random init).

@@ -199,12 +199,19 @@ def _claim(out: Path, command: str, fingerprint: Mapping[str, Any], *, config: A
         for stale in out.glob(".*.tmp"):
             stale.unlink()
         _CLAIMS[out.resolve()] = before
-        write_json(out / RUN_FILE, run_metadata(config, command=command, status="running",
+        write_json(out / RUN_FILE, run_metadata(_used(config, command), command=command,
+                                                status="running",
                                                 fingerprint=fingerprint, **details))
     except OSError as e:
         raise RunFolderError(f"{out}: cannot write here ({e.strerror}); choose another "
                              f"output folder") from None
     return "resume" if now == "running" else "new"
+
+
+def _used(config: Any, command: str) -> Any:
+    """What a run records of its config: the fields its command uses (a StudyConfig's
+    :meth:`~mfr.core.config.StudyConfig.used_by`; a plain dict as given)."""
+    return config.used_by(command) if hasattr(config, "used_by") else config
 
 
 def complete(out_dir: str | Path, command: str, fingerprint: Mapping[str, Any], *,
@@ -220,7 +227,7 @@ def complete(out_dir: str | Path, command: str, fingerprint: Mapping[str, Any], 
         for f in files:
             digests[f.relative_to(out).as_posix()] = file_digest(f)
     try:
-        return write_json(out / RUN_FILE, run_metadata(config, command=command,
+        return write_json(out / RUN_FILE, run_metadata(_used(config, command), command=command,
                                                        status="complete",
                                                        fingerprint=fingerprint,
                                                        outputs=digests, **details))

@@ -284,7 +284,11 @@ def discover_study(study_dir: str | Path, usable: Check | None = finished) -> St
     if not any(s.kind == "embed" for s in found):
         missing.append(_entry("baseline", root / "baseline",
                               "no `mfr embed` run folder (run.json with \"command\": \"embed\")"))
-    train_cfgs = [c for c in configs if c["kind"] == "train"] or configs
+    # the settings asked for: the training runs' configs, else the study's ledger, else the
+    # baseline's (a run records only the fields its command uses: see StudyConfig.used_by)
+    ledger = _ledger_config(root)
+    train_cfgs = ([c for c in configs if c["kind"] == "train"]
+                  or ([ledger] if "trainable_layers" in ledger else configs))
     expected = sorted({int(n) for c in train_cfgs for n in c.get("trainable_layers", [])})
     have = {s.key for s in found if s.kind == "train"}
     unfinished = {e["setting"] for e in incomplete}
@@ -306,12 +310,18 @@ def discover_settings(study_dir: str | Path, usable: Check | None = finished) ->
     return discover_study(study_dir, usable).settings
 
 
+def _ledger_config(root: Path) -> dict[str, Any]:
+    """The config of the study's ledger (``study.json`` of `mfr study`), or {} without one."""
+    ledger = root / "study.json"
+    if not ledger.is_file():
+        return {}
+    return dict(read_json_record(ledger, "the ledger of `mfr study`").get("config", {}))
+
+
 def _study_seeds(root: Path) -> tuple[int | None, list[int]]:
     """The study's seed (its baseline's config seed, else its ledger's) and the extra seeds
     its ledger (``study.json`` of `mfr study`) asks for."""
-    ledger = root / "study.json"
-    config = (read_json_record(ledger, "the ledger of `mfr study`").get("config", {})
-              if ledger.is_file() else {})
+    config = _ledger_config(root)
     seed = None
     if (root / "baseline" / RUN_FILE).is_file():
         seed = read_run(root / "baseline", "`mfr embed`").config.get("seed")
