@@ -122,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     from thesis_style import thesis_style_pair_distances
 
+    from mfr.backbones.vggface import senet50
     from mfr.data.image_cache import build_image_cache
     from mfr.evaluation.distances import METRICS, l2_normalize, pair_distances
     from mfr.evaluation.embeddings import embed_images
-    from mfr.models import senet50
 
     n_u = args.unique // 2
     n_m = args.unique - n_u

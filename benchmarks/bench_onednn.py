@@ -69,11 +69,11 @@ def _timed(fn, repeats: int):
 def worker(out: Path, n_subjects: int, repeats: int, epochs: int) -> None:
     import keras
 
+    from mfr.backbones.vggface import senet50
     from mfr.core.config import StudyConfig
     from mfr.core.numerics import onednn_setting
     from mfr.data.pairs import PairSet
     from mfr.evaluation.embeddings import embed_images
-    from mfr.models import senet50
     from mfr.training.fit import train_siamese
 
     imgs = _drawn(n_subjects)

@@ -91,7 +91,7 @@ def fresh_core(seed):
     """The same random SENet50 for every setting: built once, its weights reset after each."""
     import keras
 
-    from mfr.models import senet50
+    from mfr.backbones.vggface import senet50
 
     if "core" not in _CORE:
         keras.utils.set_random_seed(seed)

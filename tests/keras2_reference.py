@@ -17,7 +17,7 @@ BN, ReLU and SE sigmoid works in its non-trivial range -- and saved with Keras 2
 Writes into ``--out``: ``senet50_k2.h5`` (the weights), ``inputs.npy`` (preprocessed float32
 images), ``out_k2.npy`` (the (n, 2048) embeddings), ``layers.json`` (class, name and weight
 shapes of ``model.layers`` in order). With ``--load FILE --inputs X.npy``: loads FILE (e.g. one
-written by :func:`mfr.models.weights.save_legacy_h5`) the way keras-vggface loads its released
+written by :func:`mfr.backbones.vggface.weights.save_legacy_h5`) the way keras-vggface loads its released
 file and writes ``out_loaded.npy``.
 """
 

@@ -1,4 +1,4 @@
-"""Embedders behind one interface (mfr.embedders), dlib's on real MFR2 photos, and
+"""Embedders behind one interface (mfr.backbones.embedders), dlib's on real MFR2 photos, and
 `mfr evaluate --data-root` on an MFR2 tree."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mfr.embedders import EMBEDDERS, check_images, get_embedder
+from mfr.backbones.embedders import EMBEDDERS, check_images, get_embedder
 
 A2, A4 = "AdrianDunbar/AdrianDunbar_0002.png", "AdrianDunbar/AdrianDunbar_0004.png"  # no-mask
 A1 = "AdrianDunbar/AdrianDunbar_0001.png"  # surgical mask: dlib finds no face in it
@@ -138,9 +138,9 @@ def test_senet50_embedder_loads_a_train_run(tmp_path):
     """run_dir: base weights from the run's config (random init, seeded) + its trained layers."""
     import keras
 
+    from mfr.backbones.vggface import senet50
+    from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
     from mfr.core.outputs import write_json
-    from mfr.models import senet50
-    from mfr.models.legacy_h5 import save_legacy_h5
 
     keras.utils.set_random_seed(7)
     core = senet50(weights=None)

@@ -195,8 +195,8 @@ def test_senet50_map_comes_from_the_last_block_not_an_se_conv():
     the last conv layer, an SE 1x1 conv on a 1x1 map."""
     from tf_keras_vis.gradcam import Gradcam
 
+    from mfr.backbones.vggface import preprocess, senet50
     from mfr.explain.gradcam import _score, embed_preprocessed
-    from mfr.models import preprocess, senet50
 
     keras.utils.set_random_seed(2021)
     core = senet50(weights=None)
@@ -260,9 +260,9 @@ def test_select_pairs_is_seeded_genuine_and_one_subject_first():
 
 
 def test_load_run_core_puts_the_trained_layers_on_the_seeded_base(tmp_path):
+    from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
+    from mfr.backbones.vggface.pretrained import load_run_core, senet50
     from mfr.core.config import StudyConfig
-    from mfr.models.legacy_h5 import save_legacy_h5
-    from mfr.models.pretrained import load_run_core, senet50
     from mfr.training import siamese
 
     cfg = StudyConfig(weights=None, seed=11)

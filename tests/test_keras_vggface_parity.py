@@ -5,7 +5,7 @@ keras-vggface's own network (``VGGFace(model='senet50', include_top=False,
 input_shape=(224, 224, 3), pooling='avg', weights=None)``) in a separate Keras-2 environment,
 randomises every weight (BN moving statistics included), saves it with Keras 2's
 ``save_weights`` -- the legacy HDF5 format of the released file -- and records its embeddings of
-a few images. Here that file is loaded with ``mfr.models.senet50(weights=...)`` and the
+a few images. Here that file is loaded with ``mfr.backbones.vggface.senet50(weights=...)`` and the
 embeddings compared; the reverse direction (a file written by ``save_legacy_h5`` loaded by
 keras-vggface's ``model.load_weights``) is checked as well.
 
@@ -36,8 +36,8 @@ import keras
 import numpy as np
 import pytest
 
-from mfr.models import VGGFACE_NAMES, build_senet50, senet50
-from mfr.models.legacy_h5 import save_legacy_h5
+from mfr.backbones.vggface import VGGFACE_NAMES, build_senet50, senet50
+from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
 
 HELPER = Path(__file__).resolve().parent / "keras2_reference.py"
 ENV_VAR = "MFR_KERAS2_PYTHON"

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from mfr.models import VGGFACE2_MEAN_BGR, preprocess
+from mfr.backbones.vggface import VGGFACE2_MEAN_BGR, preprocess
 
 
 def _f32(*values):

@@ -285,8 +285,8 @@ def test_bad_weights_files_are_one_line_errors(parted, tmp_path, capsys):
 
 
 def test_damaged_cached_weights_are_fetched_again(tmp_path, monkeypatch):
-    from mfr.models import pretrained
-    from mfr.models.senet50 import VGGFACE_NAMES
+    from mfr.backbones.vggface import pretrained
+    from mfr.backbones.vggface.senet50 import VGGFACE_NAMES
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     cached = pretrained.weights_cache_dir() / pretrained.VGGFACE2["file"]

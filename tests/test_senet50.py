@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from mfr.models import VGGFACE_NAMES, build_senet50, senet50
-from mfr.models.legacy_h5 import save_legacy_h5
+from mfr.backbones.vggface import VGGFACE_NAMES, build_senet50, senet50
+from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
 
 ROOT = Path(__file__).resolve().parent.parent
 N_LAYERS = 287
@@ -113,7 +113,7 @@ def _run_backend(backend: str, weights: Path, images: Path, out: Path) -> None:
     code = textwrap.dedent(
         f"""
         import numpy as np
-        from mfr.models import senet50
+        from mfr.backbones.vggface import senet50
         m = senet50(weights={str(weights)!r})
         np.save({str(out)!r}, np.asarray(m.predict_on_batch(np.load({str(images)!r}))))
         """

@@ -16,7 +16,7 @@ from mfr.training import siamese
 
 @pytest.fixture(scope="module")
 def core():
-    from mfr.models import senet50
+    from mfr.backbones.vggface import senet50
 
     keras.utils.set_random_seed(0)
     return senet50(weights=None)

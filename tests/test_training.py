@@ -102,7 +102,7 @@ def test_fused_jax_engine_equals_fit():
 @pytest.mark.slow
 def test_cached_equals_thesis_style_senet50():
     """The real network, N=10, 8 images at 224, 2 epochs: same losses and weights."""
-    from mfr.models import senet50
+    from mfr.backbones.vggface import senet50
 
     images = np.random.default_rng(0).integers(0, 256, size=(8, 224, 224, 3), dtype=np.uint8)
     tr, va = _pairs(8, 1, 8), _pairs(4, 2, 8)
@@ -268,8 +268,8 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     summary = json.loads((full / "summary.json").read_text())["splits"]["test"]["sum_squared"]
     assert {"median_genuine", "median_impostor", "gap"} <= set(summary)
     # the fine-tuned model loads from the base weights + final_trainable.h5
-    from mfr.models import senet50
-    from mfr.models.legacy_h5 import load_legacy_h5
+    from mfr.backbones.vggface import senet50
+    from mfr.backbones.vggface.legacy_h5 import load_legacy_h5
 
     core = senet50(weights=None)
     assert load_legacy_h5(core, full / "final_trainable.h5", strict=False) == \

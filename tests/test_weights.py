@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from mfr.models import build_senet50, senet50
-from mfr.models.legacy_h5 import load_legacy_h5, save_legacy_h5
-from mfr.models.pretrained import (
+from mfr.backbones.vggface import build_senet50, senet50
+from mfr.backbones.vggface.legacy_h5 import load_legacy_h5, save_legacy_h5
+from mfr.backbones.vggface.pretrained import (
     VGGFACE2,
     WeightsDownloadError,
     get_weights_file,

@@ -1,12 +1,12 @@
 """SENet50 (VGGFace2), the thesis's network, as a backbone: the architecture is
-:func:`mfr.models.senet50.build_senet50`, its released weights :data:`mfr.models.senet50.PRETRAINED`
-(keras-vggface's legacy HDF5, read by :mod:`mfr.models.legacy_h5`)."""
+:func:`mfr.backbones.vggface.senet50.build_senet50`, its released weights :data:`mfr.backbones.vggface.senet50.PRETRAINED`
+(keras-vggface's legacy HDF5, read by :mod:`mfr.backbones.vggface.legacy_h5`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mfr.models.senet50 import PRETRAINED
+from mfr.backbones.vggface.senet50 import PRETRAINED
 
 if TYPE_CHECKING:
     import keras
@@ -41,7 +41,7 @@ CFG: dict[str, Any] = {
 
 def build(config: StudyConfig) -> keras.Model:
     """SENet50 with the config's weights, pooling and input size."""
-    from mfr.models import senet50
+    from mfr.backbones.vggface import senet50
 
     return senet50(weights=config.weights, pooling=config.pooling,
                    input_shape=(config.image_size, config.image_size, 3))
@@ -49,7 +49,7 @@ def build(config: StudyConfig) -> keras.Model:
 
 def pretrained_file():
     """The local VGGFace2 weights file (where it is, or will be, cached)."""
-    from mfr.models.pretrained import VGGFACE2, weights_cache_dir
+    from mfr.backbones.vggface.pretrained import VGGFACE2, weights_cache_dir
 
     return weights_cache_dir() / VGGFACE2["file"]
 
@@ -59,12 +59,12 @@ def check_weights(weights: str | None, progress: bool = True) -> None:
     one-line error saying what is missing."""
     from pathlib import Path
 
-    from mfr.core.errors import MissingError
-    from mfr.models.pretrained import (
+    from mfr.backbones.vggface.pretrained import (
         WeightsDownloadError,
         check_senet50_file,
         vggface2_weights_file,
     )
+    from mfr.core.errors import MissingError
 
     if weights is None:
         return

@@ -1,7 +1,7 @@
 """Embeddings of images, each unique image once, and their files.
 
 :func:`embed_images` takes uint8 images (an :class:`mfr.data.image_cache.ImageCache`'s memmap or any
-(N, H, W, 3) array), preprocesses each batch with :func:`mfr.models.preprocess` and runs the
+(N, H, W, 3) array), preprocesses each batch with :func:`mfr.backbones.vggface.preprocess` and runs the
 network with ``model.predict_on_batch`` (Keras 3, any backend), returning L2-normalised float32
 embeddings. :class:`Embeddings` holds them with the image path of each row.
 """
@@ -28,9 +28,9 @@ __all__ = ["Embeddings", "embed_images", "load_embeddings", "predict_batch", "sa
 
 def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str,
                   forward: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
-    """One batch: preprocess (mfr.models.preprocess) and run the model (or `forward`, e.g. a
+    """One batch: preprocess (mfr.backbones.vggface.preprocess) and run the model (or `forward`, e.g. a
     :class:`mfr.training.data_parallel.ShardedForward` of it); float32 numpy."""
-    from mfr.models import preprocess
+    from mfr.backbones.vggface import preprocess
 
     x = preprocess(np.asarray(batch_uint8), mode=preprocessing)
     return np.asarray((forward or model.predict_on_batch)(x), dtype=np.float32)
@@ -48,9 +48,9 @@ def embed_images(
     """Embed images (N, H, W, 3) uint8 (array or memmap) batch by batch.
 
     Args:
-        model: a Keras model taking preprocessed float32 images (:func:`mfr.models.senet50`).
+        model: a Keras model taking preprocessed float32 images (:func:`mfr.backbones.vggface.senet50`).
         images: uint8 RGB images; read one batch at a time, so a memmap stays on disk.
-        preprocessing: ``"thesis"`` or ``"vggface2"`` (:func:`mfr.models.preprocess`).
+        preprocessing: ``"thesis"`` or ``"vggface2"`` (:func:`mfr.backbones.vggface.preprocess`).
         batch_size: images per forward pass.
         progress: show a tqdm bar.
         rows: embed only these rows of `images`, in this order (default: all).

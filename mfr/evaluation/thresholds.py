@@ -206,7 +206,7 @@ def _from_dataset(data: dict[str, Any], path: Path, embedder: Any, distance: str
 
 def threshold_from_file(path: str | Path, embedder: Any, distance: str,
                         default: bool = False) -> Threshold:
-    """The threshold for `embedder` (an :class:`mfr.embedders.Embedder`) and `distance` in a
+    """The threshold for `embedder` (an :class:`mfr.backbones.embedders.Embedder`) and `distance` in a
     thresholds.json of `mfr evaluate` (a study's or a dataset evaluation's). Stale study
     thresholds are refused, or, for the `default` file (not one the user named), no
     threshold with the reason."""

@@ -125,8 +125,8 @@ def _load_core(setting: Setting):
 def _explain_setting(core, setting: Setting, images: dict[str, np.ndarray], layer: str,
                      fraction: float, draws: int, seed: int, progress: bool):
     """Maps (at the image size), per-image distances and deletion results of one setting."""
+    from mfr.backbones.vggface import preprocess
     from mfr.explain.gradcam import embed_preprocessed, gradcam, upsample
-    from mfr.models import preprocess
 
     x = {r: preprocess(images[r], mode=setting.config.preprocessing) for r in ROLES}
     emb = {r: embed_preprocessed(core, x[r]) for r in ROLES}

@@ -143,7 +143,7 @@ def _feature_tables(images, rows, net_in, preprocessing, batch_size, progress, d
     Preprocessing and `net_in` run on the device, in fixed-size batches (the last one padded,
     so no new shapes are compiled); the result stays on the device (no round trip).
     """
-    from mfr.models import preprocess
+    from mfr.backbones.vggface import preprocess
 
     ops = keras.ops
     chunks: list[list] = []
@@ -381,7 +381,7 @@ def train_siamese(
                          resumed_from=start, model=model, engine=engine, out_dir=out,
                          devices=getattr(fused, "n_devices", 1))
     if out is not None:
-        from mfr.models.legacy_h5 import save_legacy_h5
+        from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
 
         write_csv(out / "history.csv", result.history)
         save_legacy_h5(SimpleNamespace(layers=layers, name=core.name), out / "final_trainable.h5")

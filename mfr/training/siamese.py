@@ -90,7 +90,7 @@ def trainable_layer_names(n: int, core: keras.Model | None = None) -> list[tuple
     """[(layer name, trainable parameters)] for N on `core` (default: SENet50 built with random
     weights: no weights file or data needed)."""
     if core is None:
-        from mfr.models import senet50
+        from mfr.backbones.vggface import senet50
 
         core = senet50(weights=None)
     n = validate_trainable_layers(n, len(core.layers))

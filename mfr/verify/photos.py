@@ -374,7 +374,7 @@ def embedder_notes(embedder: Any, faces: Sequence[FaceImage]) -> list[str]:
 def verify_pair(image_a: str | Path | np.ndarray, image_b: str | Path | np.ndarray,
                 embedder: Any, threshold: float | str | Path | None = None,
                 detect: bool = True) -> Verification:
-    """Compare two photos with `embedder` (an :class:`mfr.embedders.Embedder`).
+    """Compare two photos with `embedder` (an :class:`mfr.backbones.embedders.Embedder`).
 
     Args:
         image_a, image_b: image files, or (H, W[, C]) uint8 arrays.

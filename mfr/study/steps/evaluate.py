@@ -189,12 +189,12 @@ def evaluate_dataset_step(
         config: seed, bootstrap_resamples, max_per_subject, protocol (RMFRD file patterns),
             decoder; for senet50 also weights, preprocessing, pooling, image_size,
             embed_batch_size.
-        embedder: a name in :data:`mfr.embedders.EMBEDDERS`.
+        embedder: a name in :data:`mfr.backbones.embedders.EMBEDDERS`.
         run_dir: senet50 only: a `mfr train` run folder (its fine-tuned network).
         embedder_options: passed on to the embedder (e.g. dlib's ``landmarks``).
     """
+    from mfr.backbones.embedders import get_embedder
     from mfr.data.datasets import EVERY_PAIR, get_dataset
-    from mfr.embedders import get_embedder
     from mfr.evaluation.dataset import dataset_markdown, pair_set_entry
     from mfr.evaluation.distances import all_pair_distances, pair_distances
     from mfr.evaluation.embeddings import Embeddings, save_embeddings

@@ -27,7 +27,7 @@ def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
     `weights` (vggface2, a .h5 path, None = seeded random init) with `preprocessing`; or
     ``dlib`` (dlib's own), or ``dlib_resnet`` (its Keras port: pre-trained, or `model`, a
     `mfr train --backbone dlib_resnet` run). The weights are made sure of (found or downloaded) before any slow work."""
-    from mfr.embedders import get_embedder
+    from mfr.backbones.embedders import get_embedder
 
     if embedder == "dlib_resnet":  # dlib's ResNet in Keras: pre-trained, or a run's
         if model is not None:

@@ -1,5 +1,5 @@
 """dlib's ResNet face encoder (the model of the face_recognition library) as an
-:class:`mfr.embedders.Embedder`: an off-the-shelf baseline trained on unmasked faces.
+:class:`mfr.backbones.embedders.Embedder`: an off-the-shelf baseline trained on unmasked faces.
 
 Per image: dlib's frontal (HOG) face detector, upsampling once; the detection of highest score
 is the face box, and when none is found the whole image is (counted in
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 from mfr.core.progress import progress_bar
-from mfr.embedders import Embedder, check_images
 from mfr.evaluation.distances import l2_normalize
 
 __all__ = ["DlibEmbedder"]

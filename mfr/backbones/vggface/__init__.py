@@ -1,8 +1,8 @@
 """The network: keras-vggface's SENet50 (VGGFace2) in Keras 3, its weights and preprocessing."""
 
-from mfr.models.preprocess import VGGFACE2_MEAN_BGR, preprocess
-from mfr.models.pretrained import senet50
-from mfr.models.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
+from mfr.backbones.vggface.preprocess import VGGFACE2_MEAN_BGR, preprocess
+from mfr.backbones.vggface.pretrained import senet50
+from mfr.backbones.vggface.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 
 __all__ = [
     "PRETRAINED",

@@ -1,4 +1,4 @@
-"""SENet50 (the thesis's network) as an :class:`mfr.embedders.Embedder`: pre-trained,
+"""SENet50 (the thesis's network) as an :class:`mfr.backbones.embedders.Embedder`: pre-trained,
 random-init or fine-tuned (a `mfr train` run folder)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import MissingError
 from mfr.core.runs import RUN_FILE, read_run
-from mfr.embedders import Embedder, check_images
 
 __all__ = ["SENet50Embedder"]
 
@@ -21,7 +21,7 @@ class SENet50Embedder(Embedder):
     Args:
         weights: ``"vggface2"`` (the released weights, downloaded once), a legacy keras-vggface
             ``.h5`` path, or None (random init seeded with `seed`: pipeline checks only).
-        preprocessing: ``"thesis"`` (RGB) or ``"vggface2"`` (BGR), :func:`mfr.models.preprocess`.
+        preprocessing: ``"thesis"`` (RGB) or ``"vggface2"`` (BGR), :func:`mfr.backbones.vggface.preprocess`.
         pooling: ``"avg"`` or ``"max"``.
         run_dir: a `mfr train` run folder: its run.json's config gives the base weights,
             preprocessing, pooling, image size and seed (these override the arguments above),
@@ -72,9 +72,9 @@ class SENet50Embedder(Embedder):
         if self._model is None:
             import keras
 
-            from mfr.models import senet50
-            from mfr.models.legacy_h5 import load_legacy_h5
-            from mfr.models.pretrained import WeightsDownloadError
+            from mfr.backbones.vggface import senet50
+            from mfr.backbones.vggface.legacy_h5 import load_legacy_h5
+            from mfr.backbones.vggface.pretrained import WeightsDownloadError
 
             keras.utils.set_random_seed(self.seed)  # weights=None: as `mfr embed` / `mfr train`
             try:

@@ -17,8 +17,8 @@ import numpy as np
 from keras import ops
 
 from mfr.backbones.dlib_dat import MEAN_RGB as DLIB_MEAN_RGB
+from mfr.backbones.vggface.senet50 import PRETRAINED
 from mfr.core.errors import InputError
-from mfr.models.senet50 import PRETRAINED
 
 __all__ = ["preprocess", "VGGFACE2_MEAN_BGR", "MODES"]
 

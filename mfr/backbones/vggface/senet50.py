@@ -19,9 +19,9 @@ e.g. in a stage's first block: ..., sigmoid, ``conv5_1_1x1_proj``, Multiply,
 Unweighted layers get deterministic names (``conv2_1_1x1_reduce_relu``, ``conv2_1_se_gap``,
 ``conv2_1_se_multiply``, ``conv2_1_add``, ``conv2_1_relu``, ...), so checkpoints match by name.
 
-The model takes preprocessed float32 images (see :mod:`mfr.models.preprocess`); preprocessing
+The model takes preprocessed float32 images (see :mod:`mfr.backbones.vggface.preprocess`); preprocessing
 is not a layer. :data:`PRETRAINED` holds the facts of the released weights (file, URL, hash,
-input size, mean and channel order); :func:`mfr.models.senet50` builds and loads them.
+input size, mean and channel order); :func:`mfr.backbones.vggface.senet50` builds and loads them.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mfr.backbones.vggface.layer_names import keras_name, vggface_names
 from mfr.core.errors import InputError
-from mfr.models.layer_names import keras_name, vggface_names
 
 __all__ = ["BN_EPSILON", "PRETRAINED", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]
 

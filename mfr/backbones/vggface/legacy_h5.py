@@ -15,7 +15,7 @@ file. Its layout:
 A full-model save (``model.save``) puts the same structure under ``model_weights/``; both are
 read. Model layers are matched to file groups through the original names (Keras 3 layer name =
 original name with '/' replaced by '_'; the mapping comes from the file's ``layer_names`` and
-:data:`mfr.models.senet50.VGGFACE_NAMES`, never from replacing '_' by '/').
+:data:`mfr.backbones.vggface.senet50.VGGFACE_NAMES`, never from replacing '_' by '/').
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import h5py
 import keras
 import numpy as np
 
+from mfr.backbones.vggface.layer_names import keras_name
+from mfr.backbones.vggface.senet50 import vggface_name
 from mfr.core.errors import InputError
 from mfr.core.outputs import atomic_path
-from mfr.models.layer_names import keras_name
-from mfr.models.senet50 import vggface_name
 
 __all__ = ["file_layer_names", "load_legacy_h5", "save_legacy_h5"]
 

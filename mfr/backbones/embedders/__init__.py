@@ -27,9 +27,9 @@ __all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
 
 #: name -> "module:Class" (imported lazily)
 EMBEDDERS: dict[str, str] = {
-    "senet50": "mfr.embedders.senet50:SENet50Embedder",
-    "dlib": "mfr.embedders.dlib_resnet:DlibEmbedder",
-    "dlib_resnet": "mfr.embedders.dlib_port:DlibResNetPortEmbedder",
+    "senet50": "mfr.backbones.embedders.senet50:SENet50Embedder",
+    "dlib": "mfr.backbones.embedders.dlib_resnet:DlibEmbedder",
+    "dlib_resnet": "mfr.backbones.embedders.dlib_port:DlibResNetPortEmbedder",
 }
 
 

@@ -1,8 +1,8 @@
 """The pre-trained SENet50: its weight file, fetched once, and the model built with it.
 
 :func:`senet50` is the one way mfr gets its network: the architecture
-(:func:`mfr.models.senet50.build_senet50`) with the released VGGFace2 weights
-(:data:`mfr.models.senet50.PRETRAINED`), a legacy keras-vggface ``.h5`` file, or none.
+(:func:`mfr.backbones.vggface.senet50.build_senet50`) with the released VGGFace2 weights
+(:data:`mfr.backbones.vggface.senet50.PRETRAINED`), a legacy keras-vggface ``.h5`` file, or none.
 
 The download is hand-written rather than ``keras.utils.get_file`` or pooch because those start a
 broken transfer again from zero; the weight file is about 100 MB and often fetched over slow
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import keras
 
+from mfr.backbones.vggface.legacy_h5 import file_layer_names, load_legacy_h5
+from mfr.backbones.vggface.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 from mfr.core.errors import InputError, MfrError
-from mfr.models.legacy_h5 import file_layer_names, load_legacy_h5
-from mfr.models.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 
 __all__ = ["VGGFACE2", "WeightsDownloadError", "check_senet50_file", "get_weights_file",
            "load_run_core", "senet50", "vggface2_weights_file", "weights_cache_dir"]
@@ -47,7 +47,7 @@ def senet50(
 
     Returns:
         A ``keras.Model`` named ``"senet50"`` taking preprocessed float32 images
-        (:func:`mfr.models.preprocess`) and returning (batch, 2048) embeddings.
+        (:func:`mfr.backbones.vggface.preprocess`) and returning (batch, 2048) embeddings.
     """
     if weights is None:
         return build_senet50(pooling=pooling, input_shape=input_shape)

@@ -34,5 +34,5 @@ def _weighted_names(stages: Iterable[tuple[int, int, tuple[int, int, int]]]) -> 
 
 def vggface_names(stages: Iterable[tuple[int, int, tuple[int, int, int]]]) -> dict[str, str]:
     """Keras 3 layer name -> keras-vggface name, for every weighted layer of an SENet built
-    from `stages` (``(stage, blocks, filters)`` rows, as :data:`mfr.models.senet50.STAGES`)."""
+    from `stages` (``(stage, blocks, filters)`` rows, as :data:`mfr.backbones.vggface.senet50.STAGES`)."""
     return {keras_name(n): n for n in _weighted_names(stages)}
