@@ -323,3 +323,16 @@ def test_a_download_that_is_a_web_page_is_refused_and_not_kept(server, tmp_path,
     assert list(target.parent.iterdir()) == []  # no download kept, nothing unpacked
 
 
+
+
+def test_embed_batch_size_is_part_of_the_fingerprint_of_embed_and_train_runs():
+    """Images per forward pass change the order of the float sums (measured on the demo's
+    pairs: distances differ by 1e-6, their last printed digit, between 16 and 64), so a run
+    made with another value is not the same run."""
+    from mfr.core.config import StudyConfig
+    from mfr.study.steps.settings import embed_settings, train_settings
+
+    a, b = StudyConfig(embed_batch_size=16), StudyConfig(embed_batch_size=64)
+    assert embed_settings(a) != embed_settings(b)
+    assert train_settings(a) != train_settings(b)
+    assert embed_settings(a)["embed_batch_size"] == 16

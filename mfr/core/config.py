@@ -149,7 +149,10 @@ class StudyConfig:
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")
-    embed_batch_size: int = _f(64, "images per forward pass when embedding", minimum=1)
+    embed_batch_size: int = _f(64, "images per forward pass when embedding (speed and memory; "
+                                   "the float sums change order with it, so the distances may "
+                                   "differ in their last digit: part of a run's fingerprint)",
+                               minimum=1)
     steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU)", minimum=1)
     keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
     data_parallel: bool = _f(False, "JAX only: shard each batch across every device of this "

@@ -54,7 +54,9 @@ def config_settings(config: StudyConfig, names: Sequence[str]) -> dict[str, Any]
 #: The config fields each step's results depend on (the rest: speed, storage, names), beside
 #: the backbone's own (its CFG's ``settings``: SENet50's preprocessing and pooling) and, for
 #: training, the loss's (:func:`mfr.training.losses.loss_settings`: contrastive's margin).
-EMBED_SETTINGS = ("backbone", "image_size", "decoder")
+#: embed_batch_size is among them: images per forward pass change the order of the float sums,
+#: so embeddings (and distances, in their last printed digit) differ with it
+EMBED_SETTINGS = ("backbone", "image_size", "decoder", "embed_batch_size")
 
 
 TRAIN_SETTINGS = ("optimizer", "learning_rate", "momentum", "batch_size", "seed")
