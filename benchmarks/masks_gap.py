@@ -143,7 +143,12 @@ def _markdown(r: dict) -> str:
         m = s["synthetic"]["masking"]
         lines.append(f"- {name}: {m['masked']} unmasked images masked, {m['failed']} failed, "
                      f"{m['crop_fallback']} with the whole crop as the box (MTCNN found none).")
-    lines += ["", "Data: `../shared/data/rmfrd-dev` (121 RMFRD subjects, 160x160 crops) and "
+    lines += ["", "Caveat: in the synthetic rows every masked image's own unmasked source is "
+              "among its genuine pairs (the same photo, masked and not: 1 of the ~5 genuine "
+              "pairs of each masked image), which the real rows never have; part of the gap "
+              "is that, not the masks. The real rmfrd-dev side also counts only `*.jpg` (the "
+              "thesis protocol), so its few PNGs are left out.",
+              "", "Data: `../shared/data/rmfrd-dev` (121 RMFRD subjects, 160x160 crops) and "
               "`../shared/data/mfr2-dev/rmfrd_layout` (27 MFR2 identities); the images stay "
               "out of the project. Commands (`benchmarks/masks_gap.py` runs them):", "", "```"]
     lines += r["commands"] + ["```", ""]
