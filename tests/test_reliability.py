@@ -235,3 +235,17 @@ def test_a_repeated_pair_is_refused_naming_both_lines(tmp_path, capsys):
                "none", "--split", "test", "--data-root", str(tmp_path), "--no-progress"])
     err = _one_line(capsys)
     assert rc == 2 and "line 4" in err and not (tmp_path / "e").exists()
+
+
+def test_mfr2_pairs_named_twice_are_counted_once_and_said(tmp_path):
+    """MFR2's own pairs.txt names one pair twice (lines 43 and 285 of the released file): a
+    pair set counts it once, says so, and lists where."""
+    from mfr.data.datasets.mfr2 import mfr2_pairs
+
+    (tmp_path / "mfr2_labels.txt").write_text(
+        "A, 1, no-mask\nA, 2, surgical_blue\nB, 1, no-mask\nB, 2, cloth\n")
+    (tmp_path / "pairs.txt").write_text("A 1 2\nA 2 B 1\nB 1 2\nB 1 A 2\nA 1 2\n")
+    with pytest.warns(UserWarning, match=r"2 pair\(s\) named again .*line 4 repeats line 2"):
+        df = mfr2_pairs(tmp_path)
+    assert len(df) == 3 and sorted(df["label"]) == [0, 1, 1]
+    assert [(r["line"], r["first_line"]) for r in df.attrs["repeated"]] == [(4, 2), (5, 1)]

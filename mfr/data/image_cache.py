@@ -42,6 +42,7 @@ from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import atomic_path, run_metadata, write_csv, write_json
 from mfr.core.progress import progress_bar
 from mfr.core.provenance import listing_digest
+from mfr.core.run_record import read_json_record
 from mfr.data.images import DECODERS, RESIZE_METHOD, load_image
 from mfr.data.pairs import SPLITS, PathIndex, read_pair_csvs, unique_pair_paths
 
@@ -84,7 +85,7 @@ class ImageCache(PathIndex):
                 f"{meta_path}: no complete image cache here (expected cache.json, written last "
                 f"by build_image_cache)"
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = read_json_record(meta_path, "the cache.json of an image cache")
         images = np.load(cache_dir / "images.npy", mmap_mode="r")
         index = pd.read_csv(cache_dir / "index.csv", dtype={"path": str, "row": np.int64},
                             keep_default_na=False)

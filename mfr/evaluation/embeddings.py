@@ -8,7 +8,6 @@ embeddings. :class:`Embeddings` holds them with the image path of each row.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import run_metadata, save_npy, write_csv, write_json
 from mfr.core.progress import progress_bar
+from mfr.core.run_record import read_json_record
 from mfr.data.pairs import PathIndex
 from mfr.evaluation.distances import l2_normalize
 
@@ -136,4 +136,5 @@ def load_embeddings(out_dir: str | Path) -> Embeddings:
     if len(index) != len(vectors):
         raise InputError(f"{out_dir / 'index.csv'}: {len(index)} paths but embeddings.npy has "
                          f"{len(vectors)} rows")
-    return Embeddings(vectors, index["path"].tolist(), json.loads(run.read_text(encoding="utf-8")))
+    return Embeddings(vectors, index["path"].tolist(),
+                      read_json_record(run, "the run.json of saved embeddings"))

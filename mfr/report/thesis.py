@@ -10,7 +10,6 @@ is the one home of the thesis's Chapter 5 numbers (:data:`THESIS_TABLE_5_1`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.run_record import read_json_record
 from mfr.core.runs import RUN_FILE, read_run, setting_label
 from mfr.core.runs import random_init as run_random_init
 
@@ -62,7 +62,7 @@ def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squ
     if not path.is_file():
         raise MissingError(f"{path}: no summary (expected the output folder of `mfr embed` "
                                 f"or `mfr train`)")
-    s = json.loads(path.read_text(encoding="utf-8"))
+    s = read_json_record(path, "the summary.json of `mfr embed` or `mfr train`")
     try:
         return s["splits"][split][metric]
     except KeyError:

@@ -46,6 +46,7 @@ from mfr.core.errors import InputError, MfrError, MissingError
 from mfr.core.numerics import numerics
 from mfr.core.outputs import versions, write_json
 from mfr.core.provenance import file_digest, listing_digest, read_run
+from mfr.core.run_record import read_json_record
 from mfr.core.runs import setting_dir_name
 
 if TYPE_CHECKING:
@@ -350,7 +351,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels' TensorFlow: no banners
     out.mkdir(parents=True, exist_ok=True)
     ledger_path = out / LEDGER
-    ledger = json.loads(ledger_path.read_text("utf-8")) if ledger_path.is_file() else {}
+    ledger = (read_json_record(ledger_path, "the ledger of `mfr study`")
+              if ledger_path.is_file() else {})
     if ledger.get("profile") not in (None, config.profile):
         raise InputError(f"{out}: holds the study of profile {ledger['profile']} (see "
                          f"{ledger_path}); choose another --out")

@@ -9,6 +9,7 @@ given or one below it. :func:`mfr2_pairs` reads pairs.txt into the pair-table fo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,8 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
     masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
     rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
                                 "unmasked-unmasked": 0}, 0
+    seen: dict[frozenset, int] = {}  # a pair (either order) -> the line that first named it
+    repeated: list[dict[str, int | str]] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -139,6 +142,10 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
         for p in (pa, pb):
             if p not in masked:
                 raise InputError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
+        if (first := seen.setdefault(frozenset((pa, pb)), n)) != n:
+            # pairs.txt names a few pairs twice: counted once, and said (df.attrs["repeated"])
+            repeated.append({"line": n, "first_line": first, "pair": line.strip()})
+            continue
         ma, mb = masked[pa], masked[pb]
         if ma and not mb:
             a, b, pa, pb = b, a, pb, pa
@@ -153,6 +160,11 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
     df["label"] = df["label"].astype(np.int64)
     df.attrs["kinds"] = kinds
     df.attrs["dropped"] = dropped
+    df.attrs["repeated"] = repeated
+    if repeated:
+        warnings.warn(f"{path}: {len(repeated)} pair(s) named again (first: line "
+                      f"{repeated[0]['line']} repeats line {repeated[0]['first_line']}); each "
+                      f"counted once", stacklevel=2)
     return df
 
 

@@ -3,7 +3,6 @@ came from, a run's recorded pairs folder, finished input folders, non-empty pair
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from mfr.core.provenance import (
     file_digest,
     read_run,
 )
+from mfr.core.run_record import read_json_record
 
 
 def recorded_pairs_dir(run_dir: str | Path) -> Path | None:
@@ -85,7 +85,7 @@ def _dataset_folder(root: Path) -> Path:
 def _recorded_root(record: Path) -> Path | None:
     if not record.is_file():
         return None
-    root = json.loads(record.read_text(encoding="utf-8")).get("data_root")
+    root = read_json_record(record, "the run.json of `mfr partition`").get("data_root")
     return Path(root) if root else None
 
 
