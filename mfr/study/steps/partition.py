@@ -52,18 +52,25 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
     (with ``up_to_date`` True when `out_dir` already held it and nothing was written)."""
     from mfr.data.datasets import dataset_root
     from mfr.data.partition import partition, partition_fingerprint, write_partition
+    from mfr.data.synthetic_partners import DETECTOR, add_synthetic_partners, parse_kinds
 
     if config.data_root is None:
         raise InputError("no data root: pass --data-root DIR (an RMFRD or MFR2 tree)")
     root, _ = dataset_root(config.data_root)
     params = {**config_settings(config, ("protocol", "max_per_subject", "seed", "train_val_fraction",
                                    "val_size")), "verify": verify, "inner": inner}
+    kinds = parse_kinds(config.synthetic_kinds)
+    if config.synthetic_masks != "none":
+        params.update(synthetic_masks=config.synthetic_masks, synthetic_kinds=",".join(kinds),
+                      synthetic_detector=DETECTOR)
     fp = partition_fingerprint(root, params)
     state = claim(out_dir, "partition", fp, config=config, force=force)
     part = partition(root, protocol=config.protocol, max_per_subject=config.max_per_subject,
                      seed=config.seed, train_val_fraction=config.train_val_fraction,
                      val_size=config.val_size, verify=verify, inner=inner)
     part.up_to_date = state == "complete"
+    part = add_synthetic_partners(part, out_dir, config.synthetic_masks, kinds, config.seed,
+                                  refresh=not part.up_to_date)
     if not part.up_to_date:
         write_partition(part, out_dir, config=config)
     return part
