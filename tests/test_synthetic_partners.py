@@ -20,8 +20,8 @@ from mfr.data.partition import _Split, partition
 from mfr.data.synthetic_partners import (
     SYNTHETIC_DIR,
     parse_kinds,
-    sample_impostors,
     same_source_positions,
+    sample_impostors,
 )
 from mfr.study.steps import partition_step, resolve_data_root
 

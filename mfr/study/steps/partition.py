@@ -48,7 +48,9 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
     """The config's partition of the tree at ``config.data_root``, written to `out_dir`
     (train/val/test.csv, stats.json, table_4_2.md, run.json; an MFR2 tree also gets
     ``mfr2_pairs.csv``, its own pairs.txt); `inner`: the partition of its train+validation
-    subjects alone (:func:`mfr.data.partition.partition`). Returns the :class:`mfr.data.partition.Partition`
+    subjects alone (:func:`mfr.data.partition.partition`). ``config.synthetic_masks`` add or
+    replace: train pairs with synthetic masked partners, made under `out_dir`
+    (:mod:`mfr.data.synthetic_partners`). Returns the :class:`mfr.data.partition.Partition`
     (with ``up_to_date`` True when `out_dir` already held it and nothing was written)."""
     from mfr.data.datasets import dataset_root
     from mfr.data.partition import partition, partition_fingerprint, write_partition
