@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
     add_config_flags(parser, "data_root", "protocol", "max_per_subject", "seed",
-                     "train_val_fraction", "val_size")
+                     "train_val_fraction", "val_size", "synthetic_masks", "synthetic_kinds")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -69,7 +69,7 @@ _TRAINING = ("loss", "optimizer", "learning_rate", "momentum", "batch_size", "ep
              "keep_all_checkpoints")
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "partition": _WHO + ("data_root", "protocol", "max_per_subject", "train_val_fraction",
-                         "val_size"),
+                         "val_size", "synthetic_masks", "synthetic_kinds"),
     "embed": _WHO + _IMAGES + _NETWORK,
     "train": _WHO + _IMAGES + _NETWORK + _TRAINING,
     # a study's evaluation reads stored distances; a dataset's embeds its pair sets first
@@ -92,6 +92,13 @@ class StudyConfig:
                                   above=0.0, maximum=1.0)
     val_size: float = _f(0.2, "fraction of the train+validation pairs for validation",
                         above=0.0, below=1.0)
+    synthetic_masks: str = _f("none", "train pairs with synthetic masked partners drawn on the "
+                              "train+validation subjects' unmasked images (mfr.data."
+                              "synthetic_partners): none, add (to the real ones) or replace "
+                              "(them); validation and test pairs stay real",
+                              ("none", "add", "replace"))
+    synthetic_kinds: str = _f("surgical,cloth,n95,kn95", "the synthetic masks' kinds, comma-"
+                              "separated (mfr.data.masks.MASK_KINDS)")
     seed: int = _f(2021, "random_state of the partition, seed of training and random init", minimum=0,
                    maximum=MAX_SEED)
     # model and input (Table 4.3)

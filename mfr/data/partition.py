@@ -45,6 +45,11 @@ from mfr.data.datasets import Dataset, FaceImage, check_image, get_dataset, load
 from mfr.data.pairs import COLUMNS
 
 PROTOCOLS = ("thesis", "balanced")
+#: A partition's settings of synthetic masked partners (:mod:`mfr.data.synthetic_partners`),
+#: part of its fingerprint when synthetic_masks is not "none"
+SYNTHETIC_KEYS = ("synthetic_masks", "synthetic_kinds", "synthetic_detector")
+#: what a partition with synthetic partners lists among its outputs besides the pair tables
+SYNTHETIC_OUTPUTS = ("synthetic_masks/masks.csv", "synthetic_masks/failed.csv")
 
 THESIS_TABLE_4_2: dict[str, dict[str, int]] = {
     "train_val": {"subjects": 353, "unmasked_images": 7034, "masked_images": 1343},
@@ -73,6 +78,12 @@ class Partition:
     mfr2_pairs: pd.DataFrame | None = None
     #: set by :func:`mfr.study.steps.partition_step`: the output folder already held this partition
     up_to_date: bool = False
+    #: the train+validation subjects' selected unmasked images (subject -> images, in order):
+    #: what :mod:`mfr.data.synthetic_partners` masks
+    train_val_unmasked: dict[str, list[FaceImage]] = field(default_factory=dict, repr=False)
+    #: the folder the pair paths are relative to, where not `root` (a partition with synthetic
+    #: masked partners: :mod:`mfr.data.synthetic_partners`)
+    data_root: Path | None = None
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
@@ -317,7 +328,7 @@ def partition(
     if problems:
         stats["warnings"] = problems
     return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
-                     theirs)
+                     theirs, train_val_unmasked={s: unmasked[s] for s in tv.subjects})
 
 
 def class_warnings(frames: dict[str, pd.DataFrame]) -> list[str]:
@@ -388,6 +399,15 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
     ok = matches_thesis(stats)
     lines += ["", "Subject and image rows: Train counts train+validation together (as the "
               "thesis's table)."]
+    syn = stats.get("synthetic")
+    if syn:
+        lines += ["", f"Train pairs include {syn['pairs']} with a synthetic masked image "
+                  f"({syn['genuine']} genuine, {syn['impostor']} impostor; synthetic_masks "
+                  f"{syn['mode']}: {syn['masked_images']} synthetic masked images of "
+                  f"{syn['sources']} train+validation unmasked images, {syn['failed']} not "
+                  f"masked; {syn['same_source_excluded']} same-source pairs left out); "
+                  f"{syn['real_pairs']} train pairs are real. Validation and test pairs are "
+                  f"all real."]
     lines += ["", "Matches the thesis's Table 4.2: " + ("yes" if ok else
               "no (a cell reads `run (thesis value)` where they differ)")]
     return "\n".join(lines) + "\n"
@@ -407,6 +427,8 @@ def partition_fingerprint(root: str | Path, params: dict[str, Any]) -> dict[str,
     settings = {k: params[k] for k in keys}
     if params.get("inner"):
         settings["inner"] = True
+    if params.get("synthetic_masks", "none") != "none":  # none: the fingerprint of before
+        settings.update({k: params[k] for k in SYNTHETIC_KEYS})
     return {"data_root": str(root), "data": listing_digest(root), "settings": settings}
 
 
@@ -422,8 +444,14 @@ def write_partition(part: Partition, out_dir: str | Path, config: Any = None) ->
         out / "table_4_2.md",
         table_4_2_markdown(part.stats, title=f"Table 4.2 ({part.layout}, protocol "
                                              f"{part.protocol})"))
+    outputs = [p.name for p in paths.values()]
+    extra = {}
+    if part.data_root is not None:  # pair paths are relative to it; the dataset is recorded too
+        outputs += [p for p in SYNTHETIC_OUTPUTS if (out / p).is_file()]
+        extra["dataset_root"] = str(Path(part.root).resolve())
+    data_root = Path(part.data_root if part.data_root is not None else part.root)
     paths["run"] = provenance.complete(
         out, "partition", partition_fingerprint(part.root, part.params),
-        outputs=[p.name for p in paths.values()], config=config,
-        data_root=str(Path(part.root).resolve()), layout=part.layout, partition=part.params)
+        outputs=outputs, config=config,
+        data_root=str(data_root.resolve()), layout=part.layout, partition=part.params, **extra)
     return paths

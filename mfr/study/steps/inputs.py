@@ -53,8 +53,12 @@ def resolve_data_root(data_root: str | Path | None, pairs_dir: Path, config: Stu
     recorded = _recorded_root(Path(pairs_dir) / "run.json")
     if data_root is not None:
         given = Path(data_root)
-        if recorded is not None and given.is_dir() and recorded.resolve().is_relative_to(
-                given.resolve()):
+        # a partition with synthetic masks records the dataset's root too (its pairs are
+        # relative to a folder of links beside them: mfr.data.synthetic_partners)
+        dataset = _recorded_root(Path(pairs_dir) / "run.json", "dataset_root")
+        if recorded is not None and given.is_dir() and any(
+                r.resolve().is_relative_to(given.resolve())
+                for r in (recorded, dataset) if r is not None):
             return recorded  # the folder the partition found under the one given
         return _dataset_folder(given)
     if recorded:
@@ -82,10 +86,10 @@ def _dataset_folder(root: Path) -> Path:
         return root
 
 
-def _recorded_root(record: Path) -> Path | None:
+def _recorded_root(record: Path, key: str = "data_root") -> Path | None:
     if not record.is_file():
         return None
-    root = read_json_record(record, "the run.json of `mfr partition`").get("data_root")
+    root = read_json_record(record, "the run.json of `mfr partition`").get(key)
     return Path(root) if root else None
 
 
