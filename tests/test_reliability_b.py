@@ -134,7 +134,7 @@ def test_a_folder_being_written_by_another_process_is_refused_and_a_dead_ones_lo
     _, pairs = parted
     out = tmp_path / "e"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mfr import provenance; "
+        [sys.executable, "-c", "import sys, time; from mfr.core import provenance; "
          "provenance.lock(sys.argv[1]); print('locked', flush=True); time.sleep(120)",
          str(out)], stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -70,7 +70,9 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
 
 #: A command's input folders, by argument: (what they are called, may the output folder hold
 #: it, may the output folder lie inside it).
-_INPUT_FOLDERS = {"pairs": ("pairs folder", False, False),
+_INPUT_FOLDERS = {# may lie inside a pairs folder (its image cache does, PAIRS/cache): --force deletes
+                  # the output folder only, never the pairs beside it
+                  "pairs": ("pairs folder", False, True),
                   # may lie inside a data root: --data-root may be a folder above the dataset
                   # (the dataset folder under it is found later, by the step)
                   "data_root": ("data root", False, True),

@@ -344,7 +344,8 @@ def check_apart(out_dir: str | Path, inputs: Mapping[str, str | Path | None], *,
     """Refuse an output folder that is one of the inputs, holds one or lies inside one
     (``--force`` would delete the input, or the outputs would mix with it).
 
-    `inputs`: what -> folder (None: not given). `may_hold`: inputs that may lie inside the
+    `inputs`: what -> folder (None: not given; the output folder may hold one that does not
+    exist: the step names it missing). `may_hold`: inputs that may lie inside the
     output folder (an image cache ``OUT/cache``); `may_lie_in`: inputs the output folder may
     lie inside (a study folder's ``evaluation/``)."""
     out = Path(os.path.abspath(Path(out_dir).expanduser()))
@@ -359,7 +360,8 @@ def check_apart(out_dir: str | Path, inputs: Mapping[str, str | Path | None], *,
             src = src.resolve()
         if out == src:
             how = "is"
-        elif src.is_relative_to(out) and what not in may_hold:
+        # an input that does not exist cannot be lost (the step says it is missing)
+        elif src.is_relative_to(out) and what not in may_hold and src.exists():
             how = "holds"
         elif out.is_relative_to(src) and what not in may_lie_in:
             how = "lies inside"

@@ -142,16 +142,19 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
         for p in (pa, pb):
             if p not in masked:
                 raise InputError(f"{path}:{n}: {p} is not in mfr2_labels.txt")
-        if (first := seen.setdefault(frozenset((pa, pb)), n)) != n:
-            # pairs.txt names a few pairs twice: counted once, and said (df.attrs["repeated"])
-            repeated.append({"line": n, "first_line": first, "pair": line.strip()})
-            continue
         ma, mb = masked[pa], masked[pb]
         if ma and not mb:
             a, b, pa, pb = b, a, pb, pa
         kind = ("masked-unmasked" if ma != mb else "masked-masked" if ma
                 else "unmasked-unmasked")
         kinds[kind] += 1
+        if (first := seen.setdefault(frozenset((pa, pb)), n)) != n:
+            # pairs.txt names a few pairs twice: said and listed (df.attrs["repeated"]); a
+            # pair set ("drop") counts such a pair once
+            repeated.append({"line": n, "first_line": first, "pair": line.strip()})
+            if mixed == "drop":
+                dropped += 1
+                continue
         if kind != "masked-unmasked" and mixed == "drop":
             dropped += 1
             continue
@@ -162,9 +165,10 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
     df.attrs["dropped"] = dropped
     df.attrs["repeated"] = repeated
     if repeated:
+        how = "each counted once" if mixed == "drop" else "kept as the file has them"
         warnings.warn(f"{path}: {len(repeated)} pair(s) named again (first: line "
-                      f"{repeated[0]['line']} repeats line {repeated[0]['first_line']}); each "
-                      f"counted once", stacklevel=2)
+                      f"{repeated[0]['line']} repeats line {repeated[0]['first_line']}); {how}",
+                      stacklevel=2)
     return df
 
 
