@@ -78,9 +78,9 @@ def device_kind() -> dict[str, Any]:
             cc = details.get("compute_capability")
             return {"platform": "gpu", "kind": str(details.get("device_name", gpus[0].name)),
                     "compute_capability": ".".join(map(str, cc)) if cc else None}
-    from mfr.core.numerics import cpu_model
+    import platform  # the CPU's model is numerics.cpu, beside this record
 
-    return {"platform": "cpu", "kind": cpu_model(), "compute_capability": None}
+    return {"platform": "cpu", "kind": platform.machine(), "compute_capability": None}
 
 
 def _has_tf32(device: dict[str, Any]) -> bool:
