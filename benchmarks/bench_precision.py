@@ -36,9 +36,10 @@ def _metrics(dist: pd.DataFrame, pairs: pd.DataFrame, cfg) -> dict[str, Any]:
     from mfr.evaluation.metrics import bootstrap_subjects, verification_metrics
 
     test = dist[dist["split"] == "test"] if "split" in dist else dist
-    keys = ["unmasked_path", "masked_path"]
-    test = test.merge(pairs[keys + ["unmasked_subject", "masked_subject"]].drop_duplicates(keys),
-                      on=keys, how="left", validate="many_to_one")
+    if "unmasked_subject" not in test:  # distances.csv names them; else the pairs CSV does
+        keys = ["unmasked_path", "masked_path"]
+        test = test.merge(pairs[keys + ["unmasked_subject", "masked_subject"]]
+                          .drop_duplicates(keys), on=keys, how="left", validate="many_to_one")
     d, y = test[METRIC].to_numpy(), test["label"].to_numpy()
     m = verification_metrics(d, y)
     ci = bootstrap_subjects(d, y, test["unmasked_subject"].tolist(),
