@@ -114,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distance-rows", type=int, default=2048, help="embeddings for that test")
     ap.add_argument("--device-label", default="cpu", help="e.g. h100, h200 (goes in the JSON)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=("float32", "bf16", "tf32"), default="float32",
+                    help="pinned and stated in the JSON (mfr.core.precision); on Ampere+ "
+                         "GPUs float32 would otherwise run as TF32")
     ap.add_argument("--out", type=Path, default=None,
                     help="default results/benchmarks/embed_<device-label>.json")
     args = ap.parse_args(argv)
@@ -135,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--pairs {args.pairs} exceeds the {len(combos)} unmasked x masked combinations")
     pick = combos[np.sort(rng.choice(len(combos), size=args.pairs, replace=False))]
 
-    result: dict = {"machine": _machine(args.device_label), "settings": vars(args) | {"out": str(out_path)}}
+    from mfr.core.precision import apply_precision
+
+    precision = apply_precision(args.precision)  # a process of its own: nothing to restore
+    result: dict = {"machine": _machine(args.device_label), "settings": vars(args) | {"out": str(out_path)},
+                    "precision": precision}
     with tempfile.TemporaryDirectory(prefix="bench_embed_") as tmp:
         tmp = Path(tmp)
         u_paths, m_paths = _write_jpegs(tmp / "data", n_u, n_m, args.seed)

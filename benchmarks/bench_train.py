@@ -161,6 +161,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-thesis-style", action="store_true")
     ap.add_argument("--seed", type=int, default=2021)
     ap.add_argument("--label", default=None)
+    ap.add_argument("--precision", choices=("float32", "bf16", "tf32"), default="float32",
+                    help="pinned and stated in the JSON (mfr.core.precision); on Ampere+ "
+                         "GPUs float32 would otherwise run as TF32")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     args = ap.parse_args(argv)
 
@@ -168,7 +171,9 @@ def main(argv=None) -> int:
 
     from mfr.core.config import StudyConfig
     from mfr.core.outputs import versions, write_json
+    from mfr.core.precision import apply_precision
 
+    precision = apply_precision(args.precision)  # a process of its own: nothing to restore
     sc = SCALES[args.scale]
     ns = tuple(int(v) for v in args.n.split(",")) if args.n else sc["ns"]
     epochs = args.epochs or sc["epochs"]
@@ -190,7 +195,7 @@ def main(argv=None) -> int:
     print(f"data: {len(imgs)} images, {len(tr)}/{len(va)}/{len(te)} pairs "
           f"({time.perf_counter() - t:.1f}s)", flush=True)
     base = StudyConfig(epochs=epochs, batch_size=args.batch_size, embed_batch_size=ebs,
-                       seed=args.seed, weights=None)
+                       seed=args.seed, weights=None, precision=args.precision)
 
     cached = []
     t_sweep = time.perf_counter()
@@ -238,7 +243,7 @@ def main(argv=None) -> int:
         per_n.append(row)
     result = {
         "benchmark": "train", "scale": args.scale, "device": dev,
-        "backend": keras.backend.backend(), "versions": versions(),
+        "backend": keras.backend.backend(), "versions": versions(), "precision": precision,
         "config": {"epochs": epochs, "batch_size": args.batch_size, "steps_per_execution": spe,
                    "embed_batch_size": ebs, "ns": list(ns), "images": len(imgs),
                    "pairs": [len(tr), len(va), len(te)], "weights": "random (timing only)"},
@@ -264,6 +269,8 @@ def main(argv=None) -> int:
         }
     label = args.label or f"{args.scale}_{keras.backend.backend()}_" + \
         "".join(c if c.isalnum() else "-" for c in dev.split(":", 1)[-1].lower())[:40].strip("-")
+    if args.label is None and args.precision != "float32":
+        label += f"_{args.precision}"
     path = write_json(args.out / f"train_{label}.json", result)
     print(f"cached sweep {cached_sweep_s:.1f}s"
           + (f"; thesis-style sweep {'~' if result['thesis_style_sweep_extrapolated'] else ''}"

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one complete) and compute from scratch")
     add_config_flags(parser, "backbone", "face_box", "data_root", "weights", "preprocessing",
                      "embed_batch_size", "decoder", "pooling", "image_size", "seed",
-                     "data_parallel")
+                     "data_parallel", "precision")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, "backbone", "data_root", "bootstrap_resamples", "threshold_rule", "seed",
                      "weights", "preprocessing", "pooling", "image_size", "embed_batch_size",
-                     "decoder", "max_per_subject", "protocol")
+                     "decoder", "max_per_subject", "protocol", "precision")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "block before pooling; res5c_relu for dlib_resnet)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, "backbone", "face_box", "weights", "preprocessing", "pooling",
-                     "image_size", "decoder", "data_root", "seed")
+                     "image_size", "decoder", "data_root", "seed", "precision")
     parser.epilog = ("Without --study or --model, --weights (vggface2, a .h5 path, or none) picks "
                      "a bare core and --pairs and --out are required. --seed picks the pairs, "
                      "the random regions and the bootstrap (default: the runs' seed).")
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
                "progress": not args.no_progress}
     force = args.force
     if args.study is not None or args.model is not None:
-        extra = sorted(k for k in ("weights", "preprocessing", "pooling", "image_size", "decoder")
-                       if k in given)
+        extra = sorted(k for k in ("weights", "preprocessing", "pooling", "image_size", "decoder",
+                                   "precision") if k in given)  # a run's maps: float32
         if extra:
             raise InputError(f"--{extra[0].replace('_', '-')} applies to a bare core; a run's "
                              f"model and preprocessing come from its run.json")

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, "backbone", "data_root", "weights", "protocol", "max_per_subject",
                      "seed", "train_val_fraction", "val_size", "margin", "momentum",
-                     "batch_size", "embed_batch_size")
+                     "batch_size", "embed_batch_size", "precision")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser, "backbone", "face_box", "trainable_layers", "epochs", "batch_size", "learning_rate",
                      "loss", "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
                      "data_root", "decoder", "trunk_cache", "steps_per_execution",
-                     "embed_batch_size", "keep_all_checkpoints", "data_parallel")
+                     "embed_batch_size", "keep_all_checkpoints", "data_parallel", "precision")
 
 
 def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-detect", action="store_true",
                         help="no face detection: each image is already a cropped face")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(parser, "weights", "preprocessing", "seed")
+    add_config_flags(parser, "weights", "preprocessing", "seed", "precision")
     parser.epilog = ("A pair is the same person when distance <= threshold. The distance is the "
                      "embedder's own: senet50 the thesis's sum of squared differences of unit "
                      "embeddings; dlib face_recognition's Euclidean distance. --weights "
@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config).replace(**{k: given[k] for k in own})
     result = verify_step(args.image_a, args.image_b, embedder=args.embedder, model=args.model,
                          weights=cfg.weights, preprocessing=cfg.preprocessing, seed=cfg.seed,
-                         threshold=args.threshold, detect=not args.no_detect)
+                         threshold=args.threshold, detect=not args.no_detect,
+                         precision=given.get("precision", load_config(args.config).precision))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_plain))
     else:

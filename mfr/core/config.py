@@ -63,7 +63,7 @@ class ConfigValueError(InputError):
 # results depend on and those its outputs report, no other backbone's, loss's or step's.
 _WHO = ("profile", "backbone", "seed")
 _IMAGES = ("data_root", "image_size", "decoder")
-_NETWORK = ("weights", "embed_batch_size", "data_parallel")
+_NETWORK = ("weights", "embed_batch_size", "data_parallel", "precision")
 _TRAINING = ("loss", "optimizer", "learning_rate", "momentum", "batch_size", "epochs",
              "trainable_layers", "seeds", "trunk_cache", "steps_per_execution",
              "keep_all_checkpoints")
@@ -75,7 +75,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     # a study's evaluation reads stored distances; a dataset's embeds its pair sets first
     "evaluate": _WHO + _IMAGES + _NETWORK + ("max_per_subject", "bootstrap_resamples",
                                              "threshold_rule"),
-    "gradcam": _WHO + _IMAGES + ("weights", "gradcam_images"),
+    "gradcam": _WHO + _IMAGES + ("weights", "gradcam_images", "precision"),
 }
 
 @dataclass(frozen=True)
@@ -164,6 +164,14 @@ class StudyConfig:
     keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
     data_parallel: bool = _f(False, "JAX only: shard each batch across every device of this "
                                     "machine (fine-tuning steps, embedding); same results")
+    precision: str = _f("float32", "the network's float precision, pinned and recorded in "
+                                   "run.json: float32 (full float32 everywhere; on an Ampere+ "
+                                   "NVIDIA GPU TF32 turned off), bf16 (Keras mixed_bfloat16: "
+                                   "layers compute in bfloat16, float32 weights, embeddings "
+                                   "and loss; slower on a CPU without bf16 units), tf32 (TF32 "
+                                   "convolutions and matmuls: an Ampere+ NVIDIA GPU only, "
+                                   "refused elsewhere); part of a run's fingerprint",
+                          ("float32", "bf16", "tf32"))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

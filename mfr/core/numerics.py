@@ -90,6 +90,10 @@ def _tensorflow_says() -> bool | None:
 
 
 def numerics() -> dict[str, Any]:
-    """What decides the floating-point order of a run: the CPU, the oneDNN setting."""
+    """What decides the floating-point order of a run: the CPU, the oneDNN setting, the float
+    precision pinned (``--precision``) and the device it applies to
+    (:func:`mfr.core.precision.precision_in_effect`)."""
+    from mfr.core.precision import precision_in_effect
+
     return {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "tensorflow_onednn": onednn_setting()}
+            "tensorflow_onednn": onednn_setting(), "precision": precision_in_effect()}

@@ -418,7 +418,8 @@ def embed_rows(model: keras.Model, rows: np.ndarray, batch_size: int = 64) -> np
     net = [la for la in model.layers if isinstance(la, keras.Model)][0]
     idx = keras.Input(shape=(), dtype="int32")
     f = table(idx)
-    e = siamese.l2_normalize(net(f if len(f) > 1 else f[0], training=False))
+    e = siamese.l2_normalize(keras.ops.cast(net(f if len(f) > 1 else f[0], training=False),
+                                            "float32"))  # float32 under --precision bf16
     emb_model = keras.Model(idx, e)
     return np.asarray(emb_model.predict(np.asarray(rows, dtype=np.int32), batch_size=batch_size,
                                         verbose=0), dtype=np.float32)

@@ -236,14 +236,16 @@ class _StackPairs(keras.layers.Layer):
 
 
 class PairDistance(keras.layers.Layer):
-    """Split a (2B, D) embedding batch into its unmasked / masked halves; d per pair."""
+    """Split a (2B, D) embedding batch into its unmasked / masked halves; d per pair. Built
+    with dtype float32 (:func:`build_siamese`), so that under ``--precision bf16`` the
+    embeddings are cast to float32 before the distance, and the loss sees a float32 d."""
 
     def call(self, e):
         b = ops.shape(e)[0] // 2
         return pair_distance(e[:b], e[b:])
 
     def compute_output_spec(self, e):
-        return keras.KerasTensor((None,), dtype=e.dtype)
+        return keras.KerasTensor((None,), dtype=self.compute_dtype)
 
 
 def build_siamese(net: keras.Model, table_arrays, name: str = "siamese") -> keras.Model:
@@ -255,5 +257,5 @@ def build_siamese(net: keras.Model, table_arrays, name: str = "siamese") -> kera
     table = FeatureTable(table_arrays, name="features")
     feats = table(idx)
     e = net(feats if len(feats) > 1 else feats[0], training=False)
-    d = PairDistance(name="distance")(e)
+    d = PairDistance(name="distance", dtype="float32")(e)
     return keras.Model([u, m], d, name=name)

@@ -16,6 +16,7 @@ from mfr.backbones import build_core
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json, write_text
+from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
@@ -63,6 +64,7 @@ class EmbedRun:
         return report.summary_table(self.summary["splits"][split][metric], label=label)
 
 
+@with_precision
 def embed_step(
     config: StudyConfig,
     pairs_dir: str | Path,

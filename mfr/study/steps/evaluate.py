@@ -15,6 +15,7 @@ import pandas as pd
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError
 from mfr.core.outputs import write_csv, write_json, write_text
+from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
@@ -155,6 +156,7 @@ def _dataset_images(config: StudyConfig, data_root: Path, layout: str):
     return ds, frame(unmasked), frame(masked)
 
 
+@with_precision
 def evaluate_dataset_step(
     config: StudyConfig,
     data_root: str | Path,
@@ -218,7 +220,7 @@ def evaluate_dataset_step(
           "run": (read_run(run_dir) or {}).get("fingerprint") if run_dir else None,
           "settings": config_settings(cfg, ("bootstrap_resamples", "seed", "max_per_subject",
                                       "protocol", "decoder", "weights", "preprocessing",
-                                      "pooling", "image_size"))}
+                                      "pooling", "image_size", "precision"))}
     spec = get_dataset(layout)
     pair_sets: dict[str, pd.DataFrame] = {
         name: (masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR

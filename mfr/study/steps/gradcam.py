@@ -8,6 +8,7 @@ from typing import Any
 
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError
+from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
@@ -18,6 +19,7 @@ from mfr.study.steps.inputs import recorded_pairs_dir, require_complete, resolve
 from mfr.study.steps.settings import check_weights, weights_fingerprint
 
 
+@with_precision
 def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
                  model_dir: str | Path | None = None, config: StudyConfig | None = None,
                  pairs_dir: str | Path | None = None, force: bool = False, **options: Any):

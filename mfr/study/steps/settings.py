@@ -55,8 +55,9 @@ def config_settings(config: StudyConfig, names: Sequence[str]) -> dict[str, Any]
 #: the backbone's own (its CFG's ``settings``: SENet50's preprocessing and pooling) and, for
 #: training, the loss's (:func:`mfr.training.losses.loss_settings`: contrastive's margin).
 #: embed_batch_size is among them: images per forward pass change the order of the float sums,
-#: so embeddings (and distances, in their last printed digit) differ with it
-EMBED_SETTINGS = ("backbone", "image_size", "decoder", "embed_batch_size")
+#: so embeddings (and distances, in their last printed digit) differ with it; so is precision
+#: (:mod:`mfr.core.precision`)
+EMBED_SETTINGS = ("backbone", "image_size", "decoder", "embed_batch_size", "precision")
 
 
 TRAIN_SETTINGS = ("optimizer", "learning_rate", "momentum", "batch_size", "seed")

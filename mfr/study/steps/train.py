@@ -13,6 +13,7 @@ from mfr.backbones import build_core
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json
+from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
@@ -66,6 +67,7 @@ def default_train_dir(config: StudyConfig, n: int) -> Path:
     return Path("results") / config.profile / setting_dir_name(n)
 
 
+@with_precision
 def train_step(
     config: StudyConfig,
     n: int,

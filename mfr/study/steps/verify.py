@@ -9,6 +9,7 @@ from pathlib import Path
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_text
+from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
@@ -53,16 +54,18 @@ def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
     return emb
 
 
+@with_precision
 def verify_step(image_a: str | Path, image_b: str | Path, embedder: str = "senet50",
                 model: str | Path | None = None, weights: str | None = "vggface2",
                 preprocessing: str | None = None, seed: int = 2021,
                 threshold: float | str | Path | None = None, detect: bool = True,
-                progress: bool = True):
+                progress: bool = True, *, precision: str = "float32"):
     """Are two photos of the same person (`mfr verify IMG_A IMG_B`)? The faces found and cropped
     (MTCNN; `detect` False: the whole images), embedded with :func:`verify_embedder`'s model,
     compared with its own distance and decided at `threshold` (a number, a thresholds.json,
     or None: the model's study calibration, dlib's documented tolerance, else no decision).
-    Reads run folders, writes nothing. Returns a :class:`mfr.verify.photos.Verification`."""
+    Reads run folders, writes nothing. Returns a :class:`mfr.verify.photos.Verification`.
+    `precision`: the network's (:mod:`mfr.core.precision`; senet50 and dlib_resnet)."""
     from mfr.evaluation.thresholds import parse_threshold
     from mfr.verify.photos import read_photo, verify_pair
 
@@ -73,11 +76,13 @@ def verify_step(image_a: str | Path, image_b: str | Path, embedder: str = "senet
     return verify_pair(image_a, image_b, emb, spec, detect)
 
 
+@with_precision
 def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str = "dlib",
                       model: str | Path | None = None, weights: str | None = "vggface2",
                       preprocessing: str | None = None, seed: int = 2021,
                       threshold: float | str | Path | None = None, detect: bool = True,
-                      title: str | None = None, force: bool = False, progress: bool = True):
+                      title: str | None = None, force: bool = False, progress: bool = True,
+                      *, precision: str = "float32"):
     """Table 5.2 for a CSV of photo pairs (notebook 06): each pair's distance and decision as
     :func:`verify_step` makes them, each unique image prepared and embedded once. `pairs_csv`
     may also be a partition folder: five genuine and five impostor pairs of its test photos
@@ -130,7 +135,7 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
           if model is not None else None,
           "weights": weights_fingerprint(StudyConfig(weights=emb.weights))
           if embedder == "senet50" else None,
-          "preprocessing": getattr(emb, "preprocessing", None),
+          "preprocessing": getattr(emb, "preprocessing", None), "precision": precision,
           "threshold": (f"file sha256:{file_digest(spec)}" if isinstance(spec, Path)
                         and spec.is_file() else spec)}
     out = Path(out_dir)
