@@ -318,8 +318,11 @@ def train_siamese(
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
-    Hyperparameters come from `config` (loss: an entry of :mod:`mfr.training.losses` that trains on
-    pairs, with its own fields, e.g. margin; optimizer, learning_rate, momentum, batch_size,
+    Hyperparameters come from `config` (loss: an entry of :mod:`mfr.training.losses`, with its
+    own fields, e.g. margin; a loss on images with subject ids (triplet, arcface, cosface,
+    dlib_metric) trains the network alone on P x K batches of the train pairs' images
+    (:mod:`mfr.training.fit_images`; the pairs need subjects) through ``model.fit``, its
+    class-margin head, if any, checkpointed and saved as ``margin_head.npz``; optimizer, learning_rate, momentum, batch_size,
     epochs, seed, trunk_cache, steps_per_execution, preprocessing, embed_batch_size,
     keep_all_checkpoints, data_parallel: JAX only, each step's batch sharded across every
     device, :mod:`mfr.training.data_parallel`). `core` is modified in place (trainable flags,

@@ -87,8 +87,9 @@ def build_image_model(net: keras.Model, table_arrays, head: keras.layers.Layer |
 
 def save_margin_head(out_dir: str | Path, head: Any, subjects: list[str],
                      record: dict[str, Any]) -> Path:
-    """Write the trained class-margin head (``kernel``: (embedding dim, subjects), L2-normalised
-    per column in use) with its subjects (``subjects[j]`` is column j) and the loss's record."""
+    """Write the trained class-margin head (``kernel``: (embedding dim, subjects), as trained;
+    the loss normalises its columns) with its subjects (``subjects[j]`` is column j) and the
+    loss's record (JSON)."""
     import json
 
     path = Path(out_dir) / MARGIN_HEAD_FILE
