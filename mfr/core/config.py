@@ -122,9 +122,26 @@ class StudyConfig:
                                          ".dat), or none (random init, seeded: offline demo only)")
     # Siamese training (Eq. 3.4, Table 4.3)
     loss: str = _f(DEFAULT_LOSS, "the training loss (mfr.training.losses): contrastive (Eq. 3.4, the "
-                                  "thesis's; its margin is margin)", tuple(LOSSES))
+                                  "thesis's, on pairs; its margin is margin); on P subjects x K "
+                                  "images per batch: triplet (batch-hard), arcface, cosface "
+                                  "(a class-margin head on the training subjects), dlib_metric "
+                                  "(dlib's loss_metric)", tuple(LOSSES))
     margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)",
                    above=0.0)
+    triplet_margin: float = _f(0.2, "triplet: margin of the batch-hard hinge on Euclidean "
+                                    "distances of unit embeddings (0.2: FaceNet's alpha, "
+                                    "Schroff et al. 2015; Hermans et al. 2017's batch hard)",
+                               above=0.0)
+    arcface_scale: float = _f(64.0, "arcface: logit scale s (Deng et al. 2019: 64)", above=0.0)
+    arcface_margin: float = _f(0.5, "arcface: additive angular margin m, radians (Deng et al. "
+                                    "2019: 0.5)", above=0.0, below=math.pi / 2)
+    cosface_scale: float = _f(64.0, "cosface: logit scale s (Wang et al. 2018: 64)", above=0.0)
+    cosface_margin: float = _f(0.35, "cosface: additive cosine margin m (Wang et al. 2018: 0.35)",
+                               above=0.0, below=2.0)
+    dlib_metric_threshold: float = _f(0.6, "dlib_metric: distance threshold (dlib's "
+                                           "loss_metric_, dlib/dnn/loss.h: 0.6)", above=0.0)
+    dlib_metric_margin: float = _f(0.04, "dlib_metric: margin around the threshold (dlib's "
+                                         "loss_metric_: 0.04)", above=0.0)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
     learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are)", minimum=0.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)

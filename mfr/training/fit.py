@@ -47,7 +47,8 @@ from mfr.core.outputs import write_csv
 from mfr.core.progress import progress_bar
 from mfr.data.pairs import PairSet
 from mfr.training import checkpoints, siamese
-from mfr.training.losses import get_loss, loss_settings, pair_loss_fn
+from mfr.training.image_batches import pk_sizes
+from mfr.training.losses import get_loss, loss_settings, pair_loss_fn, require_pair_batches
 
 __all__ = [
     "NonFiniteLossError",
@@ -159,10 +160,10 @@ def _feature_tables(images, rows, net_in, preprocessing, batch_size, progress, d
             for parts in zip(*chunks, strict=True)]
 
 
-def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                   progress: bool, jit_compile, loss_fn) -> keras.Model:
-    """The Siamese model over `rows` of `images`, compiled with `loss_fn` (per pair): the
-    head on cached trunk features (``trunk_cache``), or the whole core on preprocessed images
+def _net_and_tables(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
+                    progress: bool) -> tuple[keras.Model, list]:
+    """The network a step runs and its per-image inputs for `rows` of `images`: the head on
+    cached trunk features (``trunk_cache``), or the whole core on preprocessed images
     (thesis-style)."""
     if cfg.trunk_cache:
         split = siamese.split_trunk(core)
@@ -178,11 +179,13 @@ def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig
         def net_in(x):
             return [x]
         desc = "preprocessing"
-    arrays = _feature_tables(images, rows, net_in, cfg.preprocessing, cfg.embed_batch_size,
-                             progress, desc)
-    model = siamese.build_siamese(net, arrays)
+    return net, _feature_tables(images, rows, net_in, cfg.preprocessing, cfg.embed_batch_size,
+                                progress, desc)
+
+
+def _compile(model: keras.Model, arrays: list, cfg: StudyConfig, jit_compile,
+             loss_fn) -> keras.Model:
     model.table_bytes = float(sum(np.prod(a.shape) * 4 for a in arrays))
-    del arrays
     model.compile(
         optimizer=siamese.make_optimizer(cfg.optimizer, cfg.learning_rate, cfg.momentum),
         loss=loss_fn,
@@ -191,6 +194,13 @@ def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig
     )
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
+                   progress: bool, jit_compile, loss_fn) -> keras.Model:
+    """The Siamese model over `rows` of `images`, compiled with `loss_fn` (per pair)."""
+    net, arrays = _net_and_tables(core, images, rows, cfg, progress)
+    return _compile(siamese.build_siamese(net, arrays), arrays, cfg, jit_compile, loss_fn)
 
 
 # --------------------------------------------------------------------------- one epoch
@@ -246,6 +256,31 @@ def _train_epoch(model, fused, train: PairSet, epoch: int, cfg: StudyConfig, ver
     return loss
 
 
+def _image_inputs(head, rows: np.ndarray, ids: np.ndarray):
+    return [rows, ids.astype(np.int32)] if head is not None else rows
+
+
+def _train_image_epoch(model, head, data, epoch: int, cfg: StudyConfig, verbose: int) -> float:
+    """One epoch on images with subject ids: P x K batches (:mod:`mfr.training.image_batches`),
+    one SGD step each; the epoch's mean training loss."""
+    rows, ids, size = data.epoch(cfg.batch_size, cfg.seed, epoch)
+    n_batches = len(rows) // size
+    guard = _FiniteLossGuard(epoch, n_batches)
+    h = model.fit(_image_inputs(head, rows, ids), ids.astype(np.float32), batch_size=size,
+                  epochs=1, shuffle=False, verbose=verbose, callbacks=[guard])
+    loss = float(h.history["loss"][-1])
+    if guard.bad is not None or not np.isfinite(loss):
+        if guard.bad is None:
+            guard.bad = (1, n_batches)
+        raise NonFiniteLossError(guard.message())
+    return loss
+
+
+def _image_loss(model, head, rows: np.ndarray, ids: np.ndarray, size: int) -> float:
+    return float(model.evaluate(_image_inputs(head, rows, ids), ids.astype(np.float32),
+                                batch_size=size, verbose=0))
+
+
 def _val_loss(model, fused, val: PairSet, cfg: StudyConfig) -> float:
     if fused is not None:
         return fused.evaluate(val.u_idx, val.m_idx, val.labels, cfg.batch_size)
@@ -283,8 +318,11 @@ def train_siamese(
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
-    Hyperparameters come from `config` (loss: an entry of :mod:`mfr.training.losses` that trains on
-    pairs, with its own fields, e.g. margin; optimizer, learning_rate, momentum, batch_size,
+    Hyperparameters come from `config` (loss: an entry of :mod:`mfr.training.losses`, with its
+    own fields, e.g. margin; a loss on images with subject ids (triplet, arcface, cosface,
+    dlib_metric) trains the network alone on P x K batches of the train pairs' images
+    (:mod:`mfr.training.fit_images`; the pairs need subjects) through ``model.fit``, its
+    class-margin head, if any, checkpointed and saved as ``margin_head.npz``; optimizer, learning_rate, momentum, batch_size,
     epochs, seed, trunk_cache, steps_per_execution, preprocessing, embed_batch_size,
     keep_all_checkpoints, data_parallel: JAX only, each step's batch sharded across every
     device, :mod:`mfr.training.data_parallel`). `core` is modified in place (trainable flags,
@@ -319,7 +357,13 @@ def train_siamese(
         if done > cfg.epochs:
             raise InputError(f"{ckpt}: {done} epochs trained already; epochs {cfg.epochs} asks "
                              f"for fewer (choose another output folder)")
-    engine = _pick_engine(engine)
+    loss = get_loss(cfg.loss)
+    on_images = loss.batches == "images_with_ids"
+    if on_images and (cfg.data_parallel or engine not in ("auto", "fit")):
+        # the JAX engines fuse the Siamese model's steps on pairs only
+        require_pair_batches(loss, _ENGINE_NAMES["data_parallel" if cfg.data_parallel
+                                                 else _pick_engine(engine)])
+    engine = "fit" if on_images else _pick_engine(engine)
     if cfg.data_parallel:
         from mfr.training.data_parallel import require_jax
 
@@ -327,9 +371,8 @@ def train_siamese(
         if engine != "fused":
             raise InputError("data_parallel runs the fused JAX engine (engine 'auto' or "
                              f"'fused'), not {engine!r}")
-    loss = get_loss(cfg.loss)
-    loss_fn = pair_loss_fn(loss, cfg, _ENGINE_NAMES["data_parallel" if cfg.data_parallel
-                                                    else engine])
+    loss_fn = loss.make(cfg) if on_images else pair_loss_fn(
+        loss, cfg, _ENGINE_NAMES["data_parallel" if cfg.data_parallel else engine])
     names = siamese.set_trainable(core, n)
     layers = [core.get_layer(nm) for nm in names]
     if not layers:
@@ -342,14 +385,27 @@ def train_siamese(
     train_r = compact[0]
     val_r = compact[1] if val is not None else None
     test_r = compact[-1] if test is not None else None
-    model = _siamese_model(core, images, rows, cfg, progress, jit_compile, loss_fn)
+    head = image_data = None
+    if on_images:
+        from mfr.training.fit_images import build_image_model, image_sets
+
+        image_data = image_sets(train_r, val_r, head=loss.head is not None)
+        pk_sizes(cfg.batch_size)  # a batch too small for P x K: an error before any work
+        head = loss.make_head(cfg, len(image_data.subjects))
+        net, arrays = _net_and_tables(core, images, rows, cfg, progress)
+        model = _compile(build_image_model(net, arrays, head), arrays, cfg, jit_compile,
+                         loss_fn)
+        del arrays
+    else:
+        model = _siamese_model(core, images, rows, cfg, progress, jit_compile, loss_fn)
     timings["table_s"] = time.perf_counter() - t0
     timings["table_bytes"] = model.table_bytes
+    saved = layers + ([head] if head is not None else [])  # checkpointed: the head's too
 
     history: list[dict] = []
     start = 0
     if ckpt is not None:
-        start, history = checkpoints.load_checkpoint(ckpt, model, layers, fp)
+        start, history = checkpoints.load_checkpoint(ckpt, model, saved, fp)
     fused = None
     if engine == "fused" and cfg.data_parallel:
         from mfr.training.data_parallel import DataParallelJaxEngine
@@ -362,16 +418,25 @@ def train_siamese(
     t1 = time.perf_counter()
     for epoch in range(start, cfg.epochs):
         te = time.perf_counter()
-        row = {"epoch": epoch + 1, "loss": _train_epoch(model, fused, train_r, epoch, cfg, verbose)}
+        if image_data is not None:
+            row = {"epoch": epoch + 1,
+                   "loss": _train_image_epoch(model, head, image_data, epoch, cfg, verbose)}
+        else:
+            row = {"epoch": epoch + 1,
+                   "loss": _train_epoch(model, fused, train_r, epoch, cfg, verbose)}
         tv = time.perf_counter()
-        if val_r is not None:
+        if image_data is not None:
+            val_batches = image_data.val_batches(cfg.batch_size, cfg.seed)
+            if val_batches is not None:
+                row["val_loss"] = _image_loss(model, head, *val_batches)
+        elif val_r is not None:
             row["val_loss"] = _val_loss(model, fused, val_r, cfg)
         timings.setdefault("fit_s", []).append(tv - te)
         timings.setdefault("val_s", []).append(time.perf_counter() - tv)
         history.append(row)
         if out is not None:
             write_csv(out / "history.csv", pd.DataFrame(history))
-            checkpoints.save_checkpoint(out, epoch + 1, model, layers, history, fp,
+            checkpoints.save_checkpoint(out, epoch + 1, model, saved, history, fp,
                                         keep_all=cfg.keep_all_checkpoints)
     timings["train_s"] = time.perf_counter() - t1
     timings["epochs_run"] = float(cfg.epochs - start)
@@ -385,6 +450,10 @@ def train_siamese(
 
         write_csv(out / "history.csv", result.history)
         save_legacy_h5(SimpleNamespace(layers=layers, name=core.name), out / "final_trainable.h5")
+        if head is not None:
+            from mfr.training.fit_images import save_margin_head
+
+            save_margin_head(out, head, image_data.subjects, loss.record(cfg))
     if test_r is not None or val_r is not None:
         t2 = time.perf_counter()
         _embed_eval_pairs(result, model, rows, val_r, test_r, cfg.embed_batch_size)

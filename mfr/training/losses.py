@@ -12,7 +12,11 @@ Each entry (:class:`LossSpec`) says
 - where it comes from, and its factory: ``"module:function"``, a function of those fields that
   returns the per-sample loss ``fn(y_true, y_pred)`` written in ``keras.ops`` (any backend;
   Keras's ``compile`` averages it over the batch, the JAX engines weight it with the batch's
-  padding mask).
+  padding mask). An ``"embedding"`` loss gets the subject ids and the network's raw output
+  (each loss normalises it as its source does) and returns the batch's loss;
+- for a class-margin loss, its head (``head``: ``"module:function"``, called with the number of
+  training subjects and the fields): a trainable layer ``[embedding, ids] -> logits`` trained
+  with the network and saved with the run, not used at test time.
 
 A new loss is one module holding its factory and one entry in :data:`LOSSES`. Factories are
 imported only when a loss is made, so the config checks and ``mfr --help`` need no Keras.
@@ -49,6 +53,7 @@ class LossSpec:
     fields: tuple[str, ...]
     source: str
     factory: str
+    head: str | None = None
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -60,6 +65,9 @@ class LossSpec:
         if ":" not in self.factory:
             raise ValueError(f"loss {self.name!r}: factory must be 'module:function', "
                              f"got {self.factory!r}")
+        if self.head is not None and (":" not in self.head or self.output != "embedding"):
+            raise ValueError(f"loss {self.name!r}: a head is 'module:function' and needs "
+                             f"output 'embedding', got {self.head!r}")
 
     def settings(self, config: Any) -> dict[str, Any]:
         """This loss's own hyperparameters, as `config` (a StudyConfig) sets them."""
@@ -70,6 +78,16 @@ class LossSpec:
         factory is looked up now, so a replaced one is the one used)."""
         module, _, name = self.factory.partition(":")
         return getattr(importlib.import_module(module), name)(**self.settings(config))
+
+    def make_head(self, config: Any, n_classes: int) -> Any:
+        """This loss's class-margin head over `n_classes` training subjects (a Keras layer
+        ``[embedding, ids] -> logits``, its class weights initialised from ``config.seed``),
+        or None for a loss without one."""
+        if self.head is None:
+            return None
+        module, _, name = self.head.partition(":")
+        return getattr(importlib.import_module(module), name)(
+            n_classes, seed=config.seed, **self.settings(config))
 
     def record(self, config: Any) -> dict[str, Any]:
         """What a run's record says of its loss: the entry's facts and its hyperparameters."""
@@ -82,6 +100,30 @@ LOSSES: dict[str, LossSpec] = {s.name: s for s in (
     LossSpec("contrastive", output="distance", batches="pairs", fields=("margin",),
              source="Eq. 3.4 of the thesis: y*d^2 + (1-y)*max(0, A-d)^2 (A: margin)",
              factory="mfr.training.losses:contrastive_loss"),
+    LossSpec("triplet", output="embedding", batches="images_with_ids",
+             fields=("triplet_margin",),
+             source="batch-hard triplet loss, Hermans et al. 2017 (In Defense of the Triplet "
+                    "Loss): per anchor max(0, margin + hardest positive - hardest negative), "
+                    "Euclidean distances of L2-normalised embeddings, averaged over the batch",
+             factory="mfr.training.loss_triplet:batch_hard_triplet_loss"),
+    LossSpec("arcface", output="embedding", batches="images_with_ids",
+             fields=("arcface_scale", "arcface_margin"),
+             source="ArcFace, Deng et al. 2019: softmax over s*cos(theta + m) for the true "
+                    "subject, s*cos(theta) for the others (training subjects' class weights)",
+             factory="mfr.training.loss_margin:margin_softmax_loss",
+             head="mfr.training.loss_margin:arcface_head"),
+    LossSpec("cosface", output="embedding", batches="images_with_ids",
+             fields=("cosface_scale", "cosface_margin"),
+             source="CosFace, Wang et al. 2018: softmax over s*(cos(theta) - m) for the true "
+                    "subject, s*cos(theta) for the others (training subjects' class weights)",
+             factory="mfr.training.loss_margin:margin_softmax_loss",
+             head="mfr.training.loss_margin:cosface_head"),
+    LossSpec("dlib_metric", output="embedding", batches="images_with_ids",
+             fields=("dlib_metric_threshold", "dlib_metric_margin"),
+             source="dlib's loss_metric_ (dlib/dnn/loss.h), the loss dlib's face ResNet was "
+                    "trained with: same-subject distances below threshold - margin, the hardest "
+                    "other-subject ones above threshold + margin, on the raw output",
+             factory="mfr.training.loss_dlib_metric:dlib_metric_loss"),
 )}
 
 

@@ -42,7 +42,7 @@ from mfr.study.steps.settings import (
     train_settings,
     weights_fingerprint,
 )
-from mfr.training.losses import get_loss, require_pair_batches
+from mfr.training.losses import get_loss
 
 
 def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, pd.DataFrame],
@@ -89,7 +89,8 @@ def train_step(
     more ``epochs`` and `resume` it is continued from its last checkpoint.
 
     Writes into `out_dir` (default ``results/<profile>/train_N<n>``): ``history.csv``,
-    ``checkpoints/``, ``final_trainable.h5`` (:func:`mfr.training.fit.train_siamese`),
+    ``checkpoints/``, ``final_trainable.h5`` (:func:`mfr.training.fit.train_siamese`; with a
+    class-margin loss also ``margin_head.npz``, its trained head),
     ``embeddings/`` (the fine-tuned embeddings of the val and test images, as `mfr embed`'s),
     ``distances.csv`` and ``summary.json`` of the val and test pairs under the fine-tuned
     model, ``run.json``. Returns the :class:`mfr.training.fit.TrainResult`.
@@ -100,7 +101,6 @@ def train_step(
 
     n = check_trainable_layers(config, n)[0]
     loss = get_loss(config.loss)
-    require_pair_batches(loss, "mfr train")  # the Siamese model on pairs, the one kind yet
     devices_for(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
     frames = read_partition(pairs_dir, required=("train", "test"))
@@ -159,7 +159,7 @@ def train_step(
                                       "weights_desc": weights_desc, "splits": metrics})
     complete(out, "train", fp, config=config,
              outputs=["history.csv", "final_trainable.h5", "distances.csv", "summary.json",
-                      "embeddings"],
+                      "embeddings", *(["margin_head.npz"] if loss.head is not None else [])],
              trainable_layers=n, trainable_layer_names=result.trainable_layers,
              trainable_params=result.trainable_params, path=result.path,
              epochs_trained=len(result.history), resumed_from_epoch=result.resumed_from,
@@ -168,5 +168,8 @@ def train_step(
              pairs_dir=str(pairs_dir.resolve()), cache_dir=str(Path(cache.cache_dir).resolve()),
              final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
                            f"legacy HDF5)",
-             epoch_order="np.random.default_rng([seed, epoch]).permutation(n_train)")
+             epoch_order=("P subjects x K images, mfr.training.image_batches.pk_epoch with "
+                          "np.random.default_rng([seed, epoch])"
+                          if loss.batches == "images_with_ids" else
+                          "np.random.default_rng([seed, epoch]).permutation(n_train)"))
     return result
