@@ -120,7 +120,7 @@ def test_fingerprint_of_a_contrastive_run_is_the_one_before_the_registry():
         "n_train": 99}
     # the step's fingerprint: embed_batch_size joined it (issue 20: it changes the last digit)
     assert train_settings(cfg) == {"backbone": "senet50", "image_size": 224, "decoder": "pil",
-                                   "embed_batch_size": 64,
+                                   "embed_batch_size": 64, "precision": "float32",
                                    "preprocessing": "thesis", "pooling": "avg", "margin": 2.5,
                                    "optimizer": "sgd", "learning_rate": 1e-5, "momentum": 0.0,
                                    "batch_size": 32, "seed": 2021}

@@ -291,8 +291,8 @@ def lock(out_dir: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise RunFolderError(f"{path.parent}: cannot write here ({e.strerror}); choose "
-                             f"another output folder") from None
+        raise RunFolderError(f"{Path(out_dir)}: cannot write here ({path.parent}: "
+                             f"{e.strerror}); choose another output folder") from None
     mine = f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
     for _ in range(3):
         try:
@@ -318,7 +318,7 @@ def lock(out_dir: str | Path) -> Path:
                 path.unlink()
             continue
         except OSError as e:
-            raise RunFolderError(f"{path.parent}: cannot write here ({e.strerror}); choose "
+            raise RunFolderError(f"{Path(out_dir)}: cannot write here ({e.strerror}); choose "
                                  f"another output folder") from None
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(mine)
