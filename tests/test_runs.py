@@ -193,3 +193,21 @@ def test_read_setting_builds_the_runs_config_and_refuses_others(tmp_path):
         read_setting(_run(tmp_path / "other", command="verify", config=_cfg()))
     with pytest.raises(InputError, match=r"bad/run\.json"):
         read_setting(_run(tmp_path / "bad", command="embed", config={"pooling": "nope"}))
+
+
+def test_a_run_records_only_the_fields_its_command_backbone_and_loss_use():
+    from mfr.core.config import StudyConfig
+
+    dlib = StudyConfig(backbone="dlib_resnet", weights="dlib_v1")
+    train = dlib.used_by("train")
+    assert train["face_box"] == "crop" and "pooling" not in train  # dlib's settings, not SENet50's
+    assert train["margin"] == 5.0 and "triplet_margin" not in train  # the loss's own fields
+    assert "bootstrap_resamples" not in train and "protocol" not in train
+    part = StudyConfig().used_by("partition")
+    assert {"protocol", "max_per_subject", "seed"} <= set(part)
+    assert not {"trainable_layers", "weights", "optimizer", "image_size"} & set(part)
+    # a dataset embedded by another network (dlib's C++): no backbone, weights, size or N
+    other = StudyConfig().used_by("evaluate_embedder")
+    assert not {"backbone", "weights", "image_size", "trainable_layers", "pooling"} & set(other)
+    assert StudyConfig(loss="triplet").used_by("train")["triplet_margin"] > 0
+    assert StudyConfig().used_by("no such command") == StudyConfig().to_dict()

@@ -76,6 +76,10 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "evaluate": _WHO + _IMAGES + _NETWORK + ("max_per_subject", "bootstrap_resamples",
                                              "threshold_rule"),
     "gradcam": _WHO + _IMAGES + ("weights", "gradcam_images", "precision"),
+    # a dataset embedded by another network than the config's backbone (`mfr evaluate
+    # --embedder dlib`): the embedder's own facts are recorded beside, not the backbone's
+    "evaluate_embedder": ("profile", "seed", "data_root", "max_per_subject", "embed_batch_size",
+                          "precision", "bootstrap_resamples", "threshold_rule"),
 }
 
 @dataclass(frozen=True)
@@ -217,7 +221,9 @@ class StudyConfig:
         from mfr.backbones import backbone_cfg
         from mfr.training.losses import get_loss
 
-        names = set(names) | set(backbone_cfg(self.backbone)["settings"])
+        names = set(names)
+        if "backbone" in names:
+            names |= set(backbone_cfg(self.backbone)["settings"])
         if "loss" in names:
             names |= set(get_loss(self.loss).fields)
         return {k: v for k, v in d.items() if k in names}

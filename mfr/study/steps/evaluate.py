@@ -240,7 +240,9 @@ def evaluate_dataset_step(
         raise InputError(f"--run-dir is a senet50 / dlib_resnet option (a `mfr train` run), "
                          f"not {embedder}'s")
     emb_model = get_embedder(embedder, **embedder_options)  # bad options fail before slow work
-    claim(out, "evaluate", fp, config=cfg, reopen=True)
+    # the run records the config fields this evaluation used: the backbone's when it embeds
+    record = cfg if embedder == cfg.backbone else cfg.used_by("evaluate_embedder")
+    claim(out, "evaluate", fp, config=record, reopen=True)
     paths = sorted(set(unmasked["path"]) | set(masked["path"])
                    | set(unique_pair_paths(*pair_sets.values())))
     cache = build_image_cache(ds.root, paths, out / "cache", size=emb_model.image_size,
@@ -319,7 +321,7 @@ def evaluate_dataset_step(
                                                title=f"{desc['name']} on {layout}"
                                                + init_note([bool(desc.get("random_init"))])),
                           out)
-    complete(out, "evaluate", fp, config=cfg,
+    complete(out, "evaluate", fp, config=record,
              outputs=["distances.csv", "metrics.json", "metrics.md", "thresholds.json",
                       "embeddings", *figures],
              data_root=str(ds.root.resolve()), layout=layout, embedder=desc,
