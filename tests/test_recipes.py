@@ -160,3 +160,17 @@ def test_the_profile_loads(tmp_path):
     assert {r.overrides.get("loss") for r in plan.recipes} >= {
         "contrastive", "triplet", "arcface", "cosface", "dlib_metric"}
     assert Path(plan.path).stem == "rmfrd-recipes"
+
+
+def test_notebook_07_shows_the_table_and_the_figure(made, tmp_path):
+    pm = pytest.importorskip("papermill")
+    tree, profile, out, _ = made
+    csv = (out / "recipes.csv").read_bytes()
+    nb = Path(__file__).resolve().parent.parent / "notebooks" / "07_recipes.ipynb"
+    pm.execute_notebook(str(nb), str(tmp_path / "07.ipynb"), kernel_name="python3",
+                        cwd=str(tmp_path), progress_bar=False,
+                        parameters={"profile": str(profile), "data_root": str(tree),
+                                    "out_dir": str(out)})
+    text = (tmp_path / "07.ipynb").read_text()
+    assert "| best+add |" in text and "image/png" in text
+    assert (out / "recipes.csv").read_bytes() == csv  # read back, the same table

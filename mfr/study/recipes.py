@@ -381,9 +381,6 @@ def _row(recipe: Recipe, cfg: StudyConfig, per_seed: dict[int, dict[str, Any]], 
 def auc_figure(table: pd.DataFrame):
     """Test AUC per recipe: the profile seed's value with its subject-bootstrap 95% interval
     (bar), each seed's range (grey line)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.2))
