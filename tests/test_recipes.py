@@ -174,3 +174,14 @@ def test_notebook_07_shows_the_table_and_the_figure(made, tmp_path):
     text = (tmp_path / "07.ipynb").read_text()
     assert "| best+add |" in text and "image/png" in text
     assert (out / "recipes.csv").read_bytes() == csv  # read back, the same table
+
+
+def test_seeds_flag_and_an_out_inside_the_data_root(made, tmp_path, capsys):
+    tree, profile, out, args = made
+    assert main([*args, "--seeds", "2021"]) == 0
+    t = pd.read_csv(out / "recipes.csv", dtype={"seeds": str})
+    assert set(t["seeds"]) == {"2021"} and t["auc_sd"].isna().all()
+    assert main(["recipes", "--profile", str(profile), "--data-root", str(tree),
+                 "--out", str(tree), "--seeds", "2021"]) == 2
+    assert "data root" in capsys.readouterr().err
+    assert main(args) == 0
