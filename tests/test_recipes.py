@@ -15,7 +15,7 @@ import pytest
 from mfr.cli import main
 from mfr.core.errors import InputError
 from mfr.data.datasets.synthetic import make_demo_tree
-from mfr.study.recipes import load_recipes
+from mfr.study.recipes import load_recipes, run_recipes
 
 PROFILE = """\
 backbone: dlib_resnet
@@ -37,6 +37,8 @@ recipes:
     overrides: {loss: triplet, trainable_layers: 8}
   - name: best+add
     base: best_val
+    seeds: [2021]
+    note: one seed
     overrides: {synthetic_masks: add, synthetic_kinds: surgical}
 """
 
@@ -64,7 +66,8 @@ def test_the_table_has_a_row_per_recipe_and_the_numbers_of_its_runs(made):
             assert f"{stat}{suffix}" in t.columns
     assert {"val_auc", "val_auc_mean", "loss", "synthetic_masks", "trainable_layers",
             "seeds", "based_on", "test_pairs"} <= set(t.columns)
-    assert list(t["seeds"]) == ["2021", "2021,2022", "2021,2022", "2021,2022"]
+    assert list(t["seeds"]) == ["2021", "2021,2022", "2021,2022", "2021"]
+    assert not (out / "runs" / "best+add_s2022").exists()
     assert list(t["trainable_layers"]) == [0, 4, 8, 4 if t["based_on"][3] == "contrastive"
                                          else 8]
     assert list(t["synthetic_masks"]) == ["none", "none", "none", "add"]
@@ -96,6 +99,7 @@ def test_the_table_has_a_row_per_recipe_and_the_numbers_of_its_runs(made):
     assert run["pairs_dir"] == str((out / "partition_none").resolve())
     md = (out / "recipes.md").read_text()
     assert "| best+add |" in md and "Chosen on validation pairs" in md and "Compute:" in md
+    assert "- best+add (seeds 2021): one seed" in md
     assert (out / "recipes_auc.png").stat().st_size > 1000
 
 
@@ -128,6 +132,7 @@ def test_only_writes_those_rows(made, tmp_path):
     ("  - name: a\n    overrides: {trainable_layers: [4, 8]}\n", "one N per recipe"),
     ("  - name: a\n    base: b\n", "base must be"),
     ("  - name: a\n  - name: a\n", "names must be unique"),
+    ("  - name: a\n    seeds: 2021\n", "seeds must be a non-empty list"),
     ("  - name: a\n    train: false\n    overrides: {epochs: 2}\n", "takes no base"),
 ])
 def test_a_bad_recipe_is_a_one_line_error(tmp_path, capsys, recipes, message):
@@ -185,3 +190,12 @@ def test_seeds_flag_and_an_out_inside_the_data_root(made, tmp_path, capsys):
                  "--out", str(tree), "--seeds", "2021"]) == 2
     assert "data root" in capsys.readouterr().err
     assert main(args) == 0
+
+
+def test_a_recipes_seeds_must_hold_the_profile_seed(made, tmp_path):
+    tree, _, _, _ = made
+    profile = tmp_path / "p.yaml"
+    profile.write_text("weights: null\ntrainable_layers: [4]\nrecipes:\n  - name: a\n"
+                       "    seeds: [7]\n")
+    with pytest.raises(InputError, match="must hold the profile's seed 2021"):
+        run_recipes(load_recipes(profile, data_root=str(tree)), tmp_path / "o")

@@ -12,6 +12,8 @@ the YAML before the rest becomes the base config. Each recipe has a ``name`` and
                --, optimizer, learning_rate, epochs, ...); the partition's subjects are the same
                for every row, so its fields other than synthetic_masks/_kinds are refused, and
                so is ``seed`` (the seeds are ``--seeds``)
+``seeds``      the training seeds this recipe runs, a subset of the comparison's that holds
+               the profile's seed (default: all of them): a slow recipe's cut, said in its row
 ``note``       a line for the table's reader
 
 Layout under the output folder: ``partition_<synthetic_masks>/`` (one partition per mode,
@@ -50,7 +52,7 @@ from mfr.core.errors import InputError, MissingError
 __all__ = ["Recipe", "RecipesPlan", "auc_figure", "load_recipes", "run_recipes",
            "recipes_markdown"]
 
-RECIPE_KEYS = ("name", "train", "base", "overrides", "note")
+RECIPE_KEYS = ("name", "train", "base", "overrides", "seeds", "note")
 #: partition fields a recipe may not change (every row has the same test subjects and pairs)
 FIXED_FIELDS = ("data_root", "protocol", "max_per_subject", "train_val_fraction", "val_size",
                 "seed", "seeds", "profile")
@@ -70,6 +72,7 @@ class Recipe:
     base: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -137,7 +140,15 @@ def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
                              f"before it, got {base!r}")
         if not train and (base is not None or overrides):
             raise InputError(f"{where}: a recipe with train: false takes no base or overrides")
-        recipe = Recipe(name, train, base, dict(overrides), str(item.get("note") or ""))
+        seeds = item.get("seeds")
+        if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds)):
+            raise InputError(f"{where}: seeds must be a non-empty list of seeds >= 0, got "
+                             f"{seeds!r}")
+        if seeds is not None and not train:
+            raise InputError(f"{where}: a recipe with train: false has no seeds")
+        recipe = Recipe(name, train, base, dict(overrides), str(item.get("note") or ""),
+                        tuple(sorted(set(seeds))) if seeds is not None else None)
         recipes.append(recipe)
         try:
             cfg = config.replace(**_merged(recipe, recipes, None))
@@ -229,7 +240,16 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     out = Path(out_dir)
     ledger = _Ledger(out / "times.json")
     t_start = time.perf_counter()
-    steps = sum(1 if not r.train else len(seeds) for r in plan.recipes if r.name in needed)
+    for r in plan.recipes:
+        if r.seeds is not None and cfg0.seed not in r.seeds:
+            raise InputError(f"{plan.path}: recipe {r.name!r}: its seeds {list(r.seeds)} must "
+                             f"hold the profile's seed {cfg0.seed} (its run has the intervals)")
+
+    def runs_seed(r: Recipe, seed: int) -> bool:
+        return (seed == cfg0.seed if not r.train
+                else r.seeds is None or seed in r.seeds)
+
+    steps = sum(runs_seed(r, s) for r in plan.recipes if r.name in needed for s in seeds)
     done = 0
 
     parts: dict[str, Path] = {}
@@ -253,7 +273,7 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     for seed in seeds:
         main = seed == cfg0.seed
         for recipe in plan.recipes:
-            if recipe.name not in needed or (not recipe.train and not main):
+            if recipe.name not in needed or not runs_seed(recipe, seed):
                 continue
             if main and recipe.base == BEST_VAL:
                 chosen_base = _best_val(plan.recipes, val_auc, recipe)
@@ -296,7 +316,8 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     write_text(out / "recipes.md", md)
     write_json(out / "run.json", {
         "command": "recipes", "profile": str(plan.path), "config": cfg0.to_dict(),
-        "recipes": [vars(r) for r in plan.recipes], "only": only, "seeds": seeds,
+        "recipes": [{**vars(r), "seeds": list(r.seeds) if r.seeds else None}
+                    for r in plan.recipes], "only": only, "seeds": seeds,
         "distance": DISTANCE, "bootstrap_resamples": cfg0.bootstrap_resamples,
         "seconds_this_invocation": round(wall, 1),
         "seconds_computed": ledger.data, "outputs": ["recipes.csv", "recipes.md", *fig_files]})
@@ -360,6 +381,7 @@ def _row(recipe: Recipe, cfg: StudyConfig, per_seed: dict[int, dict[str, Any]], 
         "learning_rate": cfg.learning_rate if recipe.train else np.nan,
         "epochs": cfg.epochs if recipe.train else 0,
         "based_on": base or "",
+        "note": recipe.note,
         "seeds": ",".join(str(s) for s in per_seed),
         "val_auc": per_seed[main_seed]["val"]["auc"],
         "val_auc_mean": float(np.mean([m["val"]["auc"] for m in per_seed.values()])),
@@ -427,7 +449,9 @@ def recipes_markdown(table: pd.DataFrame, config: StudyConfig, profile: Path,
         lines.append(f"| {r['recipe']} | {loss} | {r['synthetic_masks']} | "
                      f"{r['trainable_layers'] or '-'} | {opt} | {r['val_auc']:.3f} | "
                      f"{_fmt(r, 'auc')} | {_fmt(r, 'eer')} | {_fmt(r, 'fnmr_at_fmr_1pct')} |")
-    lines += ["", *_reading(table), ""]
+    notes = [f"- {r['recipe']} (seeds {r['seeds']}): {r['note']}" for _, r in table.iterrows()
+             if r["note"] or r["seeds"] != ",".join(map(str, seeds)) and r["epochs"]]
+    lines += ["", *notes, "", *_reading(table), ""]
     if seconds:
         total = sum(seconds.values())
         lines += [f"Compute: {total / 60:.1f} min in all for the run folders (partitions, "
