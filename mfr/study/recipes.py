@@ -405,7 +405,7 @@ def auc_figure(table: pd.DataFrame):
     (bar), each seed's range (grey line)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.2))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.6))
     y = np.arange(len(table))[::-1]
     auc = table["auc"].to_numpy(float)
     err = np.vstack([auc - table["auc_low"].to_numpy(float),
@@ -417,7 +417,8 @@ def auc_figure(table: pd.DataFrame):
     ax.axvline(0.5, color="0.8", ls="--", lw=1)
     ax.set_yticks(y, table["recipe"])
     ax.set_xlabel("test AUC (held-out subjects, masked vs unmasked pairs)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.3 / len(table)), ncol=2,
+              fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
