@@ -16,7 +16,7 @@ from mfr import __version__
 from mfr.core.errors import MfrError
 
 COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "search",
-            "data", "mask")
+            "data", "mask", "recipes")
 
 
 def _module(name: str):

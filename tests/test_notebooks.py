@@ -25,6 +25,7 @@ PARAMETERS = {
                          "random_draws", "n_boot", "seed"),
     "06_pairs.ipynb": ("pairs_csv", "out_dir", "embedder", "model", "weights", "preprocessing",
                        "threshold", "detect", "seed"),
+    "07_recipes.ipynb": ("profile", "data_root", "out_dir", "seeds", "only"),
 }
 
 
