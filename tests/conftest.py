@@ -66,3 +66,16 @@ def tiny_study(tmp_path_factory) -> TinyStudy:
     out = base / "out"
     assert main(["study", "--profile", str(profile), "--out", str(out), "--no-progress"]) == 0
     return TinyStudy(profile, out, {rel: (out / rel).read_bytes() for rel in STUDY_BYTES})
+
+
+@pytest.fixture(scope="module")
+def parted(tmp_path_factory):
+    """A small synthetic RMFRD tree and its partition (made by `mfr partition`), once per
+    module that asks for it."""
+    from mfr.cli import main
+    from mfr.data.datasets.synthetic import make_demo_tree
+
+    base = tmp_path_factory.mktemp("parted")
+    tree = make_demo_tree(base / "tree", n_subjects=5, image_size=64)
+    assert main(["partition", "--data-root", str(tree), "--out", str(base / "pairs")]) == 0
+    return tree, base / "pairs"

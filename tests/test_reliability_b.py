@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_data_fetch import _mfr2_tree  # the same tiny MFR2 tree
 
 from mfr.cli import main
 from mfr.core import provenance
 from mfr.core.errors import InputError
-from mfr.data.datasets.synthetic import make_demo_tree
 from mfr.data.fetch import unpack
 from mfr.data.image_cache import build_image_cache
 
@@ -41,14 +41,6 @@ def _err(capsys) -> str:
 def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def parted(tmp_path_factory):
-    base = tmp_path_factory.mktemp("relb")
-    tree = make_demo_tree(base / "tree", n_subjects=5, image_size=64)
-    assert main(["partition", "--data-root", str(tree), "--out", str(base / "pairs")]) == 0
-    return tree, base / "pairs"
 
 
 # --------------------------------------------------------------------------- --out apart
@@ -196,20 +188,6 @@ def test_resume_from_a_damaged_checkpoint_starts_over_with_a_word(parted, tmp_pa
 
 
 # --------------------------------------------------------------------------- unpacking
-
-
-def _mfr2_tree(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    labels = []
-    for name in ("AnnA", "BobB"):
-        (root / name).mkdir(parents=True)
-        for i, kind in ((1, "no-mask"), (2, "surgical_blue")):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
-                root / name / f"{name}_{i:04d}.png")
-            labels.append(f"{name}, {i}, {kind}")
-    (root / "mfr2_labels.txt").write_text("\n".join(labels) + "\n")
-    (root / "pairs.txt").write_text("AnnA 1 2\nAnnA 1 BobB 2\n")
-    return root
 
 
 def _tar(path: Path, tree: Path, extra: tarfile.TarInfo | None = None, mode: str = "w:gz"):

@@ -36,15 +36,6 @@ def _err(capsys) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def parted(tmp_path_factory):
-    """A small synthetic RMFRD tree and its partition (made by `mfr partition`)."""
-    base = tmp_path_factory.mktemp("runs")
-    tree = make_demo_tree(base / "tree", n_subjects=5, image_size=64)
-    assert main(["partition", "--data-root", str(tree), "--out", str(base / "pairs")]) == 0
-    return tree, base / "pairs"
-
-
 TRAIN = ["--trainable-layers", "10", "--weights", "none", "--batch-size", "4",
          "--learning-rate", "0.01", "--optimizer", "adam", "--no-progress"]
 

@@ -230,6 +230,19 @@ class _FiniteLossGuard(keras.callbacks.Callback):
                 f"rate and run again, or resume)")
 
 
+def _fit_epoch(model, x, y, batch_size: int, guard: _FiniteLossGuard, verbose: int) -> float:
+    """One epoch of Keras ``fit`` in the given order; its mean loss, or NonFiniteLossError
+    naming the first bad batch (all of them when only the epoch's mean is not finite)."""
+    h = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=verbose,
+                  callbacks=[guard])
+    loss = float(h.history["loss"][-1])
+    if guard.bad is not None or not np.isfinite(loss):
+        if guard.bad is None:
+            guard.bad = (1, guard.n_batches)
+        raise NonFiniteLossError(guard.message())
+    return loss
+
+
 def _train_epoch(model, fused, train: PairSet, epoch: int, cfg: StudyConfig, verbose: int) -> float:
     """One epoch of SGD steps in :func:`epoch_order`; the epoch's mean training loss."""
     batch = epoch_order(cfg.seed, epoch, len(train))
@@ -246,14 +259,7 @@ def _train_epoch(model, fused, train: PairSet, epoch: int, cfg: StudyConfig, ver
             raise NonFiniteLossError(guard.message())
         sizes = np.minimum(cfg.batch_size, len(train) - cfg.batch_size * np.arange(n_batches))
         return batch_mean(batch_losses, sizes)
-    h = model.fit([u, m], y, batch_size=cfg.batch_size, epochs=1, shuffle=False,
-                  verbose=verbose, callbacks=[guard])
-    loss = float(h.history["loss"][-1])
-    if guard.bad is not None or not np.isfinite(loss):
-        if guard.bad is None:
-            guard.bad = (1, n_batches)
-        raise NonFiniteLossError(guard.message())
-    return loss
+    return _fit_epoch(model, [u, m], y, cfg.batch_size, guard, verbose)
 
 
 def _image_inputs(head, rows: np.ndarray, ids: np.ndarray):
@@ -266,14 +272,8 @@ def _train_image_epoch(model, head, data, epoch: int, cfg: StudyConfig, verbose:
     rows, ids, size = data.epoch(cfg.batch_size, cfg.seed, epoch)
     n_batches = len(rows) // size
     guard = _FiniteLossGuard(epoch, n_batches)
-    h = model.fit(_image_inputs(head, rows, ids), ids.astype(np.float32), batch_size=size,
-                  epochs=1, shuffle=False, verbose=verbose, callbacks=[guard])
-    loss = float(h.history["loss"][-1])
-    if guard.bad is not None or not np.isfinite(loss):
-        if guard.bad is None:
-            guard.bad = (1, n_batches)
-        raise NonFiniteLossError(guard.message())
-    return loss
+    return _fit_epoch(model, _image_inputs(head, rows, ids), ids.astype(np.float32), size, guard,
+                      verbose)
 
 
 def _image_loss(model, head, rows: np.ndarray, ids: np.ndarray, size: int) -> float:

@@ -48,6 +48,20 @@ class Embedder(ABC):
         #: the rows' lengths before normalisation (last ``embed`` call), for an embedder whose
         #: own distance uses unnormalised vectors (dlib / face_recognition); else None
         self.norms: np.ndarray | None = None
+        #: images embedded so far, and among them those with no face found / that failed
+        self.n_images = self.n_no_face = self.n_failed = 0
+
+    def _finish(self, out: np.ndarray, no_face: np.ndarray, failed: np.ndarray) -> np.ndarray:
+        """A batch's raw rows done: its flags, the running counts and the raw lengths
+        recorded (:attr:`flags`, :attr:`norms`); the rows L2-normalised."""
+        from mfr.evaluation.distances import l2_normalize
+
+        self.flags = {"no_face_detected": no_face, "failed": failed}
+        self.n_images += len(out)
+        self.n_no_face += int(no_face.sum())
+        self.n_failed += int(failed.sum())
+        self.norms = np.linalg.norm(out.astype(np.float64), axis=1)
+        return l2_normalize(out)
 
     @abstractmethod
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:

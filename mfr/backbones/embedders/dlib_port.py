@@ -64,7 +64,6 @@ class DlibResNetPortEmbedder(Embedder):
             raise InputError(f"face box must be one of {', '.join(BOXES)}, got {face_box!r}")
         self.weights, self.seed, self.face_box = weights, int(seed), face_box
         self.image_size, self.batch_size = int(image_size), int(batch_size)
-        self.n_images = self.n_no_face = self.n_failed = 0
         self._model = None
 
     @property
@@ -84,7 +83,6 @@ class DlibResNetPortEmbedder(Embedder):
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         from mfr.backbones.dlib_chips import face_chips
         from mfr.core.progress import progress_bar
-        from mfr.evaluation.distances import l2_normalize
         from mfr.evaluation.embeddings import predict_batch
 
         check_images(images, self.image_size, "dlib_resnet embedder")
@@ -98,12 +96,7 @@ class DlibResNetPortEmbedder(Embedder):
             no_face[s:s + len(chips)] = flags["no_face_detected"]
             failed[s:s + len(chips)] = flags["failed"]
         out[failed] = 0.0  # a chip dlib could not make: a zero row, flagged, as dlib's embedder
-        self.flags = {"no_face_detected": no_face & ~failed, "failed": failed}
-        self.n_images += n
-        self.n_no_face += int((no_face & ~failed).sum())
-        self.n_failed += int(failed.sum())
-        self.norms = np.linalg.norm(out.astype(np.float64), axis=1)
-        return l2_normalize(out)
+        return self._finish(out, no_face & ~failed, failed)
 
     def describe(self) -> dict[str, Any]:
         from mfr.backbones.dlib_resnet import CFG

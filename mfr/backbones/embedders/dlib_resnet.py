@@ -22,7 +22,6 @@ import numpy as np
 from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 from mfr.core.progress import progress_bar
-from mfr.evaluation.distances import l2_normalize
 
 __all__ = ["DlibEmbedder"]
 
@@ -71,7 +70,6 @@ class DlibEmbedder(Embedder):
         self._predictor = dlib.shape_predictor(predictor)
         self._encoder = dlib.face_recognition_model_v1(self._files[0])
         self._dlib = dlib
-        self.n_images = self.n_no_face = self.n_failed = 0
 
     def _one(self, img: np.ndarray) -> tuple[np.ndarray, bool, bool]:
         """(128-d descriptor, face found, failed) of one uint8 RGB image."""
@@ -94,12 +92,7 @@ class DlibEmbedder(Embedder):
         for i in progress_bar(range(n), progress, total=n, desc="dlib", unit="img"):
             vec, found, bad = self._one(np.ascontiguousarray(images[i]))
             out[i], no_face[i], failed[i] = vec, not found and not bad, bad
-        self.flags = {"no_face_detected": no_face, "failed": failed}
-        self.n_images += n
-        self.n_no_face += int(no_face.sum())
-        self.n_failed += int(failed.sum())
-        self.norms = np.linalg.norm(out.astype(np.float64), axis=1)
-        return l2_normalize(out)
+        return self._finish(out, no_face, failed)
 
     def describe(self) -> dict[str, Any]:
         return {
