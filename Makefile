@@ -20,7 +20,7 @@ $(PY):
 setup:  ## create .venv and install mfr with everything CI and the notebooks need
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[cpu,jax,faces,notebooks,dev,baselines,cluster]"
+	$(PY) -m pip install -q -e ".[cpu,jax,faces,notebooks,dev,baselines,cluster,index]"
 	$(PY) -m ipykernel install --sys-prefix --name mfr --display-name "mfr (.venv)" >/dev/null
 	$(MAKE) setup-keras2
 
