@@ -7,7 +7,7 @@ these photos are face crops already, so the chips are the same under every backe
 process on the same CPU:
 
 - dlib: ``face_recognition_model_v1.compute_face_descriptor(chip, 0)``, one call per image
-  (as ``mfr.backbones.embedders.dlib_resnet`` and face_recognition use it); also dlib's own batched call
+  (as ``mfr.backbones.embedders.dlib_reference`` and face_recognition use it); also dlib's own batched call
   (a list of chips in one call) for reference;
 - the port: ``build_dlib_resnet()``, ``predict_on_batch`` over batches of 32 and 64
   (preprocessing included in the timing), every batch shape warmed up first.

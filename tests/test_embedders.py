@@ -138,8 +138,8 @@ def test_senet50_embedder_loads_a_train_run(tmp_path):
     """run_dir: base weights from the run's config (random init, seeded) + its trained layers."""
     import keras
 
+    from mfr.backbones.formats.legacy_h5 import save_legacy_h5
     from mfr.backbones.vggface import senet50
-    from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
     from mfr.core.outputs import write_json
 
     keras.utils.set_random_seed(7)

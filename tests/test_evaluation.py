@@ -21,8 +21,8 @@ from mfr.evaluation.distances import distance_table
 from mfr.evaluation.embeddings import Embeddings, save_embeddings
 from mfr.evaluation.figures import study_figures
 from mfr.evaluation.pair_sets import EVAL_DISTANCES, masked_vs_unmasked_pairs
-from mfr.evaluation.study import SEED_STATS, evaluate_study
-from mfr.report import thesis as report
+from mfr.evaluation.setting_metrics import SEED_STATS, evaluate_study
+from mfr.report import thesis_tables
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,9 +219,9 @@ def test_cli_one_line_errors(tmp_path):
 
 
 def test_setting_labels():
-    assert report.setting_label("pre-trained") == "SENet50 pre-trained"
-    assert report.setting_label("pre-trained", random_init=True) == "SENet50 random init"
-    assert report.setting_label(40, random_init=True) == "last 40 layers (random init)"
+    assert thesis_tables.setting_label("pre-trained") == "SENet50 pre-trained"
+    assert thesis_tables.setting_label("pre-trained", random_init=True) == "SENet50 random init"
+    assert thesis_tables.setting_label(40, random_init=True) == "last 40 layers (random init)"
 
 
 def test_masked_vs_unmasked_pairs():
@@ -240,7 +240,8 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     asks for is missing, a second folder of one seed is incomplete; no forward pass."""
     import shutil
 
-    from mfr.report.study import write_report
+    from mfr.thesis_tables.document import write_report
+
     from mfr.study.steps import evaluate_step
 
     study = make_study(tmp_path / "s", layers=(10,), trained=(10,))

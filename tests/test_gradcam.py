@@ -222,7 +222,7 @@ def _run_json(d: Path, **meta) -> Path:
 
 def test_find_settings_orders_and_labels_a_study(tmp_path):
     from mfr.core.config import StudyConfig
-    from mfr.explain.study import find_settings
+    from mfr.explain.setting_maps import find_settings
 
     rnd = StudyConfig(weights=None).to_dict()
     _run_json(tmp_path / "baseline", command="embed", config=rnd)
@@ -242,7 +242,7 @@ def test_find_settings_orders_and_labels_a_study(tmp_path):
 
 
 def test_select_pairs_is_seeded_genuine_and_one_subject_first():
-    from mfr.explain.study import select_pairs
+    from mfr.explain.setting_maps import select_pairs
 
     rows = []
     for s in ("a", "b", "c"):
@@ -260,7 +260,7 @@ def test_select_pairs_is_seeded_genuine_and_one_subject_first():
 
 
 def test_load_run_core_puts_the_trained_layers_on_the_seeded_base(tmp_path):
-    from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
+    from mfr.backbones.formats.legacy_h5 import save_legacy_h5
     from mfr.backbones.vggface.pretrained import load_run_core, senet50
     from mfr.core.config import StudyConfig
     from mfr.training import siamese
@@ -302,7 +302,7 @@ def test_gradcam_under_jax_says_so_in_one_line(tmp_path):
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == [lines[-1]] and "needs the TensorFlow backend" in lines[-1], r.stderr
-    code = ("import sys, mfr.explain.gradcam, mfr.explain.study, mfr.explain.attention, mfr.data.faces, "
+    code = ("import sys, mfr.explain.gradcam, mfr.explain.setting_maps, mfr.explain.attention, mfr.data.faces, "
             "mfr.commands.gradcam; print('tensorflow' in sys.modules)\n"
             "try:\n    mfr.data.faces.detect_faces(__import__('numpy').zeros((40, 40, 3)))\n"
             "except mfr.data.faces.FaceDetectorBackendError as e:\n    print(e)")

@@ -36,8 +36,8 @@ import keras
 import numpy as np
 import pytest
 
+from mfr.backbones.formats.legacy_h5 import save_legacy_h5
 from mfr.backbones.vggface import VGGFACE_NAMES, build_senet50, senet50
-from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
 
 HELPER = Path(__file__).resolve().parent / "keras2_reference.py"
 ENV_VAR = "MFR_KERAS2_PYTHON"

@@ -182,7 +182,7 @@ def test_thresholds_of_a_run_trained_again_are_stale(tmp_path):
 
 def test_evaluation_names_runs_of_another_partition(tmp_path):
     from mfr.core.runs import discover_study
-    from mfr.evaluation.study import evaluate_study
+    from mfr.evaluation.setting_metrics import evaluate_study
 
     root = _study(tmp_path / "study")
     test = root / "partition" / "test.csv"

@@ -1,4 +1,4 @@
-"""Chapter 5's tables and figures (mfr.report.thesis): the thesis's values beside a run's."""
+"""Chapter 5's tables and figures (mfr.report.thesis_tables, mfr.report.plots): the thesis's values beside a run's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from mfr.evaluation.distances import summarise
-from mfr.report.thesis import THESIS_TABLE_5_1, plot_distances, summary_table, thesis_row
+from mfr.report.plots import plot_distances
+from mfr.report.thesis_tables import THESIS_TABLE_5_1, summary_table, thesis_row
 
 
 def test_summary_table_beside_thesis():

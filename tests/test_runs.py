@@ -171,7 +171,7 @@ def test_discover_settings_refuses_a_broken_run_json(tmp_path):
 
 def test_gradcam_finds_what_the_evaluation_finds(tmp_path):
     from mfr.core.runs import discover_study
-    from mfr.explain.study import find_settings
+    from mfr.explain.setting_maps import find_settings
 
     root = _study(tmp_path)
     ev = discover_study(root).settings

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
+from mfr.backbones.formats.legacy_h5 import save_legacy_h5
 from mfr.backbones.vggface import VGGFACE_NAMES, build_senet50, senet50
-from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
 
 ROOT = Path(__file__).resolve().parent.parent
 N_LAYERS = 287

@@ -269,8 +269,8 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     summary = json.loads((full / "summary.json").read_text())["splits"]["test"]["sum_squared"]
     assert {"median_genuine", "median_impostor", "gap"} <= set(summary)
     # the fine-tuned model loads from the base weights + final_trainable.h5
+    from mfr.backbones.formats.legacy_h5 import load_legacy_h5
     from mfr.backbones.vggface import senet50
-    from mfr.backbones.vggface.legacy_h5 import load_legacy_h5
 
     core = senet50(weights=None)
     assert load_legacy_h5(core, full / "final_trainable.h5", strict=False) == \

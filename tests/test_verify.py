@@ -269,7 +269,7 @@ def study(tmp_path_factory):
     from test_evaluation import make_study
 
     from mfr.core.runs import discover_study
-    from mfr.evaluation.study import evaluate_study
+    from mfr.evaluation.setting_metrics import evaluate_study
 
     root = make_study(tmp_path_factory.mktemp("vstudy"), layers=(10,), trained=(10,))
     ev = evaluate_study(discover_study(root), n_resamples=0)

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 
+from mfr.backbones.formats.legacy_h5 import load_legacy_h5, save_legacy_h5
 from mfr.backbones.vggface import build_senet50, senet50
-from mfr.backbones.vggface.legacy_h5 import load_legacy_h5, save_legacy_h5
 from mfr.backbones.vggface.pretrained import (
     VGGFACE2,
     WeightsDownloadError,

@@ -1,7 +1,7 @@
 """dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``) in Keras 3, layer for layer.
 
 The network is dlib's ``anet_type`` (``tools/python/src/face_recognition.cpp``), built from the
-same records :func:`mfr.backbones.dlib_dat.expected_layers` reads the file against: input
+same records :func:`mfr.backbones.formats.dlib_dat.expected_layers` reads the file against: input
 150x150 RGB, ``(pixel - mean) / 256`` (:func:`preprocess_dlib`, not a layer, as for SENet50);
 conv 7x7/2 (32, valid: 72x72) -> affine -> relu -> max-pool 3x3/2 (35x35); the residual stages
 of :data:`STAGES`; global average pool; fc 256 -> 128 without bias. The 128-d output is dlib's
@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from mfr.backbones.dlib_dat import (
+from mfr.backbones.formats.dlib_dat import (
     EMBEDDING_SIZE,
     INPUT_SIZE,
     MEAN_RGB,
@@ -73,7 +73,7 @@ CFG: dict[str, Any] = {
     "pretrained": "dlib_v1",  # the `weights` value naming the released weights
     "pretrained_label": "dlib ResNet pre-trained (dlib_face_recognition_resnet_model_v1)",
     "file": WEIGHTS_FILE,
-    "weights_format": "dlib's serialised network (.dat), read by mfr.backbones.dlib_dat",
+    "weights_format": "dlib's serialised network (.dat), read by mfr.backbones.formats.dlib_dat",
     "source": "PyPI package face_recognition_models 0.3.0 (Adam Geitgey; "
               "https://github.com/ageitgey/face_recognition_models), which ships Davis King's "
               "dlib-models release (https://github.com/davisking/dlib-models)",
@@ -114,7 +114,7 @@ def pretrained_file() -> Path:
 
 def check_weights(weights: str | Path | None, progress: bool = True) -> None:  # noqa: ARG001
     """The released file in face_recognition_models, or a ``.dat`` file of this network (read
-    whole: :func:`mfr.backbones.dlib_dat.read_dlib_net`); else a one-line error."""
+    whole: :func:`mfr.backbones.formats.dlib_dat.read_dlib_net`); else a one-line error."""
     if weights is None:
         return
     if weights == CFG["pretrained"]:

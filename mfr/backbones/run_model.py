@@ -19,7 +19,7 @@ def load_run_model(run_dir: str | Path) -> keras.Model:
     run.json's config builds the backbone (:func:`build_core`), and a fine-tuning run's trained
     layers come from ``final_trainable.h5``; the layers loaded must be the run's
     ``trainable_layer_names`` when it lists them. One-line errors name the file."""
-    from mfr.backbones.vggface.legacy_h5 import load_legacy_h5
+    from mfr.backbones.formats.legacy_h5 import load_legacy_h5
     from mfr.core.config import StudyConfig
     from mfr.core.runs import read_run
 

@@ -1,6 +1,6 @@
 """SENet50 (VGGFace2), the thesis's network, as a backbone: the architecture is
 :func:`mfr.backbones.vggface.senet50.build_senet50`, its released weights :data:`mfr.backbones.vggface.senet50.PRETRAINED`
-(keras-vggface's legacy HDF5, read by :mod:`mfr.backbones.vggface.legacy_h5`)."""
+(keras-vggface's legacy HDF5, read by :mod:`mfr.backbones.formats.legacy_h5`)."""
 
 from __future__ import annotations
 

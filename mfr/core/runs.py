@@ -15,7 +15,7 @@ Settings are found by their run.json, whatever the folder names (:func:`discover
 :func:`parse_setting_dir` reads them back.
 
 Seeds: a fine-tuned N trained with the study's seed (the baseline's) is setting ``N<n>``; the
-same N with another seed is ``N<n>_s<seed>``, a *replicate* (see :mod:`mfr.evaluation.study`).
+same N with another seed is ``N<n>_s<seed>``, a *replicate* (see :mod:`mfr.evaluation.setting_metrics`).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ class Setting:
 
     @property
     def report_key(self) -> str | int:
-        """The setting as :mod:`mfr.report.thesis` names it ("pre-trained" or N)."""
+        """The setting as :mod:`mfr.report.thesis_tables` names it ("pre-trained" or N)."""
         return self.n_layers if self.kind == "train" else "pre-trained"
 
     @property

@@ -1,7 +1,7 @@
 """Embeddings of images, each unique image once, and their files.
 
 :func:`embed_images` takes uint8 images (an :class:`mfr.data.image_cache.ImageCache`'s memmap or any
-(N, H, W, 3) array), preprocesses each batch with :func:`mfr.backbones.vggface.preprocess` and runs the
+(N, H, W, 3) array), preprocesses each batch with :func:`mfr.backbones.preprocess` and runs the
 network with ``model.predict_on_batch`` (Keras 3, any backend), returning L2-normalised float32
 embeddings. :class:`Embeddings` holds them with the image path of each row.
 """
@@ -28,7 +28,7 @@ __all__ = ["Embeddings", "embed_images", "load_embeddings", "predict_batch", "sa
 
 def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str,
                   forward: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
-    """One batch: preprocess (mfr.backbones.vggface.preprocess) and run the model (or `forward`, e.g. a
+    """One batch: preprocess (mfr.backbones.preprocess) and run the model (or `forward`, e.g. a
     :class:`mfr.training.data_parallel.ShardedForward` of it); float32 numpy."""
     from mfr.backbones.vggface import preprocess
 
@@ -50,7 +50,7 @@ def embed_images(
     Args:
         model: a Keras model taking preprocessed float32 images (:func:`mfr.backbones.vggface.senet50`).
         images: uint8 RGB images; read one batch at a time, so a memmap stays on disk.
-        preprocessing: ``"thesis"`` or ``"vggface2"`` (:func:`mfr.backbones.vggface.preprocess`).
+        preprocessing: ``"thesis"`` or ``"vggface2"`` (:func:`mfr.backbones.preprocess`).
         batch_size: images per forward pass.
         progress: show a tqdm bar.
         rows: embed only these rows of `images`, in this order (default: all).

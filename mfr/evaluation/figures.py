@@ -12,8 +12,8 @@ import pandas as pd
 from mfr.core.runs import Study
 from mfr.evaluation import metrics as M
 from mfr.evaluation.pair_sets import EVAL_DISTANCES, read_distances
-from mfr.evaluation.study import StudyEvaluation, _report_runs
-from mfr.report import thesis as report
+from mfr.evaluation.setting_metrics import StudyEvaluation, _report_runs
+from mfr.report import plots, thesis_tables
 
 # --------------------------------------------------------------------------- figures
 
@@ -54,10 +54,10 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
     trained = {s.n_layers: s.run_dir for s in study.settings
                if s.kind == "train" and (s.run_dir / "history.csv").is_file()}
     if trained:
-        history = report.loss_history(trained)
+        history = thesis_tables.loss_history(trained)
         f1, a1 = plt.subplots(figsize=(6, 4))
         f2, a2 = plt.subplots(figsize=(6, 4))
-        report.plot_losses(history, axes=[a1, a2])
+        plots.plot_losses(history, axes=[a1, a2])
         tnote = init_note([s.random_init for s in study.settings if s.kind == "train"])
         a1.set_title(f"Train loss per epoch (Fig 5.1){tnote}\nthesis: lower with more "
                      f"trainable layers (no values printed)", fontsize=10)
@@ -66,19 +66,19 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
         figs["fig_5_1_train_loss"], figs["fig_5_2_val_loss"] = f1, f2
     runs = _report_runs(study.settings)
     if runs:
-        thesis = {s.label: report.THESIS_TABLE_5_1[s.report_key][:2] for s in study.settings
-                  if s.report_key in report.THESIS_TABLE_5_1}
+        thesis = {s.label: thesis_tables.THESIS_TABLE_5_1[s.report_key][:2] for s in study.settings
+                  if s.report_key in thesis_tables.THESIS_TABLE_5_1}
         fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(runs)), 4.5))
-        report.plot_distances(report.sweep_distances(runs), ax=ax, thesis=thesis,
+        plots.plot_distances(thesis_tables.sweep_distances(runs), ax=ax, thesis=thesis,
                               title=f"Test pair distances by label (Fig 5.3){note}")
         figs["fig_5_3_distances"] = fig
     table = ev.tables.get("table_5_1")
     if table is not None and len(table):
         fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(table)), 4.5))
-        report.plot_medians(table, ax=ax, title=f"Median test distances (Fig 5.4){note}")
+        plots.plot_medians(table, ax=ax, title=f"Median test distances (Fig 5.4){note}")
         figs["fig_5_4_medians"] = fig
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        report.plot_gap_vs_layers(table["trained layers"], table["gap"],
+        plots.plot_gap_vs_layers(table["trained layers"], table["gap"],
                                   table["thesis gap"], labels=list(table["setting"]), ax=ax,
                                   title=f"Median gap vs trained layers (Fig 5.5){note}")
         figs["fig_5_5_gap"] = fig
@@ -89,8 +89,8 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
         for k, dist in enumerate(distances):
             curves = _roc_curves(study, dist)
             good = {lab: r for lab, r in curves.items() if not isinstance(r, str)}
-            report.plot_roc(good, ax=ar[0, k], title=f"ROC, test pairs, {dist}{note}")
-            report.plot_det(good, ax=ad[0, k], title=f"DET, test pairs, {dist}{note}")
+            plots.plot_roc(good, ax=ar[0, k], title=f"ROC, test pairs, {dist}{note}")
+            plots.plot_det(good, ax=ad[0, k], title=f"DET, test pairs, {dist}{note}")
             for lab, why in curves.items():
                 if isinstance(why, str):
                     for ax in (ar[0, k], ad[0, k]):
@@ -99,7 +99,7 @@ def study_figures(ev: StudyEvaluation, distances: Sequence[str] = EVAL_DISTANCES
             cmcs = {ev.metrics["settings"][s.key]["label"]:
                     ev.metrics["settings"][s.key].get("identification", {}).get(dist, {})
                     .get("cmc", []) for s in study.settings}
-            report.plot_cmc(cmcs, ax=ac[0, k], title=f"CMC, masked test probes, {dist}{note}")
+            plots.plot_cmc(cmcs, ax=ac[0, k], title=f"CMC, masked test probes, {dist}{note}")
         figs["roc"], figs["det"], figs["cmc"] = fr, fd, fc
     for fig in figs.values():
         fig.tight_layout()
@@ -128,13 +128,13 @@ def pair_set_figures(distances: pd.DataFrame, pair_sets: Sequence[str],
                     ax.plot([], [], " ", label=f"{name}: {why.split(':')[0]}")
             else:
                 curves[name] = M.roc(d[dist].to_numpy(np.float64), d["label"].to_numpy())
-        report.plot_roc(curves, ax=ar[0, k], title=f"ROC, {title}, {dist}")
-        report.plot_det(curves, ax=ad[0, k], title=f"DET, {title}, {dist}")
+        plots.plot_roc(curves, ax=ar[0, k], title=f"ROC, {title}, {dist}")
+        plots.plot_det(curves, ax=ad[0, k], title=f"DET, {title}, {dist}")
     figs = {"roc": fr, "det": fd}
     if identification:
         fc, ac = plt.subplots(1, n, figsize=(5 * n, 4.2), squeeze=False)
         for k, dist in enumerate(dists):
-            report.plot_cmc({"masked probes": identification.get(dist, {}).get("cmc", [])},
+            plots.plot_cmc({"masked probes": identification.get(dist, {}).get("cmc", [])},
                             ax=ac[0, k], title=f"CMC, {title}, {dist}")
         figs["cmc"] = fc
     for fig in figs.values():

@@ -1,6 +1,6 @@
 """Where a verification threshold comes from: a number, a thresholds.json, or the default.
 
-A pair is the same person when its distance is <= the threshold (as in :mod:`mfr.evaluation.study`).
+A pair is the same person when its distance is <= the threshold (as in :mod:`mfr.evaluation.setting_metrics`).
 A threshold belongs to one network and one distance, so every source is checked against the
 embedder it is used with, and the source is carried along in words (:class:`Threshold`):
 

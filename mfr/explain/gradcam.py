@@ -103,7 +103,7 @@ def gradcam(model, x: np.ndarray, references: np.ndarray, layer: str = FEATURE_L
 
     Args:
         model: a Keras model (TensorFlow backend) from images to embeddings.
-        x: preprocessed float32 inputs (:func:`mfr.backbones.vggface.preprocess`).
+        x: preprocessed float32 inputs (:func:`mfr.backbones.preprocess`).
         references: (N, D) embeddings of each input's partner (normalised here), constants.
         layer: the feature layer (default :data:`FEATURE_LAYER`); used as given, never sought.
 

@@ -305,7 +305,7 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     table = pd.DataFrame([rows[n] for n in names if n in only])
     write_csv(out / "recipes.csv", table, float_format=FLOAT_FORMAT)
     fig = auc_figure(table)
-    from mfr.report.thesis import save_figure
+    from mfr.report.plots import save_figure
 
     fig_files = [p.name for p in save_figure(fig, out / "recipes_auc")]
     import matplotlib.pyplot as plt

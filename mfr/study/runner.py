@@ -28,7 +28,7 @@ the run records of the folders it reads) and its duration. A step is skipped whe
 matches and its run folder is complete (:mod:`mfr.core.provenance`); an interrupted study resumes at
 the first step that is not. A failing notebook stops the study at that step, keeps every
 finished one, and names the executed notebook that holds the error. ``REPORT.md`` and
-``REPORT.html`` (:mod:`mfr.report.study`) gather every table and figure at the end.
+``REPORT.html`` (:mod:`mfr.report.document`) gather every table and figure at the end.
 """
 
 from __future__ import annotations
@@ -367,7 +367,7 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     ledger["numerics"] = numerics()
     write_json(ledger_path, ledger)
     if only is None:
-        from mfr.report.study import write_report
+        from mfr.report.document import write_report
 
         result.report = write_report(out, config, ledger, steps)
     return result

@@ -446,7 +446,7 @@ def train_siamese(
                          resumed_from=start, model=model, engine=engine, out_dir=out,
                          devices=getattr(fused, "n_devices", 1))
     if out is not None:
-        from mfr.backbones.vggface.legacy_h5 import save_legacy_h5
+        from mfr.backbones.formats.legacy_h5 import save_legacy_h5
 
         write_csv(out / "history.csv", result.history)
         save_legacy_h5(SimpleNamespace(layers=layers, name=core.name), out / "final_trainable.h5")

@@ -213,8 +213,8 @@ def _strip_base(text: str, base: str | Path | None) -> str:
 def pairs_markdown(result: PairsVerification, title: str = "Table 5.2: verified pairs",
                    relative_to: str | Path | None = None) -> str:
     """The table as Markdown, with the model, distance and threshold source, and the thesis's
-    Table 5.2 (:data:`mfr.report.thesis.THESIS_TABLE_5_2`) beside it for reference."""
-    from mfr.report.thesis import THESIS_TABLE_5_2
+    Table 5.2 (:data:`mfr.report.thesis_tables.THESIS_TABLE_5_2`) beside it for reference."""
+    from mfr.report.thesis_tables import THESIS_TABLE_5_2
     from mfr.verify.photos import DISTANCE_WORDS
 
     e, t = result.embedder, result.threshold

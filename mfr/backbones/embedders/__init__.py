@@ -28,7 +28,7 @@ __all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
 #: name -> "module:Class" (imported lazily)
 EMBEDDERS: dict[str, str] = {
     "senet50": "mfr.backbones.embedders.senet50:SENet50Embedder",
-    "dlib": "mfr.backbones.embedders.dlib_resnet:DlibEmbedder",
+    "dlib": "mfr.backbones.embedders.dlib_reference:DlibEmbedder",
     "dlib_resnet": "mfr.backbones.embedders.dlib_port:DlibResNetPortEmbedder",
 }
 

@@ -21,7 +21,7 @@ class SENet50Embedder(Embedder):
     Args:
         weights: ``"vggface2"`` (the released weights, downloaded once), a legacy keras-vggface
             ``.h5`` path, or None (random init seeded with `seed`: pipeline checks only).
-        preprocessing: ``"thesis"`` (RGB) or ``"vggface2"`` (BGR), :func:`mfr.backbones.vggface.preprocess`.
+        preprocessing: ``"thesis"`` (RGB) or ``"vggface2"`` (BGR), :func:`mfr.backbones.preprocess`.
         pooling: ``"avg"`` or ``"max"``.
         run_dir: a `mfr train` run folder: its run.json's config gives the base weights,
             preprocessing, pooling, image size and seed (these override the arguments above),
@@ -72,8 +72,8 @@ class SENet50Embedder(Embedder):
         if self._model is None:
             import keras
 
+            from mfr.backbones.formats.legacy_h5 import load_legacy_h5
             from mfr.backbones.vggface import senet50
-            from mfr.backbones.vggface.legacy_h5 import load_legacy_h5
             from mfr.backbones.vggface.pretrained import WeightsDownloadError
 
             keras.utils.set_random_seed(self.seed)  # weights=None: as `mfr embed` / `mfr train`

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import keras
 
-from mfr.backbones.vggface.legacy_h5 import file_layer_names, load_legacy_h5
+from mfr.backbones.formats.legacy_h5 import file_layer_names, load_legacy_h5
 from mfr.backbones.vggface.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
 from mfr.core.errors import InputError, MfrError
 
@@ -47,7 +47,7 @@ def senet50(
 
     Returns:
         A ``keras.Model`` named ``"senet50"`` taking preprocessed float32 images
-        (:func:`mfr.backbones.vggface.preprocess`) and returning (batch, 2048) embeddings.
+        (:func:`mfr.backbones.preprocess`) and returning (batch, 2048) embeddings.
     """
     if weights is None:
         return build_senet50(pooling=pooling, input_shape=input_shape)

@@ -19,7 +19,7 @@ e.g. in a stage's first block: ..., sigmoid, ``conv5_1_1x1_proj``, Multiply,
 Unweighted layers get deterministic names (``conv2_1_1x1_reduce_relu``, ``conv2_1_se_gap``,
 ``conv2_1_se_multiply``, ``conv2_1_add``, ``conv2_1_relu``, ...), so checkpoints match by name.
 
-The model takes preprocessed float32 images (see :mod:`mfr.backbones.vggface.preprocess`); preprocessing
+The model takes preprocessed float32 images (see :mod:`mfr.backbones.preprocess`); preprocessing
 is not a layer. :data:`PRETRAINED` holds the facts of the released weights (file, URL, hash,
 input size, mean and channel order); :func:`mfr.backbones.vggface.senet50` builds and loads them.
 """

@@ -23,7 +23,7 @@ verify_pairs_step   a CSV of photo pairs, an embedder (a run   Table 5.2: distan
 
 Below this layer everything is arrays in, arrays out: :mod:`mfr.data.partition` (pairs),
 :mod:`mfr.data.image_cache`, :mod:`mfr.evaluation.embeddings`, :mod:`mfr.evaluation.distances`, :mod:`mfr.training.fit`,
-:mod:`mfr.evaluation.metrics`, :mod:`mfr.evaluation.study`, :mod:`mfr.explain.gradcam`.
+:mod:`mfr.evaluation.metrics`, :mod:`mfr.evaluation.setting_metrics`, :mod:`mfr.explain.gradcam`.
 
 Every step checks its inputs, then claims its output folder (:func:`mfr.core.provenance.claim`:
 new, up to date, resumable, or refused) before any slow work, and records what made it in

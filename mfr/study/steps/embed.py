@@ -29,7 +29,7 @@ from mfr.data.pairs import (
     unique_pair_paths,
 )
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
-from mfr.report import thesis as report
+from mfr.report import thesis_tables
 from mfr.study.steps.inputs import resolve_data_root
 from mfr.study.steps.prepare import (
     image_cache_for,
@@ -61,7 +61,7 @@ class EmbedRun:
     def summary_table(self, split: str | None = None, metric: str = "sum_squared") -> pd.DataFrame:
         split = split or next(iter(self.summary["splits"]))
         label = f"this run ({split}, {self.summary['weights_desc']})"
-        return report.summary_table(self.summary["splits"][split][metric], label=label)
+        return thesis_tables.summary_table(self.summary["splits"][split][metric], label=label)
 
 
 @with_precision
@@ -162,13 +162,13 @@ def embed_step(
         "decoder": cfg.decoder,
         "metric_thesis": "sum_squared",
         "splits": summaries,
-        "thesis_table_5_1_pretrained": report.thesis_row("pre-trained"),
+        "thesis_table_5_1_pretrained": thesis_tables.thesis_row("pre-trained"),
         "n_images_embedded": len(paths),
         "n_images_failed": len(cache.failed),
         "n_pairs_dropped": len(dropped_df),
     }
     write_json(out_dir / "summary.json", summary)
-    write_text(out_dir / "summary.md", report.baseline_markdown(summary))
+    write_text(out_dir / "summary.md", thesis_tables.baseline_markdown(summary))
     complete(out_dir, "embed", fp, config=cfg,
              outputs=["distances.csv", "summary.json", "summary.md", "embeddings"],
              data_root=str(root.resolve()), pairs_dir=str(pairs_dir.resolve()), splits=splits,

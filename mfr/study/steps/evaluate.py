@@ -30,7 +30,7 @@ from mfr.data.pairs import (
 )
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
 from mfr.evaluation.thresholds import evaluated_run
-from mfr.report.thesis import save_figures
+from mfr.report.plots import save_figures
 from mfr.study.steps.settings import RANDOM_WEIGHTS_WARNING, check_weights, config_settings
 
 
@@ -40,7 +40,7 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
     and embeddings (no forward pass).
 
     Reads ``DIR/partition``, the baseline (`mfr embed` run folder) and every ``mfr train``
-    run folder (found by their run.json, :func:`mfr.evaluation.study.discover_study`); lists what is
+    run folder (found by their run.json, :func:`mfr.evaluation.setting_metrics.discover_study`); lists what is
     missing or incomplete and evaluates the rest. An earlier evaluation of the same study with
     the same settings in `out_dir` is replaced when the study's run folders changed since. Writes into `out_dir` (default
     ``DIR/evaluation``): ``metrics.json`` (per setting, split and distance: AUC, EER, FNMR at
@@ -54,11 +54,11 @@ def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
         config: its ``bootstrap_resamples``, ``threshold_rule`` and ``seed`` (the bootstrap's).
 
     Returns:
-        The :class:`mfr.evaluation.study.StudyEvaluation`.
+        The :class:`mfr.evaluation.setting_metrics.StudyEvaluation`.
     """
     from mfr.core.runs import discover_study
     from mfr.evaluation.figures import study_figures
-    from mfr.evaluation.study import evaluate_study
+    from mfr.evaluation.setting_metrics import evaluate_study
     from mfr.evaluation.tables import table_markdown
 
     cfg = config or StudyConfig()

@@ -28,14 +28,14 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
     ``baseline/`` and ``train_N<N>/``), one run folder (`model_dir`), or the bare core of
     `config` (its weights; ``None`` = seeded random init). `pairs_dir` defaults to
     ``study_dir/partition`` or the run's recorded pairs folder. `options` go to
-    :func:`mfr.explain.study.run_gradcam` (n_images, seed, data_root, deletion_fraction,
-    random_draws, n_boot, layer, progress). Returns its :class:`~mfr.explain.study.GradcamRun`.
+    :func:`mfr.explain.setting_maps.run_gradcam` (n_images, seed, data_root, deletion_fraction,
+    random_draws, n_boot, layer, progress). Returns its :class:`~mfr.explain.setting_maps.GradcamRun`.
 
     The fingerprint is the explained models' own run fingerprints and trained weights, the test
     pairs and the options; maps are always computed when called (the study runner skips a
     complete, unchanged folder without calling this).
     """
-    from mfr.explain import study as gs
+    from mfr.explain import setting_maps as gs
     from mfr.explain.gradcam import require_tensorflow
 
     if sum(x is not None for x in (study_dir, model_dir, config)) != 1:

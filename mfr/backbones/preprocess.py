@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from mfr.backbones.dlib_dat import MEAN_RGB as DLIB_MEAN_RGB
+from mfr.backbones.formats.dlib_dat import MEAN_RGB as DLIB_MEAN_RGB
 from mfr.backbones.vggface.senet50 import PRETRAINED
 from mfr.core.errors import InputError
 

@@ -5,7 +5,7 @@ metrics per setting, pair split and distance (:mod:`mfr.evaluation.metrics`, wit
 intervals on the test pairs), a decision threshold chosen on the validation pairs and applied to
 the test pairs, 1:N identification of the masked test images against the unmasked ones, and
 the tables of it all. :mod:`mfr.study.steps` (``evaluate_step``, ``evaluate_dataset_step``) reads
-and writes the folders; :mod:`mfr.report.thesis` draws the figures.
+and writes the folders; :mod:`mfr.thesis_tables.thesis` draws the figures.
 
 A study folder (what ``mfr evaluate --study DIR`` reads)::
 
@@ -58,7 +58,7 @@ from mfr.evaluation.pair_sets import (
     threshold_metrics,
 )
 from mfr.evaluation.tables import identification_table, threshold_table, verification_table
-from mfr.report import thesis as report
+from mfr.report import thesis_tables
 
 # --------------------------------------------------------------------------- a study
 
@@ -173,7 +173,7 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
         "incomplete": incomplete,
         "thesis_table_5_1": {str(k): dict(zip(("median_impostor", "median_genuine", "gap"), v,
                                               strict=True))
-                             for k, v in report.THESIS_TABLE_5_1.items()},
+                             for k, v in thesis_tables.THESIS_TABLE_5_1.items()},
     }
     tables = {
         "verification": verification_table(settings, distances),
@@ -183,7 +183,7 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
     runs = _report_runs([s for s in study.settings if (s.run_dir / "summary.json").is_file()
                          and "test" in settings[s.key]["splits"]])
     if runs:
-        t51 = report.table_5_1(runs)
+        t51 = thesis_tables.table_5_1(runs)
         t51.insert(1, "trained layers", [0 if k == "pre-trained" else int(k) for k in runs])
         tables["table_5_1"] = t51
     spread = seed_spread(study, settings)
@@ -194,7 +194,7 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
 
 
 def _report_runs(settings: Sequence[Setting]) -> dict[str | int, Path]:
-    """{"pre-trained" or N: run folder} for :mod:`mfr.report.thesis` (the first of several embed runs;
+    """{"pre-trained" or N: run folder} for :mod:`mfr.thesis_tables.thesis` (the first of several embed runs;
     the study seed's run of each N, not its replicates)."""
     runs: dict[str | int, Path] = {}
     for s in settings:
@@ -238,7 +238,7 @@ def seed_spread(study: Study, settings: Mapping[str, Any],
                 "max": float(v.max()) if len(v) else None,
                 "ci_seed": main.seed, "ci_value": main_m[stat],
                 "ci_low": ci.get("low"), "ci_high": ci.get("high")}
-        out[f"N{n}"] = {"label": report.setting_label(n, main.random_init),
+        out[f"N{n}"] = {"label": thesis_tables.setting_label(n, main.random_init),
                         "trainable_layers": n, "distance": distance,
                         "seeds": [r.seed for r in runs], "settings": [r.key for r in runs],
                         "stats": stats}
