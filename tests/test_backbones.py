@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfr.backbones import BACKBONES, backbone_cfg, check_trainable_layers
+from mfr.backbones import BACKBONES, get_backbone
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError
 
@@ -18,13 +18,14 @@ RMFRD_DEV = SHARED / "rmfrd-dev" / "self-built-masked-face-recognition-dataset"
 
 
 def test_every_backbone_states_its_facts():
-    keys = {"label", "pretrained", "input_size", "embedding_size", "n_layers", "gradcam_layer",
-            "preprocessing", "settings", "saved_as", "file"}
+    keys = {"label", "weights", "input_size", "embedding_size", "n_layers", "gradcam_layer",
+            "preprocessing", "settings", "saved_as"}
     for name in BACKBONES:
-        cfg = backbone_cfg(name)
-        assert keys <= set(cfg), (name, keys - set(cfg))
-    assert backbone_cfg("senet50")["n_layers"] == 287
-    assert backbone_cfg("dlib_resnet")["n_layers"] == 109
+        facts = get_backbone(name).facts
+        assert all(getattr(facts, k, None) not in (None, "") for k in keys - {"settings"}), name
+        assert facts.weights.files and facts.weights.name and facts.weights.licence, name
+    assert get_backbone("senet50").facts.n_layers == 287
+    assert get_backbone("dlib_resnet").facts.n_layers == 109
 
 
 def test_config_takes_the_backbones_own_defaults():
@@ -39,10 +40,10 @@ def test_config_takes_the_backbones_own_defaults():
 
 
 def test_n_is_checked_against_the_backbones_layers():
-    assert check_trainable_layers(StudyConfig(backbone="dlib_resnet"), (4, 109)) == [4, 109]
+    assert get_backbone("dlib_resnet").check_trainable_layers((4, 109)) == [4, 109]
     with pytest.raises(InputError, match=r"1\.\.109.*dlib_resnet"):
-        check_trainable_layers(StudyConfig(backbone="dlib_resnet"), (110,))
-    assert check_trainable_layers(StudyConfig(), (287,)) == [287]
+        get_backbone("dlib_resnet").check_trainable_layers((110,))
+    assert get_backbone("senet50").check_trainable_layers((287,)) == [287]
 
 
 def _tiny_rmfrd(tmp_path: Path, subjects: int = 6) -> Path:
@@ -66,7 +67,7 @@ def _tiny_rmfrd(tmp_path: Path, subjects: int = 6) -> Path:
 def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_path):
     """The thesis's protocol on the port: the last N layers train (affine frozen), the run
     folder loads back through the registry, and learning rate 0 changes nothing."""
-    from mfr.backbones.run_model import load_run_model
+    from mfr.backbones import load_run_model
     from mfr.evaluation.embeddings import load_embeddings
     from mfr.study.steps import embed_step, partition_step, train_step
 
@@ -87,19 +88,19 @@ def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_pa
     model = load_run_model(tmp_path / "train_N8")
     assert model.name == "dlib_resnet" and len(model.layers) == 109
     # the face chips were made once, beside the image cache, and are what alignment gives
-    from mfr.backbones import align_images, aligned_cache
+    from mfr.backbones import aligned_cache
     from mfr.data.image_cache import ImageCache
 
     cache = ImageCache.open(tmp_path / "baseline" / "cache")
     assert (cache.cache_dir / "aligned_dlib_resnet_crop.npy").is_file()
-    kept = aligned_cache("dlib_resnet", cache)
+    kept = aligned_cache(get_backbone("dlib_resnet"), cache)
     assert isinstance(kept, np.memmap)  # read back, not made again
-    np.testing.assert_array_equal(kept, align_images("dlib_resnet", cache.images))
+    np.testing.assert_array_equal(kept, get_backbone("dlib_resnet").align(cache.images))
 
 
 @pytest.mark.slow
 def test_port_and_dlib_give_the_same_metrics_on_the_same_chips(tmp_path):
-    """`mfr evaluate --embedder dlib_resnet` and `--embedder dlib` with the same face box."""
+    """`mfr evaluate --embedder dlib_resnet` and `--embedder dlib_reference` with the same face box."""
     import json
 
     from mfr.study.steps import evaluate_dataset_step
@@ -107,9 +108,9 @@ def test_port_and_dlib_give_the_same_metrics_on_the_same_chips(tmp_path):
     root = _tiny_rmfrd(tmp_path, subjects=8)
     cfg = StudyConfig(bootstrap_resamples=0, max_per_subject=3)
     got = {}
-    for emb in ("dlib", "dlib_resnet"):
+    for emb in ("dlib_reference", "dlib_resnet"):
         evaluate_dataset_step(cfg, root, "rmfrd", tmp_path / emb, embedder=emb, progress=False,
                               face_box="crop")
         got[emb] = json.loads((tmp_path / emb / "metrics.json").read_text())["masked_vs_unmasked"]
     for key in ("auc", "eer"):
-        assert abs(got["dlib"][key] - got["dlib_resnet"][key]) <= 1e-3, (key, got)
+        assert abs(got["dlib_reference"][key] - got["dlib_resnet"][key]) <= 1e-3, (key, got)

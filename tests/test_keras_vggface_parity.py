@@ -38,6 +38,7 @@ import pytest
 
 from mfr.backbones.formats.legacy_h5 import save_legacy_h5
 from mfr.backbones.vggface import VGGFACE_NAMES, build_senet50, senet50
+from mfr.backbones.vggface.senet50 import vggface_name
 
 HELPER = Path(__file__).resolve().parent / "keras2_reference.py"
 ENV_VAR = "MFR_KERAS2_PYTHON"
@@ -154,7 +155,7 @@ def test_embeddings_match_keras_vggface(keras2):
 def test_save_legacy_h5_loads_in_keras_vggface(keras2, tmp_path):
     """A file written by mfr loads into keras-vggface the way its released file does."""
     model = senet50(weights=keras2 / "senet50_k2.h5")
-    written = save_legacy_h5(model, tmp_path / "mfr_written.h5")
+    written = save_legacy_h5(model, tmp_path / "mfr_written.h5", file_name=vggface_name)
     _run_helper(
         "--out", str(tmp_path), "--load", str(written), "--inputs", str(keras2 / "inputs.npy")
     )

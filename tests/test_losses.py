@@ -55,16 +55,16 @@ def test_unknown_loss_is_one_line_naming_the_losses():
 
 def test_a_bad_entry_is_refused():
     with pytest.raises(ValueError, match="batches must be one of"):
-        losses.LossSpec("x", output="distance", batches="triplets", fields=(), source="",
+        losses.LossSpec("x", output="distance", batches="triplets", params=(), source="",
                         factory="m:f")
     with pytest.raises(ValueError, match="output must be one of"):
-        losses.LossSpec("x", output="logits", batches="pairs", fields=(), source="",
+        losses.LossSpec("x", output="logits", batches="pairs", params=(), source="",
                         factory="m:f")
     with pytest.raises(ValueError, match="module:function"):
-        losses.LossSpec("x", output="distance", batches="pairs", fields=(), source="",
+        losses.LossSpec("x", output="distance", batches="pairs", params=(), source="",
                         factory="f")
     with pytest.raises(ValueError, match="a head is 'module:function' and needs output"):
-        losses.LossSpec("x", output="distance", batches="pairs", fields=(), source="",
+        losses.LossSpec("x", output="distance", batches="pairs", params=(), source="",
                         factory="m:f", head="m:h")
 
 
@@ -127,7 +127,8 @@ def test_fingerprint_of_a_contrastive_run_is_the_one_before_the_registry():
 
 
 def test_another_loss_records_its_name_and_only_its_own_fields(monkeypatch):
-    other = losses.LossSpec("scaled", fields=("scale",), source="test",
+    other = losses.LossSpec("scaled", params=(losses.LossParam("scale", 30.0, "test"),),
+                            source="test",
                             factory="mfr.training.losses:contrastive_loss", **_ON_IDS)
     monkeypatch.setitem(losses.LOSSES, "scaled", other)
     cfg = SimpleNamespace(loss="scaled", margin=5.0, scale=30.0)

@@ -42,7 +42,7 @@ def test_table_5_2_of_a_partitions_test_photos(tmp_path):
     root = _tiny_rmfrd(tmp_path, subjects=10)
     cfg = StudyConfig(data_root=str(root), max_per_subject=3)
     partition_step(cfg, tmp_path / "pairs")
-    result = verify_pairs_step(tmp_path / "pairs", tmp_path / "t52", embedder="dlib",
+    result = verify_pairs_step(tmp_path / "pairs", tmp_path / "t52", embedder="dlib_reference",
                                detect=False, progress=False)
     table = pd.read_csv(tmp_path / "t52" / "table_5_2.csv")
     test = pd.read_csv(tmp_path / "pairs" / "test.csv")
@@ -53,7 +53,7 @@ def test_table_5_2_of_a_partitions_test_photos(tmp_path):
     assert set(zip(table.image_a, table.image_b, strict=True)) <= pairs
     assert len(result.table) == len(table)
     before = (tmp_path / "t52" / "table_5_2.csv").read_bytes()
-    verify_pairs_step(tmp_path / "pairs", tmp_path / "t52", embedder="dlib", detect=False,
+    verify_pairs_step(tmp_path / "pairs", tmp_path / "t52", embedder="dlib_reference", detect=False,
                       progress=False)
     assert (tmp_path / "t52" / "table_5_2.csv").read_bytes() == before
 

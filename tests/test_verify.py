@@ -73,12 +73,12 @@ def mtcnn_ok():
 def test_genuine_pair_nearer_than_impostor_and_decided_at_0_6(mfr2_dev, dlib_ok, mtcnn_ok,
                                                                capsys):
     genuine = _verify_json(capsys, _photo(mfr2_dev, "BenAffleck", 3),
-                           _photo(mfr2_dev, "BenAffleck", 7), "--embedder", "dlib")
+                           _photo(mfr2_dev, "BenAffleck", 7), "--embedder", "dlib_reference")
     impostor = _verify_json(capsys, _photo(mfr2_dev, "AdrianDunbar", 2),
-                            _photo(mfr2_dev, "BenAffleck", 3), "--embedder", "dlib")
+                            _photo(mfr2_dev, "BenAffleck", 3), "--embedder", "dlib_reference")
     for r in (genuine, impostor):
         assert JSON_KEYS <= set(r)
-        assert r["distance_name"] == "euclidean_raw" and r["embedder"]["name"] == "dlib"
+        assert r["distance_name"] == "euclidean_raw" and r["embedder"]["name"] == "dlib_reference"
         assert r["threshold"] == FACE_RECOGNITION_TOLERANCE == 0.6
         assert "face_recognition" in r["threshold_source"]
         assert r["same_person"] == (r["distance"] <= 0.6)
@@ -91,12 +91,13 @@ def test_genuine_pair_nearer_than_impostor_and_decided_at_0_6(mfr2_dev, dlib_ok,
 def test_text_output_names_model_distance_and_threshold_source(mfr2_dev, dlib_ok, mtcnn_ok,
                                                                capsys):
     rc, out, _ = _verify(capsys, _photo(mfr2_dev, "AdrianDunbar", 1),
-                         _photo(mfr2_dev, "AdrianDunbar", 2), "--embedder", "dlib")
+                         _photo(mfr2_dev, "AdrianDunbar", 2), "--embedder", "dlib_reference")
     assert rc == 0
     m = re.search(r"^distance (\d+\.\d+)$", out, re.M)
     assert m, out
     d = float(m.group(1))
-    assert re.search(r"^model: dlib, weights dlib_face_recognition_resnet_model_v1", out, re.M)
+    assert re.search(r"^model: dlib_reference, weights dlib_face_recognition_resnet_model_v1", out,
+                     re.M)
     assert re.search(r"^preprocessing: .*MTCNN face box.*bilinear resize.* to 160x160", out, re.M)
     assert re.search(r"^threshold 0\.6: face_recognition's documented default tolerance", out,
                      re.M)
@@ -114,7 +115,7 @@ def test_no_detect_is_the_study_resize_and_face_recognitions_distance(mfr2_dev, 
     for size in (160, 224):
         np.testing.assert_array_equal(prepare_face(a, size, detect=False).image,
                                       load_image(a, size))
-    r = _verify_json(capsys, a, b, "--embedder", "dlib", "--no-detect")
+    r = _verify_json(capsys, a, b, "--embedder", "dlib_reference", "--no-detect")
     assert r["face_boxes"] == [None, None] and r["images"][0]["n_faces"] is None
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
@@ -137,14 +138,14 @@ def test_grayscale_and_rgba_photos_are_converted_and_said_so(mfr2_dev, dlib_ok, 
     rgba = src.convert("RGBA")
     rgba.putalpha(200)
     rgba.save(tmp_path / "rgba.png")
-    r = _verify_json(capsys, tmp_path / "grey.png", tmp_path / "rgba.png", "--embedder", "dlib")
+    r = _verify_json(capsys, tmp_path / "grey.png", tmp_path / "rgba.png", "--embedder", "dlib_reference")
     assert [im["mode"] for im in r["images"]] == ["L", "RGBA"]
     assert any("grey.png: grayscale image: converted to RGB" in n for n in r["notes"])
     assert any("rgba.png: RGBA image: alpha channel dropped" in n for n in r["notes"])
     assert all(b is not None for b in r["face_boxes"])  # the face is still found
     assert r["same_person"] is True  # the same photo, in grey and with alpha
     rc, out, _ = _verify(capsys, tmp_path / "grey.png", tmp_path / "rgba.png", "--embedder",
-                         "dlib")
+                         "dlib_reference")
     assert rc == 0 and "note: " in out and "grayscale image" in out
 
 
@@ -168,7 +169,7 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("case", ["non-image", "missing", "tiny"])
 def test_bad_file_is_one_line_and_exit_2(tmp_path, case):
     bad, words = _bad_inputs(tmp_path)[case]
-    r = _cli(tmp_path / "good.png", bad, "--embedder", "dlib")
+    r = _cli(tmp_path / "good.png", bad, "--embedder", "dlib_reference")
     assert r.returncode == 2, r.stderr
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
@@ -179,7 +180,7 @@ def test_bad_file_is_one_line_and_exit_2(tmp_path, case):
 @pytest.mark.parametrize("case", ["truncated", "folder"])
 def test_other_bad_files_are_one_line_errors(tmp_path, capsys, case):
     bad, words = _bad_inputs(tmp_path)[case]
-    rc, out, err = _verify(capsys, bad, tmp_path / "good.png", "--embedder", "dlib")
+    rc, out, err = _verify(capsys, bad, tmp_path / "good.png", "--embedder", "dlib_reference")
     assert rc == 2 and out == "" and len(err.splitlines()) == 1
     assert words in err and str(bad) in err
 
@@ -188,11 +189,11 @@ def test_blank_image_no_face_unless_no_detect(dlib_ok, mtcnn_ok, tmp_path, capsy
     Image.new("RGB", (200, 180), (128, 128, 128)).save(tmp_path / "blank.png")
     Image.new("RGB", (160, 160), (30, 60, 90)).save(tmp_path / "other.png")
     rc, out, err = _verify(capsys, tmp_path / "blank.png", tmp_path / "other.png",
-                           "--embedder", "dlib")
+                           "--embedder", "dlib_reference")
     assert rc == 2 and out == "" and len(err.splitlines()) == 1
     assert "blank.png: no face found" in err and "--no-detect" in err
     rc, out, err = _verify(capsys, tmp_path / "blank.png", tmp_path / "other.png",
-                           "--embedder", "dlib", "--no-detect")
+                           "--embedder", "dlib_reference", "--no-detect")
     assert rc == 0, err
     assert "whole image (--no-detect)" in out and re.search(r"^distance \d", out, re.M)
 
@@ -204,12 +205,12 @@ def test_two_faces_the_largest_is_used_and_said_so(mfr2_dev, dlib_ok, mtcnn_ok, 
     canvas[100:260, 290:450] = load_image(_photo(mfr2_dev, "BenAffleck", 3), 160)
     Image.fromarray(canvas).save(tmp_path / "two.png")
     r = _verify_json(capsys, tmp_path / "two.png", _photo(mfr2_dev, "AdrianDunbar", 4),
-                     "--embedder", "dlib")
+                     "--embedder", "dlib_reference")
     box = r["face_boxes"][0]
     assert r["images"][0]["n_faces"] >= 2 and box["x"] < 234  # the 224 px face, on the left
     assert any("two.png" in n and "faces found: the largest is used" in n for n in r["notes"])
     ben = _verify_json(capsys, tmp_path / "two.png", _photo(mfr2_dev, "BenAffleck", 7),
-                       "--embedder", "dlib")
+                       "--embedder", "dlib_reference")
     assert r["distance"] < ben["distance"]  # it is Adrian Dunbar's face that was compared
 
 
@@ -217,7 +218,7 @@ def test_options_of_the_other_embedder_are_refused(tmp_path, capsys):
     Image.new("RGB", (64, 64)).save(tmp_path / "a.png")
     for extra in (["--weights", "none"], ["--model", str(tmp_path)]):
         rc, _, err = _verify(capsys, tmp_path / "a.png", tmp_path / "a.png", "--embedder",
-                             "dlib", *extra)
+                             "dlib_reference", *extra)
         assert rc == 2 and "senet50 option" in err and len(err.splitlines()) == 1
 
 
@@ -238,7 +239,7 @@ def _dataset_thresholds(path: Path, embedder: dict, value: float) -> Path:
 
 def test_threshold_file_decides(mfr2_dev, dlib_ok, tmp_path, capsys):
     a, b = _photo(mfr2_dev, "BenAffleck", 3), _photo(mfr2_dev, "BenAffleck", 7)
-    dlib = ("--embedder", "dlib", "--no-detect")
+    dlib = ("--embedder", "dlib_reference", "--no-detect")
     at_06 = _verify_json(capsys, a, b, *dlib)
     strict = _dataset_thresholds(tmp_path / "thresholds.json", at_06["embedder"],
                                  round(at_06["distance"] - 0.05, 4))
@@ -300,7 +301,7 @@ def test_no_threshold_is_made_up(tmp_path):
     assert t.value is None and "mfr evaluate --study" in t.source
     t = resolve_threshold(None, _fake())
     assert t.value is None and "give --threshold" in t.source
-    t = resolve_threshold(None, _fake("dlib", distance="euclidean_raw"))
+    t = resolve_threshold(None, _fake("dlib_reference", distance="euclidean_raw"))
     assert t.value == 0.6
     with pytest.raises(InputError, match="expected a distance >= 0"):
         resolve_threshold("-1", _fake())
@@ -337,12 +338,12 @@ def test_senet50_model_run_uses_its_study_threshold(mfr2_dev, mtcnn_ok, study, c
 def test_under_jax_detection_says_so_and_no_detect_dlib_works(mfr2_dev, dlib_ok):
     pytest.importorskip("jax")
     a, b = _photo(mfr2_dev, "BenAffleck", 3), _photo(mfr2_dev, "BenAffleck", 7)
-    r = _cli(a, b, "--embedder", "dlib", backend="jax")
+    r = _cli(a, b, "--embedder", "dlib_reference", backend="jax")
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1, r.stderr
     assert "needs the TensorFlow backend" in lines[0] and "--no-detect" in lines[0]
-    r = _cli(a, b, "--embedder", "dlib", "--no-detect", "--json", backend="jax")
+    r = _cli(a, b, "--embedder", "dlib_reference", "--no-detect", "--json", backend="jax")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["same_person"] is True and out["face_boxes"] == [None, None]
@@ -363,7 +364,7 @@ def test_pairs_table_matches_single_pairs_and_lists_failures(mfr2_dev, dlib_ok, 
     t = pd.read_csv(tmp_path / "out" / "table_5_2.csv")
     t[["label", "correct", "note"]] = t[["label", "correct", "note"]].fillna("")
     assert list(t["label"]) == ["genuine", "impostor", ""]
-    single = verify_step(a, c, embedder="dlib", detect=False)
+    single = verify_step(a, c, embedder="dlib_reference", detect=False)
     assert t["distance"][1] == pytest.approx(single.distance, abs=1e-6)
     assert res.table["distance"][0] < res.table["distance"][1]
     assert t["decision"][2] == "no distance" and "missing.png: file not found" in t["note"][2]

@@ -23,6 +23,7 @@ from mfr.backbones.vggface.pretrained import (
     get_weights_file,
     weights_cache_dir,
 )
+from mfr.backbones.vggface.senet50 import vggface_name
 
 VGGFACE2_SENET50_FILE, VGGFACE2_SENET50_URL = VGGFACE2["file"], VGGFACE2["url"]
 
@@ -66,7 +67,7 @@ def target_model():
 
 @pytest.mark.backend
 def test_round_trip_through_legacy_h5(source_model, tmp_path, monkeypatch):
-    path = save_legacy_h5(source_model, tmp_path / "w.h5")
+    path = save_legacy_h5(source_model, tmp_path / "w.h5", file_name=vggface_name)
     with h5py.File(path, "r") as f:  # keras-vggface layout: '/' names -> nested groups
         names = [n.decode() for n in f.attrs["layer_names"]]
         assert len(names) == 287 and "conv1/7x7_s2/bn" in names

@@ -1,145 +1,129 @@
-"""dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``) in Keras 3, layer for layer.
-
-The network is dlib's ``anet_type`` (``tools/python/src/face_recognition.cpp``), built from the
-same records :func:`mfr.backbones.formats.dlib_dat.expected_layers` reads the file against: input
-150x150 RGB, ``(pixel - mean) / 256`` (:func:`preprocess_dlib`, not a layer, as for SENet50);
-conv 7x7/2 (32, valid: 72x72) -> affine -> relu -> max-pool 3x3/2 (35x35); the residual stages
-of :data:`STAGES`; global average pool; fc 256 -> 128 without bias. The 128-d output is dlib's
-descriptor (not normalised).
-
-dlib's rules, reproduced exactly:
-
-- conv and pool padding is size/2 at stride 1 and 0 otherwise: Keras ``"same"`` (3x3, pad 1)
-  at stride 1, ``"valid"`` at stride 2, and dlib's output size ``1 + (n + 2p - k) // s``.
-- a down block's shortcut is an average pool 2x2/2 of the block input, the block's first conv
-  has stride 2 and no padding; the two branches can differ in size (stage 5: the conv branch is
-  3x3x256, the pooled shortcut 4x4x128; stage 6: 1x1 vs 2x2). dlib's ``add_prev`` then adds
-  tensors of the larger size in every dimension, the smaller one zero-filled at the end (bottom,
-  right, last channels): :class:`DlibAddPrev`.
-- ``affine`` is batch norm folded into a per-channel ``gamma * x + beta``: :class:`DlibAffine`,
-  whose weights are non-trainable variables (so the thesis's "train the last N layers"
-  leaves them frozen, as it leaves BatchNormalization, see :func:`trainable_tail`).
-
-Layer order (``model.layers``) is Keras 3's Functional order (by depth from the output); the
-tail reads ``..., res6a_conv2, res6a_conv2_affine, res6a_shortcut_pool, res6a_add, res6a_relu,
-global_pool, fc``, so ``model.layers[-N:]`` is the last N layers of the network.
-"""
+"""dlib's face ResNet (``dlib_face_recognition_resnet_model_v1``) as a backbone: the network is
+:mod:`mfr.backbones.dlib_network` (Keras 3, layer for layer), its weights dlib's ``.dat`` file
+read in pure Python (:mod:`mfr.backbones.formats.dlib_dat`), its input dlib's 150x150 face chips
+(:mod:`mfr.backbones.dlib_chips`)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
-from keras import layers, ops
 
-from mfr.backbones.formats.dlib_dat import (
-    EMBEDDING_SIZE,
-    INPUT_SIZE,
-    MEAN_RGB,
-    STAGES,
-    DlibNet,
-    expected_layers,
-    read_dlib_net,
+from mfr.backbones.base import (
+    Backbone,
+    BackboneFacts,
+    Preprocessing,
+    ReleasedWeights,
+    WeightFile,
 )
-from mfr.core.errors import InputError, MissingError
+from mfr.backbones.formats.dlib_dat import EMBEDDING_SIZE, INPUT_SIZE, MEAN_RGB
+from mfr.core.errors import MissingError
 
-__all__ = [
-    "CFG",
-    "GRADCAM_LAYER",
-    "STAGES",
-    "DlibAddPrev",
-    "DlibAffine",
-    "build_dlib_resnet",
-    "default_weights_path",
-    "load_dlib_weights",
-    "preprocess_dlib",
-    "trainable_tail",
-]
+if TYPE_CHECKING:
+    import keras
+
+__all__ = ["BACKBONE", "FACE_RECOGNITION_TOLERANCE", "TOLERANCE", "DlibResNet", "MEAN_RGB",
+           "WEIGHTS_FILE", "default_weights_path"]
 
 WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
-
-#: The last layer with a spatial map finer than 2x2: stage 5's output, 4x4x256 at 150 px. The
-#: last block (res6a) is 2x2, and only its top-left cell holds the conv branch (1x1,
-#: zero-filled to 2x2 by add_prev); the other three cells are the pooled shortcut alone.
-GRADCAM_LAYER = "res5c_relu"
-
-#: The facts of the released network, in the manner of timm's ``default_cfgs``.
-CFG: dict[str, Any] = {
-    "label": "dlib ResNet (face_recognition_models)",
-    "short_label": "dlib ResNet",  # in table rows and figure ticks
-    "pretrained": "dlib_v1",  # the `weights` value naming the released weights
-    "pretrained_label": "dlib ResNet pre-trained (dlib_face_recognition_resnet_model_v1)",
-    "file": WEIGHTS_FILE,
-    "weights_format": "dlib's serialised network (.dat), read by mfr.backbones.formats.dlib_dat",
-    "source": "PyPI package face_recognition_models 0.3.0 (Adam Geitgey; "
-              "https://github.com/ageitgey/face_recognition_models), which ships Davis King's "
-              "dlib-models release (https://github.com/davisking/dlib-models)",
-    "licence": "CC0 1.0 Universal / public domain (the package's README and LICENSE file: "
-               "'These models were created by Davis King and are licensed in the public domain "
-               "or under CC0 1.0 Universal'); the package's metadata says 'MIT license'",
-    "input_size": (INPUT_SIZE, INPUT_SIZE, 3),
-    "channel_order": "RGB",
-    "mean": MEAN_RGB,  # subtracted per channel, in channel_order
-    "scale": 1 / 256,  # after the mean: (pixel - mean) / 256
-    "embedding_size": EMBEDDING_SIZE,
-    "normalised": False,  # dlib's descriptor is the fc output (lengths ~0.9-1.6, not 1)
-    "n_layers": 109,  # len(model.layers), Input included: what "the last N layers" counts
-    "n_conv": 29,
-    "n_affine": 29,
-    "gradcam_layer": GRADCAM_LAYER,
-    "gradcam_shape": (4, 4, 256),
-    "face_chips": "dlib.get_face_chip(image, 5-point landmarks, size=150, padding=0.25)",
-    "face_box": "config face_box: crop (the cached image itself, a face crop), mtcnn or hog; "
-                "its 5-point landmarks, then the chip",
-    "preprocessing": ("dlib",),
-    # the config fields the network's outputs depend on (beyond weights and image_size)
-    "settings": ("preprocessing", "face_box"),
-    "saved_as": "final_trainable.h5: the trained layers, by Keras layer name (legacy HDF5 layout)",
-}
+#: face_recognition's documented default tolerance (``compare_faces``) on the raw Euclidean
+#: distance of dlib's descriptors
+FACE_RECOGNITION_TOLERANCE = 0.6
+TOLERANCE = ("euclidean_raw", FACE_RECOGNITION_TOLERANCE,
+             "face_recognition's documented default tolerance (compare_faces, 0.6) on its raw "
+             "Euclidean distance; not calibrated on masked faces")
+CHIP_SIZE = INPUT_SIZE
 
 
-def build(config) -> keras.Model:  # noqa: ANN001 - a StudyConfig (mfr.backbones.build_core)
-    """The network with the config's weights: ``dlib_v1`` (the face_recognition_models file),
-    a ``.dat`` file of this architecture, or None (random init)."""
-    w = config.weights
-    return build_dlib_resnet(weights="default" if w == CFG["pretrained"] else w)
+class DlibResNet(Backbone):
+    facts = BackboneFacts(
+        name="dlib_resnet",
+        label="dlib ResNet (face_recognition_models)",
+        short_label="dlib ResNet",
+        input_size=CHIP_SIZE,
+        embedding_size=EMBEDDING_SIZE,
+        n_layers=109,  # len(model.layers), Input included
+        # stage 5's output, 4x4x256 at 150 px: the last block (res6a) is 2x2, and only its
+        # top-left cell holds the conv branch
+        gradcam_layer="res5c_relu",
+        preprocessing=(Preprocessing("dlib", "RGB", MEAN_RGB, 1 / 256,
+                                     "(RGB - mean) / 256 on the 150x150 chip, as dlib's input "
+                                     "layer"),),
+        weights=ReleasedWeights(
+            name="dlib_v1",
+            label="dlib ResNet pre-trained (dlib_face_recognition_resnet_model_v1)",
+            # installed with the PyPI package, not downloaded by mfr
+            files=(WeightFile(WEIGHTS_FILE, None),),
+            source="PyPI package face_recognition_models 0.3.0 (Adam Geitgey; "
+                   "https://github.com/ageitgey/face_recognition_models), which ships Davis "
+                   "King's dlib-models release (https://github.com/davisking/dlib-models)",
+            licence="CC0 1.0 Universal / public domain (the package's README and LICENSE file: "
+                    "'These models were created by Davis King and are licensed in the public "
+                    "domain or under CC0 1.0 Universal'); the package's metadata says 'MIT "
+                    "license'",
+            format="dlib's serialised network (.dat), mfr.backbones.formats.dlib_dat"),
+        settings=("face_box",),
+        alignment="dlib.get_face_chip(image, 5-point landmarks, size=150, padding=0.25): "
+                  "dlib's 5-point shape predictor in the face box",
+        face_boxes=("crop", "mtcnn", "hog"),
+        frozen="affine (folded batch norm) frozen",
+        default_distance="euclidean_raw",
+        documented_threshold=TOLERANCE,
+        saved_as="final_trainable.h5: the trained layers, by Keras layer name (legacy HDF5 "
+                 "layout)",
+        notes=("dlib's descriptor is the fc output (lengths ~0.9-1.6, not 1)",),
+    )
 
+    def build(self, config: Any) -> keras.Model:
+        """The network with the config's weights: ``dlib_v1`` (the face_recognition_models
+        file), a ``.dat`` file of this architecture, or None (random init)."""
+        from mfr.backbones.dlib_network import build_dlib_resnet
 
-def pretrained_file() -> Path:
-    return default_weights_path()
+        w = config.weights
+        return build_dlib_resnet(weights="default" if w == self.facts.weights.name else w)
 
+    def pretrained_file(self) -> Path:
+        return default_weights_path()
 
-def check_weights(weights: str | Path | None, progress: bool = True) -> None:  # noqa: ARG001
-    """The released file in face_recognition_models, or a ``.dat`` file of this network (read
-    whole: :func:`mfr.backbones.formats.dlib_dat.read_dlib_net`); else a one-line error."""
-    if weights is None:
-        return
-    if weights == CFG["pretrained"]:
-        default_weights_path()
-        return
-    if not Path(weights).is_file():
-        raise MissingError(f"{weights}: weights file not found (expected dlib_v1, none, or a "
-                           f"dlib .dat file of dlib_face_recognition_resnet_model_v1's network)")
-    read_dlib_net(weights)
+    def check_weights(self, weights: str | None, progress: bool = True) -> None:
+        """The released file in face_recognition_models, or a ``.dat`` file of this network
+        (read whole: :func:`mfr.backbones.formats.dlib_dat.read_dlib_net`); else a one-line
+        error."""
+        from mfr.backbones.formats.dlib_dat import read_dlib_net
 
+        if weights is None:
+            return
+        if weights == self.facts.weights.name:
+            default_weights_path()
+            return
+        if not Path(weights).is_file():
+            raise MissingError(f"{weights}: weights file not found (expected dlib_v1, none, or "
+                               f"a dlib .dat file of dlib_face_recognition_resnet_model_v1's "
+                               f"network)")
+        read_dlib_net(weights)
 
-def align(images: np.ndarray, progress: bool = False, box: str = "crop") -> np.ndarray:
-    """The 150x150 face chips of uint8 face crops (:func:`mfr.backbones.dlib_chips.face_chips`,
-    landmarks found in `box`: the crop, or MTCNN's / dlib's face, else the crop): what the
-    network takes, made once per image. An image dlib rejects gets a blank chip (its row of
-    the image cache is a valid image, so this is rare)."""
-    from mfr.backbones.dlib_chips import face_chips
-    from mfr.core.progress import progress_bar
+    def align_faces(self, images: np.ndarray, progress: bool = False,
+                    face_box: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The 150x150 face chips of uint8 face crops (:func:`mfr.backbones.dlib_chips.face_chips`,
+        landmarks found in `face_box`: the crop, or MTCNN's / dlib's face, else the crop): what
+        the network takes, made once per image, and their flags (``no_face_detected``,
+        ``failed``: an image dlib rejects gets a blank chip)."""
+        from mfr.backbones.dlib_chips import face_chips
+        from mfr.core.progress import progress_bar
 
-    out = np.empty((len(images), INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    step = 256
-    for s in progress_bar(range(0, len(images), step), progress,
-                          total=-(-len(images) // step), desc="face chips"):
-        out[s:s + step] = face_chips(np.asarray(images[s:s + step]), box=box)[0]
-    return out
+        box = face_box or self.facts.face_boxes[0]
+        n = len(images)
+        out = np.empty((n, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+        no_face, failed = np.zeros(n, bool), np.zeros(n, bool)
+        step = 256
+        for s in progress_bar(range(0, n, step), progress, total=-(-n // step),
+                              desc="face chips"):
+            chips, flags = face_chips(np.asarray(images[s:s + step]), box=box)
+            out[s:s + step] = chips
+            no_face[s:s + step], failed[s:s + step] = flags["no_face_detected"], flags["failed"]
+        return out, {"no_face_detected": no_face, "failed": failed}
 
 
 def default_weights_path() -> Path:
@@ -155,139 +139,4 @@ def default_weights_path() -> Path:
     return path
 
 
-def preprocess_dlib(images: np.ndarray) -> np.ndarray:
-    """uint8 RGB (N, 150, 150, 3) -> float32 ``(pixel - mean) / 256``, as dlib's input layer.
-
-    dlib computes ``(uint8 - float mean) / 256.0`` in float then double; the division by a power
-    of two is exact, so float32 here gives the same bits.
-    """
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise InputError(f"preprocess_dlib expects uint8 RGB images (N, H, W, 3), got "
-                         f"{x.dtype} {x.shape}")
-    return (x.astype(np.float32) - np.asarray(MEAN_RGB, np.float32)) / np.float32(256)
-
-
-@keras.saving.register_keras_serializable(package="mfr")
-class DlibAffine(layers.Layer):
-    """dlib's ``affine_`` (CONV_MODE): ``gamma[c] * x + beta[c]``, batch norm folded.
-
-    gamma and beta are non-trainable variables: setting ``layer.trainable = True`` (as the
-    thesis's last-N loop does) leaves them frozen, as BatchNormalization's statistics are.
-    """
-
-    frozen_like_batch_norm = True  # mfr.training.siamese's "last N layers" leaves it frozen
-
-    def build(self, input_shape) -> None:
-        c = int(input_shape[-1])
-        self.gamma = self.add_weight(shape=(c,), initializer="ones", trainable=False, name="gamma")
-        self.beta = self.add_weight(shape=(c,), initializer="zeros", trainable=False, name="beta")
-
-    def call(self, x):
-        return x * self.gamma + self.beta
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package="mfr")
-class DlibAddPrev(layers.Layer):
-    """dlib's ``add_prev``: the sum of two NHWC tensors of possibly different sizes, the result
-    the larger of each (rows, cols, channels), each input zero-filled at the end of every
-    dimension it lacks (dlib's ``cpu::add(dest, src1, src2)``). Equal shapes: a plain add."""
-
-    def _out(self, a, b) -> tuple[int, int, int]:
-        return tuple(max(int(x), int(y)) for x, y in zip(a[1:], b[1:], strict=True))
-
-    def call(self, inputs):
-        a, b = inputs
-        out = self._out(a.shape, b.shape)
-
-        def fill(t):
-            pads = [(0, 0)] + [(0, o - int(n)) for o, n in zip(out, t.shape[1:], strict=True)]
-            return t if all(p == (0, 0) for p in pads) else ops.pad(t, pads)
-
-        return fill(a) + fill(b)
-
-    def compute_output_shape(self, input_shape):
-        a, b = input_shape
-        return (a[0], *self._out(a, b))
-
-
-def _conv(rec, init) -> layers.Conv2D:
-    h = rec.hyper
-    return layers.Conv2D(h["num_filters"], (h["nr"], h["nc"]), strides=h["stride_y"],
-                         padding="same" if h["stride_y"] == 1 else "valid", use_bias=True,
-                         kernel_initializer=init, name=rec.name)
-
-
-def build_dlib_resnet(weights: str | Path | None = "default", input_shape=(INPUT_SIZE, INPUT_SIZE, 3),
-                      name: str = "dlib_resnet") -> keras.Model:
-    """The network; ``weights``: "default" (the face_recognition_models file), a path to a
-    ``.dat`` file of this architecture, or None (random init: Keras defaults, affine identity).
-
-    The model takes :func:`preprocess_dlib`'s float32 images; other input sizes build (the
-    spatial sizes follow dlib's rules) but only 150 is what dlib was trained on.
-    """
-    net = None
-    if weights is not None:
-        net = read_dlib_net(default_weights_path() if weights == "default" else weights)
-    init = "zeros" if net is not None else "glorot_uniform"  # zeros: fast build, all overwritten
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x, tags = inputs, {}
-    for rec in expected_layers():
-        k = rec.kind
-        if k == "tag":
-            tags[rec.hyper["id"]] = x
-        elif k == "skip":
-            x = tags[rec.hyper["id"]]
-        elif k == "con":
-            x = _conv(rec, init)(x)
-        elif k == "affine":
-            x = DlibAffine(name=rec.name)(x)
-        elif k == "relu":
-            x = layers.ReLU(name=rec.name)(x)
-        elif k == "max_pool":
-            x = layers.MaxPooling2D(rec.hyper["nr"], rec.hyper["stride_y"], padding="valid",
-                                    name=rec.name)(x)
-        elif k == "avg_pool" and rec.hyper["nr"] == 0:
-            x = layers.GlobalAveragePooling2D(name=rec.name)(x)
-        elif k == "avg_pool":
-            x = layers.AveragePooling2D(rec.hyper["nr"], rec.hyper["stride_y"], padding="valid",
-                                        name=rec.name)(x)
-        elif k == "add_prev":
-            # dlib: add(output, sub's output, layer<tag>(sub)'s output)
-            x = DlibAddPrev(name=rec.name)([x, tags[rec.hyper["tag"]]])
-        elif k == "fc":
-            x = layers.Dense(rec.hyper["num_outputs"], use_bias=False, kernel_initializer=init,
-                             name=rec.name)(x)
-        else:
-            raise AssertionError(k)
-    model = keras.Model(inputs, x, name=name)
-    if net is not None:
-        load_dlib_weights(model, net)
-    return model
-
-
-def load_dlib_weights(model: keras.Model, net: DlibNet) -> None:
-    """Copy a read file's parameters into the model's layers, by name (dlib NCHW -> Keras)."""
-    for rec in net.layers:
-        if rec.kind == "con":
-            # dlib filters (out, in, rows, cols) -> Keras HWIO; dlib's conv is a
-            # cross-correlation, as Keras's is
-            model.get_layer(rec.name).set_weights(
-                [rec.params["filters"].transpose(2, 3, 1, 0), rec.params["biases"]])
-        elif rec.kind == "affine":
-            model.get_layer(rec.name).set_weights([rec.params["gamma"], rec.params["beta"]])
-        elif rec.kind == "fc":
-            model.get_layer(rec.name).set_weights([rec.params["weights"]])  # input @ (256, 128)
-
-
-def trainable_tail(model: keras.Model, n: int) -> list[str]:
-    """The thesis's rule on this network: freeze every layer, then make ``model.layers[-n:]``
-    trainable (the same as :func:`mfr.training.siamese.set_trainable`, which works on this model
-    unchanged: its affine layers hold only non-trainable weights, so they stay frozen like
-    BatchNormalization). Returns the names of the layers that now have trainable weights."""
-    from mfr.training.siamese import set_trainable
-
-    return set_trainable(model, n)
+BACKBONE = DlibResNet()

@@ -9,8 +9,12 @@ from typing import Any
 
 from mfr.core.config import ConfigValueError, StudyConfig, load_config
 from mfr.core.errors import InputError
+from mfr.training.losses import loss_params
 
 _FIELDS = {f.name: f for f in dataclasses.fields(StudyConfig)}
+#: every loss's hyperparameters (they live with the loss's entry): flags of the commands that
+#: train (`mfr train`, `mfr study`, `mfr search`, `mfr recipes`)
+LOSS_FIELDS: tuple[str, ...] = tuple(p.name for p in loss_params())
 _TYPES = typing.get_type_hints(StudyConfig)
 
 

@@ -4,9 +4,10 @@ Two modes:
 
 - ``--study DIR``: a study folder (partition/, baseline/, train_N<N>/), from its stored
   distances and embeddings, into DIR/evaluation (:func:`mfr.study.steps.evaluate_step`);
-- ``--data-root DIR --layout NAME --embedder senet50|dlib --out DIR``: a dataset's own pair
-  sets embedded and evaluated directly (:func:`mfr.study.steps.evaluate_dataset_step`); NAME is a
-  registered dataset (:func:`mfr.data.datasets.dataset_names`).
+- ``--data-root DIR --layout NAME --embedder E --out DIR``: a dataset's own pair sets embedded
+  and evaluated directly (:func:`mfr.study.steps.evaluate_dataset_step`); NAME is a registered
+  dataset (:func:`mfr.data.datasets.dataset_names`), E a backbone or a reference embedder
+  (:func:`mfr.backbones.embedders.embedder_names`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from mfr.commands._common import add_config_flags, config_from_args
 from mfr.core.errors import InputError
 
 HELP = ("evaluate a study folder (--study DIR) or a dataset directly (--data-root DIR --layout "
-        "NAME --embedder senet50|dlib --out DIR)")
+        "NAME --embedder E --out DIR)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mfr.backbones.embedders import embedder_names
     from mfr.data.datasets import dataset_names
 
     parser.add_argument("--study", type=Path, default=None, metavar="DIR",
@@ -34,19 +36,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with --data-root)")
     parser.add_argument("--layout", choices=dataset_names(), default=None,
                         help="the dataset (with --data-root): its layout and pair sets")
-    parser.add_argument("--embedder", default="senet50",
-                        help="senet50 (default), dlib (dlib's own C++) or dlib_resnet (its "
-                             "Keras port, fine-tunable) (with --data-root)")
+    parser.add_argument("--embedder", default="senet50", choices=embedder_names(),
+                        help="a backbone (its network: the released weights, --weights, or "
+                             "--run-dir; default senet50) or a reference implementation "
+                             "(dlib_reference: dlib's own C++) (with --data-root)")
     parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
-                        help="senet50 / dlib_resnet: a `mfr train` run folder (its fine-tuned "
-                             "network)")
-    parser.add_argument("--face-box", choices=("crop", "mtcnn", "hog"), default=None,
+                        help="a backbone's `mfr train` run folder (its fine-tuned network)")
+    parser.add_argument("--face-box", default=None,
                         dest="embedder_face_box",  # the embedder's option, not a config field
-                        help="dlib, dlib_resnet: the face box the landmarks are found in "
-                             "(default: hog for dlib; crop for dlib_resnet, or the run's with "
+                        help="a face-aligning embedder: where its landmarks are found (default: "
+                             "the backbone's first, hog for dlib_reference, or the run's with "
                              "--run-dir)")
     parser.add_argument("--landmarks", type=int, choices=(5, 68), default=None,
-                        help="dlib: 5-point (default) or 68-point shape predictor")
+                        help="dlib_reference: 5-point (default) or 68-point shape predictor")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, "backbone", "data_root", "bootstrap_resamples", "threshold_rule", "seed",
                      "weights", "preprocessing", "pooling", "image_size", "embed_batch_size",
@@ -74,12 +76,17 @@ def run(args: argparse.Namespace) -> int:
         from mfr.data.datasets import dataset_names
 
         raise InputError(f"--data-root needs --layout {'|'.join(dataset_names())} and --out DIR")
+    from mfr.backbones import BACKBONES, get_backbone
+
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
-    if args.landmarks is not None and args.embedder != "dlib":
-        raise InputError("--landmarks is a dlib option")
+    if args.landmarks is not None and args.embedder != "dlib_reference":
+        raise InputError("--landmarks is a dlib_reference option")
     if args.embedder_face_box is not None:
-        if args.embedder not in ("dlib", "dlib_resnet"):
-            raise InputError("--face-box is a dlib / dlib_resnet option")
+        aligns = args.embedder == "dlib_reference" or (
+            args.embedder in BACKBONES and get_backbone(args.embedder).aligns)
+        if not aligns:
+            raise InputError(f"--face-box is an option of a face-aligning embedder, not "
+                             f"{args.embedder}'s")
         options["face_box"] = args.embedder_face_box
     steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
                                 run_dir=args.run_dir, progress=not args.no_progress, **options)

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mfr.backbones import backbone_names, get_backbone
 from mfr.commands._common import add_config_flags, config_from_args
 from mfr.core.errors import InputError
 
@@ -42,12 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=2000,
                         help="bootstrap resamples of the CIs (default 2000)")
     parser.add_argument("--layer", default=None,
-                        help="feature layer (default: the backbone's, conv5_3_relu for senet50, the last "
-                             "block before pooling; res5c_relu for dlib_resnet)")
+                        help="feature layer (default: the backbone's own, its facts' "
+                             "gradcam_layer: " + ", ".join(
+                                 f"{get_backbone(n).facts.gradcam_layer} for {n}"
+                                 for n in backbone_names()) + ")")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_flags(parser, "backbone", "face_box", "weights", "preprocessing", "pooling",
                      "image_size", "decoder", "data_root", "seed", "precision")
-    parser.epilog = ("Without --study or --model, --weights (vggface2, a .h5 path, or none) picks "
+    parser.epilog = ("Without --study or --model, --weights (the released ones, a file, or none) picks "
                      "a bare core and --pairs and --out are required. --seed picks the pairs, "
                      "the random regions and the bootstrap (default: the runs' seed).")
 
@@ -79,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
                               pairs_dir=args.pairs, force=force, **options)
     else:
         if "weights" not in given:
-            raise InputError("give --study DIR, --model RUN, or --weights (vggface2, a .h5 "
-                             "path, or none) with --pairs and --out")
+            raise InputError("give --study DIR, --model RUN, or --weights (the backbone's "
+                             "released ones, a weights file, or none) with --pairs and --out")
         if args.pairs is None or args.out is None:
             raise InputError("--weights needs --pairs DIR and --out DIR")
         out = args.out

@@ -1,5 +1,6 @@
 """`mfr train`: Siamese fine-tuning of a backbone's last N layers (THESIS.md, Chapter 4;
-SENet50 by default, ``--backbone dlib_resnet``).
+SENet50 by default, ``--backbone NAME`` for another), with any loss of the registry and its
+hyperparameters as flags (``--loss arcface --arcface-scale 32``).
 
 pairs CSVs + image cache -> OUT/history.csv, checkpoints/, final_trainable.h5, distances.csv,
 summary.json, run.json (:func:`mfr.study.steps.train_step`). ``--dry-run`` lists what a setting
@@ -12,10 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from mfr.commands._common import add_config_flags, config_from_args
+from mfr.commands._common import LOSS_FIELDS, add_config_flags, config_from_args
 from mfr.core.errors import InputError, MissingError
 
-HELP = ("fine-tune a backbone's last N layers (SENet50, or --backbone dlib_resnet) as a Siamese "
+HELP = ("fine-tune a backbone's last N layers (SENet50, or --backbone NAME) as a Siamese "
         "network (or --dry-run: list them)")
 
 
@@ -36,29 +37,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace whatever the output folder holds (another run, or this "
                              "one complete) and compute from scratch")
-    add_config_flags(parser, "backbone", "face_box", "trainable_layers", "epochs", "batch_size", "learning_rate",
-                     "loss", "margin", "optimizer", "momentum", "seed", "weights", "preprocessing",
-                     "data_root", "decoder", "trunk_cache", "steps_per_execution",
-                     "embed_batch_size", "keep_all_checkpoints", "data_parallel", "precision")
+    add_config_flags(parser, "backbone", "face_box", "trainable_layers", "epochs", "batch_size",
+                     "learning_rate", "loss", *LOSS_FIELDS, "optimizer", "momentum", "seed",
+                     "weights", "preprocessing", "pooling", "data_root", "decoder", "trunk_cache",
+                     "steps_per_execution", "embed_batch_size", "keep_all_checkpoints",
+                     "data_parallel", "precision")
 
 
 def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:
-    from mfr.backbones import backbone_cfg, build_core, check_trainable_layers
+    from mfr.backbones import DEFAULT_BACKBONE, get_backbone
     from mfr.core.config import StudyConfig
     from mfr.training import siamese
 
     out = out or sys.stdout  # looked up now: a default bound at import goes stale
-    cfg = StudyConfig(backbone=backbone, weights=None)
-    check_trainable_layers(cfg, ns)
-    core = build_core(cfg)
-    frozen = {"senet50": "BatchNormalization frozen"}.get(
-        backbone, "affine (folded batch norm) frozen")
-    label = backbone_cfg(backbone)["label"]
+    net = get_backbone(backbone)
+    net.check_trainable_layers(ns)
+    core = net.core(StudyConfig(backbone=backbone, weights=None))
     for n in ns:
         rows = siamese.trainable_layer_names(n, core)
         total = sum(p for _, p in rows)
-        print(f"N={n}: {len(rows)} trainable layers ({frozen})"
-              + ("" if backbone == "senet50" else f", {label} ({len(core.layers)} layers)"),
+        print(f"N={n}: {len(rows)} trainable layers ({net.facts.frozen})"
+              + ("" if net.name == DEFAULT_BACKBONE
+                 else f", {net.facts.label} ({len(core.layers)} layers)"),
               file=out)
         for name, params in rows:
             print(f"  {name}  {params:,}", file=out)
@@ -66,11 +66,11 @@ def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfr.backbones import check_trainable_layers
+    from mfr.backbones import get_backbone
 
     cfg = config_from_args(args)
     ns = cfg.trainable_layers
-    check_trainable_layers(cfg, ns)
+    get_backbone(cfg.backbone).check_trainable_layers(ns)
     if args.dry_run:
         dry_run(ns, backbone=cfg.backbone)
         return 0

@@ -1,8 +1,9 @@
 """`mfr verify IMG_A IMG_B`: are two photos of the same person?
 
 Finds the largest face in each photo (MTCNN; ``--no-detect``: the whole image, for faces
-already cropped), embeds both (``--embedder senet50``: a run folder's network or the given
-weights; ``dlib``: needs no VGGFace2 weights), prints ``distance <value>`` and the decision at
+already cropped), embeds both (``--embedder NAME``: a backbone, from a run folder's network or
+the given weights; or a reference embedder such as ``dlib_reference``, dlib's own C++, which
+needs no downloaded weights), prints ``distance <value>`` and the decision at
 the threshold, and which model, weights, preprocessing, distance and threshold source were
 used (:func:`mfr.study.steps.verify_step`). ``--json``: one JSON object for scripts.
 """
@@ -13,8 +14,13 @@ import argparse
 import json
 from pathlib import Path
 
+from mfr.backbones import BACKBONES, backbone_names, get_backbone
+from mfr.backbones.embedders import embedder_names
 from mfr.commands._common import add_config_flags
 from mfr.core.errors import InputError
+
+#: the config flags of a backbone's embedder (beside its own settings: pooling, face_box)
+_NETWORK = ("weights", "preprocessing", "seed")
 
 HELP = "are two photos of the same person? distance and decision (face found with MTCNN)"
 
@@ -22,16 +28,16 @@ HELP = "are two photos of the same person? distance and decision (face found wit
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image_a", type=Path, metavar="IMG_A", help="a photo (JPEG, PNG, ...)")
     parser.add_argument("image_b", type=Path, metavar="IMG_B", help="another photo")
-    parser.add_argument("--embedder", choices=("senet50", "dlib", "dlib_resnet"),
-                        default=None,
-                        help="senet50 (the thesis's network; default), dlib (face_recognition's "
-                             "model: needs no VGGFace2 weights) or dlib_resnet (that model in "
-                             "Keras: pre-trained, or --model a fine-tuned run)")
-    parser.add_argument("--backbone", choices=("senet50", "dlib_resnet"), default=None,
+    parser.add_argument("--embedder", choices=embedder_names(), default=None,
+                        help="a backbone (" + ", ".join(backbone_names()) + "; default "
+                             "senet50, the thesis's network): its released weights, --weights, "
+                             "or --model a run; or a reference implementation (dlib_reference: "
+                             "face_recognition's dlib, needs no downloaded weights)")
+    parser.add_argument("--backbone", choices=backbone_names(), default=None,
                         help="the study's network, as for the other commands: the same as "
-                             "--embedder senet50|dlib_resnet")
+                             "--embedder NAME")
     parser.add_argument("--model", type=Path, default=None, metavar="RUN",
-                        help="senet50: a run folder of `mfr embed` or `mfr train` (its network "
+                        help="a backbone's run folder of `mfr embed` or `mfr train` (its network "
                              "as the run left it; its study's calibrated threshold by default)")
     parser.add_argument("--threshold", default=None, metavar="VALUE|FILE",
                         help="a distance, or a thresholds.json of `mfr evaluate` (default: "
@@ -40,12 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-detect", action="store_true",
                         help="no face detection: each image is already a cropped face")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(parser, "weights", "preprocessing", "seed", "precision")
+    add_config_flags(parser, "weights", "preprocessing", "pooling", "face_box", "seed",
+                     "precision")
     parser.epilog = ("A pair is the same person when distance <= threshold. The distance is the "
-                     "embedder's own: senet50 the thesis's sum of squared differences of unit "
-                     "embeddings; dlib face_recognition's Euclidean distance. --weights "
-                     "(vggface2, a .h5 path, or none: random init with --seed) and "
-                     "--preprocessing are for senet50 without --model. Face detection needs the "
+                     "embedder's own: the thesis's sum of squared differences of unit "
+                     "embeddings, or for dlib's network face_recognition's Euclidean distance. "
+                     "--weights (the released ones, a weights file, or none: random init with "
+                     "--seed), --preprocessing and the backbone's own settings (--pooling, "
+                     "--face-box) are for a backbone without --model. Face detection needs the "
                      "TensorFlow backend.")
 
 
@@ -56,24 +64,42 @@ def run(args: argparse.Namespace) -> int:
     given = vars(args)
     if args.backbone and args.embedder not in (None, args.backbone):
         raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
-    args.embedder = args.embedder or args.backbone or "senet50"
-    own = sorted(k for k in ("weights", "preprocessing", "seed") if k in given)
-    allowed = {"senet50": own, "dlib_resnet": [k for k in own if k != "preprocessing"]}
-    if own and own != allowed.get(args.embedder, []):
-        raise InputError(f"--{own[0]} is a senet50 option, not {args.embedder}'s")
+    args.embedder = embedder = args.embedder or args.backbone or "senet50"
+    flags = ("weights", "preprocessing", "pooling", "face_box", "seed")
+    own = sorted(k for k in flags if k in given)
+    if own and embedder not in BACKBONES:
+        raise InputError(f"--{_flag(own[0])} is not an option of {embedder}: it is a senet50 "
+                         f"option, as of every backbone's embedder ({', '.join(BACKBONES)})")
     if own and args.model is not None and own != ["seed"]:
-        raise InputError(f"--{own[0]} applies without --model; a run's network and "
+        raise InputError(f"--{_flag(own[0])} applies without --model; a run's network and "
                          f"preprocessing come from its run.json")
-    cfg = load_config(args.config).replace(**{k: given[k] for k in own})
-    result = verify_step(args.image_a, args.image_b, embedder=args.embedder, model=args.model,
-                         weights=cfg.weights, preprocessing=cfg.preprocessing, seed=cfg.seed,
+    profile = load_config(args.config)
+    network: dict = {}
+    if embedder in BACKBONES:
+        allowed = {*_NETWORK, *get_backbone(embedder).facts.settings}
+        other = [k for k in own if k not in allowed]
+        if other:
+            raise InputError(f"--{_flag(other[0])} is not an option of {embedder} (it takes "
+                             f"{', '.join('--' + _flag(k) for k in sorted(allowed))})")
+        # the profile's network when it is this backbone's, else the backbone's own defaults
+        base = {k: getattr(profile, k) for k in allowed} if profile.backbone == embedder else {}
+        cfg = profile.replace(backbone=embedder, **{**base, **{k: given[k] for k in own}})
+        network = {k: getattr(cfg, k) for k in allowed
+                   if k in base or k in own or k == "weights"}
+        if "weights" not in base and "weights" not in own:
+            network["weights"] = "vggface2"  # the released ones of this backbone
+    result = verify_step(args.image_a, args.image_b, embedder=embedder, model=args.model,
                          threshold=args.threshold, detect=not args.no_detect,
-                         precision=given.get("precision", load_config(args.config).precision))
+                         precision=given.get("precision", profile.precision), **network)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_plain))
     else:
         print("\n".join(result.lines()))
     return 0
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
 
 
 def _plain(o):

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from mfr.backbones import BACKBONES, MIN_IMAGE_SIZE
+from mfr.backbones import backbone_names, get_backbone
 from mfr.core.errors import InputError, MissingError
-from mfr.training.losses import DEFAULT_LOSS, LOSSES
+from mfr.training.losses import DEFAULT_LOSS, LOSSES, loss_params
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -35,6 +35,27 @@ def data_home() -> Path:
     return Path(os.environ.get("MFR_DATA") or "~/mfr_data").expanduser()
 
 THESIS_TRAINABLE_LAYERS = (10, 20, 30, 40, 50, 60, 70)
+
+
+def _network_choices() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], str, str, str]:
+    """The registered backbones, their preprocessing modes and face boxes, and the help text
+    of the three fields, from the backbones' facts (:mod:`mfr.backbones`)."""
+    nets = [get_backbone(n) for n in backbone_names()]
+    modes = tuple(dict.fromkeys(p.name for b in nets for p in b.facts.preprocessing))
+    boxes = tuple(dict.fromkeys(x for b in nets for x in b.facts.face_boxes))
+    backbone_help = "the face network (mfr.backbones): " + "; ".join(
+        f"{b.name} ({b.facts.label})" for b in nets)
+    prep_help = "the network's input preprocessing (default: the backbone's first): " + "; ".join(
+        f"{b.name}: {', '.join(b.facts.preprocessing_names)}" for b in nets)
+    box_help = ("a face-aligning backbone: where its landmarks are found (default: the "
+                "backbone's first): " + "; ".join(f"{b.name}: {', '.join(b.facts.face_boxes)}"
+                                                  for b in nets if b.facts.face_boxes)
+                + " (crop: the cached image is the face; mtcnn needs TensorFlow)")
+    return tuple(b.name for b in nets), modes, boxes, backbone_help, prep_help, box_help
+
+
+(_BACKBONES, _PREPROCESSING, _FACE_BOXES, _BACKBONE_HELP, _PREPROCESSING_HELP,
+ _FACE_BOX_HELP) = _network_choices()
 
 
 #: the largest seed: numpy's and scikit-learn's random_state take 0..2**32-1
@@ -82,7 +103,24 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
                           "precision", "bootstrap_resamples", "threshold_rule"),
 }
 
+def _with_loss_params(cls: type) -> type:
+    """Each loss's hyperparameters (:func:`mfr.training.losses.loss_params`: they live with the
+    loss's entry) as fields of the config, right after ``loss``: YAML keys, notebook parameters
+    and ``--flags`` like every other field."""
+    annotations: dict[str, Any] = {}
+    for name, hint in cls.__annotations__.items():
+        annotations[name] = hint
+        if name == "loss":
+            for p in loss_params():
+                annotations[p.name] = "float"
+                setattr(cls, p.name, _f(float(p.default), p.help, minimum=p.minimum,
+                                        maximum=p.maximum, above=p.above, below=p.below))
+    cls.__annotations__ = annotations
+    return cls
+
+
 @dataclass(frozen=True)
+@_with_loss_params
 class StudyConfig:
     """Hyperparameters of one study run; defaults are the thesis's."""
 
@@ -110,42 +148,20 @@ class StudyConfig:
                                        "backbone's smallest)", minimum=1)
     decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
                              "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
-    preprocessing: str = _f("thesis", "thesis (RGB, as the thesis) or vggface2 (the weights' BGR) "
-                                      "for senet50; dlib for dlib_resnet (set by itself)",
-                            ("thesis", "vggface2", "dlib"))
-    backbone: str = _f("senet50", "the face network: senet50 (the thesis's) or dlib_resnet "
-                                  "(dlib's face ResNet, mfr.backbones)", tuple(BACKBONES))
+    preprocessing: str = _f("thesis", _PREPROCESSING_HELP, _PREPROCESSING)
+    backbone: str = _f("senet50", _BACKBONE_HELP, _BACKBONES)
     pooling: str = _f("avg", "final global pooling of SENet50", ("avg", "max"))
-    face_box: str = _f("crop", "dlib_resnet: where its 5-point landmarks are found before the "
-                               "150-px chip: crop (the cached image, a face crop), mtcnn "
-                               "(MTCNN's largest face, else the crop; needs TensorFlow) or hog "
-                               "(dlib's detector, else the crop)", ("crop", "mtcnn", "hog"))
-    weights: str | None = _f("vggface2", "the backbone's released weights (vggface2 for "
-                                         "senet50, dlib_v1 for dlib_resnet; vggface2 means the "
-                                         "released ones of any backbone), a weights file (.h5 / "
-                                         ".dat), or none (random init, seeded: offline demo only)")
+    face_box: str | None = _f(None, _FACE_BOX_HELP, _FACE_BOXES)
+    weights: str | None = _f("vggface2", "the backbone's released weights (" + ", ".join(
+        f"{get_backbone(n).facts.weights.name} for {n}" for n in _BACKBONES) + "; vggface2 means "
+        "the released ones of any backbone), a weights file, or none (random init, seeded: "
+        "offline demo only)")
     # Siamese training (Eq. 3.4, Table 4.3)
     loss: str = _f(DEFAULT_LOSS, "the training loss (mfr.training.losses): contrastive (Eq. 3.4, the "
                                   "thesis's, on pairs; its margin is margin); on P subjects x K "
                                   "images per batch: triplet (batch-hard), arcface, cosface "
                                   "(a class-margin head on the training subjects), dlib_metric "
                                   "(dlib's loss_metric)", tuple(LOSSES))
-    margin: float = _f(5.0, "contrastive margin A (the thesis's 5 exceeds the largest d, 4)",
-                   above=0.0)
-    triplet_margin: float = _f(0.2, "triplet: margin of the batch-hard hinge on Euclidean "
-                                    "distances of unit embeddings (0.2: FaceNet's alpha, "
-                                    "Schroff et al. 2015; Hermans et al. 2017's batch hard)",
-                               above=0.0)
-    arcface_scale: float = _f(64.0, "arcface: logit scale s (Deng et al. 2019: 64)", above=0.0)
-    arcface_margin: float = _f(0.5, "arcface: additive angular margin m, radians (Deng et al. "
-                                    "2019: 0.5)", above=0.0, below=math.pi / 2)
-    cosface_scale: float = _f(64.0, "cosface: logit scale s (Wang et al. 2018: 64)", above=0.0)
-    cosface_margin: float = _f(0.35, "cosface: additive cosine margin m (Wang et al. 2018: 0.35)",
-                               above=0.0, below=2.0)
-    dlib_metric_threshold: float = _f(0.6, "dlib_metric: distance threshold (dlib's "
-                                           "loss_metric_, dlib/dnn/loss.h: 0.6)", above=0.0)
-    dlib_metric_margin: float = _f(0.04, "dlib_metric: margin around the threshold (dlib's "
-                                         "loss_metric_: 0.04)", above=0.0)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
     learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are)", minimum=0.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
@@ -197,9 +213,8 @@ class StudyConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
-        if self.backbone != "senet50":  # the field defaults are SENet50's
-            _backbone_defaults(self)
-        smallest = MIN_IMAGE_SIZE[self.backbone]
+        _backbone_defaults(self)
+        smallest = get_backbone(self.backbone).facts.min_image_size
         if self.image_size < smallest:
             raise ConfigValueError("image_size", f"at least {smallest} pixels for "
                                                  f"{self.backbone}, got {self.image_size}")
@@ -218,12 +233,11 @@ class StudyConfig:
         d = self.to_dict()
         if names is None:
             return d
-        from mfr.backbones import backbone_cfg
         from mfr.training.losses import get_loss
 
         names = set(names)
         if "backbone" in names:
-            names |= set(backbone_cfg(self.backbone)["settings"])
+            names |= {"preprocessing", *get_backbone(self.backbone).facts.settings}
         if "loss" in names:
             names |= set(get_loss(self.loss).fields)
         return {k: v for k, v in d.items() if k in names}
@@ -244,20 +258,18 @@ _TYPES = typing.get_type_hints(StudyConfig)
 
 
 def _backbone_defaults(cfg: StudyConfig) -> None:
-    """A backbone other than SENet50: ``weights: vggface2`` (the field's default) names its own
-    released weights, and the default preprocessing becomes its own; a preprocessing it does
-    not take is refused, naming the backbone."""
-    from mfr.backbones import backbone_cfg
-
-    facts = backbone_cfg(cfg.backbone)
-    if cfg.weights == "vggface2":
-        object.__setattr__(cfg, "weights", facts["pretrained"])
-    modes = facts["preprocessing"]
-    if cfg.preprocessing == "thesis" and "thesis" not in modes:
-        object.__setattr__(cfg, "preprocessing", modes[0])
-    if cfg.preprocessing not in modes:
-        raise ConfigValueError("preprocessing", f"{cfg.backbone} takes {', '.join(modes)}, "
-                                                f"got {cfg.preprocessing!r}")
+    """The backbone's own values where the config kept the fields' defaults (the thesis's,
+    SENet50's): ``weights: vggface2`` names its released weights, the default preprocessing
+    and face box are its first (:meth:`mfr.backbones.base.Backbone.config_defaults`); a
+    preprocessing or face box it does not take is refused, naming the backbone."""
+    try:
+        values = get_backbone(cfg.backbone).config_defaults(cfg.weights, cfg.preprocessing,
+                                                            cfg.face_box)
+    except InputError as e:
+        key, _, detail = str(e).partition(": ")
+        raise ConfigValueError(key, detail) from None
+    for k, v in values.items():
+        object.__setattr__(cfg, k, v)
 
 
 def _check(f: dataclasses.Field, value: Any) -> Any:

@@ -87,7 +87,11 @@ class RunRecord:
 
     @property
     def backbone(self) -> str:
-        return str(self.config.get("backbone", "senet50"))
+        """The run's backbone; a record without one was made before there were others: the
+        thesis's."""
+        from mfr.backbones import DEFAULT_BACKBONE
+
+        return str(self.config.get("backbone", DEFAULT_BACKBONE))
 
     def get(self, key: str, default: Any = None) -> Any:
         """A field of the record (``data.get``)."""

@@ -103,23 +103,15 @@ def parse_setting_dir(name: str) -> SettingDir | None:
 # --------------------------------------------------------------------------- settings
 
 
-def setting_label(setting: str | int, random_init: bool = False, backbone: str = "senet50",
+def setting_label(setting: str | int, random_init: bool = False, backbone: str | None = None,
                   weights: str | None = None) -> str:
-    """A setting's name in tables and figures: "SENet50 pre-trained" / "last N layers", or
-    "SENet50 random init" / "last N layers (random init)" for a run from random weights (the
-    backbone's own short name in place of SENet50's). `weights`: the run's weights when they
-    are a file other than the backbone's released ones, named in the label ("weights x.h5",
-    "last N layers (weights x.h5)"), so that two such runs are told apart."""
-    from mfr.backbones import backbone_cfg
+    """A setting's name in tables and figures (the backbone's
+    :meth:`~mfr.backbones.base.Backbone.setting_label`: "SENet50 pre-trained" / "last N
+    layers", "... random init" / "(random init)", "weights x.h5" for a run from another
+    weights file); `backbone`: the name a run record gives (default: the thesis's)."""
+    from mfr.backbones import DEFAULT_BACKBONE, get_backbone
 
-    if (not random_init and weights is not None
-            and weights not in ("vggface2", backbone_cfg(backbone)["pretrained"])):
-        base = f"weights {Path(weights).name}"
-        return base if setting == "pre-trained" else f"last {setting} layers ({base})"
-    if setting == "pre-trained":
-        name = backbone_cfg(backbone)["short_label"]
-        return f"{name} random init" if random_init else f"{name} pre-trained"
-    return f"last {setting} layers" + (" (random init)" if random_init else "")
+    return get_backbone(backbone or DEFAULT_BACKBONE).setting_label(setting, random_init, weights)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Embeddings of images, each unique image once, and their files.
 
 :func:`embed_images` takes uint8 images (an :class:`mfr.data.image_cache.ImageCache`'s memmap or any
-(N, H, W, 3) array), preprocesses each batch with :func:`mfr.backbones.preprocess` and runs the
+(N, H, W, 3) array), preprocesses each batch as the backbone says (:mod:`mfr.backbones.preprocess`) and runs the
 network with ``model.predict_on_batch`` (Keras 3, any backend), returning L2-normalised float32
 embeddings. :class:`Embeddings` holds them with the image path of each row.
 """
@@ -26,11 +26,13 @@ from mfr.evaluation.distances import l2_normalize
 __all__ = ["Embeddings", "embed_images", "load_embeddings", "predict_batch", "save_embeddings"]
 
 
-def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str,
+def predict_batch(model, batch_uint8: np.ndarray, preprocessing: Any,
                   forward: Callable[[np.ndarray], Any] | None = None) -> np.ndarray:
-    """One batch: preprocess (mfr.backbones.preprocess) and run the model (or `forward`, e.g. a
+    """One batch: preprocessed (`preprocessing`: a backbone's
+    :class:`~mfr.backbones.base.Preprocessing`, or its name, :func:`mfr.backbones.preprocess.
+    preprocess`) and run through the model (or `forward`, e.g. a
     :class:`mfr.training.data_parallel.ShardedForward` of it); float32 numpy."""
-    from mfr.backbones.vggface import preprocess
+    from mfr.backbones.preprocess import preprocess
 
     x = preprocess(np.asarray(batch_uint8), mode=preprocessing)
     return np.asarray((forward or model.predict_on_batch)(x), dtype=np.float32)
@@ -39,26 +41,30 @@ def predict_batch(model, batch_uint8: np.ndarray, preprocessing: str,
 def embed_images(
     model,
     images: np.ndarray,
-    preprocessing: str = "thesis",
+    preprocessing: Any = "thesis",
     batch_size: int = 64,
     progress: bool = True,
     rows: Sequence[int] | np.ndarray | None = None,
     data_parallel: bool = False,
+    normalize: bool = True,
 ) -> np.ndarray:
     """Embed images (N, H, W, 3) uint8 (array or memmap) batch by batch.
 
     Args:
-        model: a Keras model taking preprocessed float32 images (:func:`mfr.backbones.vggface.senet50`).
+        model: a Keras model taking preprocessed float32 images (a backbone's network).
         images: uint8 RGB images; read one batch at a time, so a memmap stays on disk.
-        preprocessing: ``"thesis"`` or ``"vggface2"`` (:func:`mfr.backbones.preprocess`).
+        preprocessing: the backbone's :class:`~mfr.backbones.base.Preprocessing` (or its name:
+            ``"thesis"``, ``"vggface2"``, ...; :func:`mfr.backbones.preprocess.preprocess`).
         batch_size: images per forward pass.
         progress: show a tqdm bar.
         rows: embed only these rows of `images`, in this order (default: all).
         data_parallel: JAX only: each batch sharded across every device
             (:class:`mfr.training.data_parallel.ShardedForward`); the same embeddings.
+        normalize: L2-normalise the rows (False: the network's raw output).
 
     Returns:
-        float32 (n, D) embeddings, each row L2-normalised (``tf.math.l2_normalize``'s epsilon).
+        float32 (n, D) embeddings, each row L2-normalised (``tf.math.l2_normalize``'s epsilon)
+        unless `normalize` is False.
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
@@ -80,7 +86,8 @@ def embed_images(
     if not chunks:
         out_dim = model.output_shape[-1]
         return np.zeros((0, out_dim), dtype=np.float32)
-    return l2_normalize(np.concatenate(chunks).astype(np.float32, copy=False))
+    out = np.concatenate(chunks).astype(np.float32, copy=False)
+    return l2_normalize(out) if normalize else out
 
 
 # --------------------------------------------------------------------------- save / load

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mfr.backbones.dlib_resnet import FACE_RECOGNITION_TOLERANCE  # dlib's fact, re-exported
 from mfr.core.errors import InputError, MissingError
 from mfr.core.provenance import differences, read_run
 
@@ -34,9 +35,6 @@ __all__ = ["FACE_RECOGNITION_TOLERANCE", "PAIR_SET_ORDER", "Threshold", "parse_t
            "evaluated_run", "resolve_threshold", "stale_reason", "study_thresholds_file",
            "threshold_from_file"]
 
-#: face_recognition's ``compare_faces(..., tolerance=0.6)``: its documented default, on
-#: ``face_distance`` (Euclidean on dlib's raw 128-d descriptors, ``euclidean_raw`` here)
-FACE_RECOGNITION_TOLERANCE = 0.6
 #: which pair set of a dataset evaluation's thresholds.json is used, first found first: MFR2's
 #: own masked-vs-unmasked pairs, then every masked x unmasked pair
 PAIR_SET_ORDER = ("mfr2_pairs", "masked_vs_unmasked")
@@ -136,7 +134,9 @@ def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str,
     settings = data["settings"]
     if not isinstance(settings, dict):
         raise InputError(f"{path}: 'settings' is not a mapping")
-    if embedder.name not in ("senet50", "dlib_resnet"):  # the study backbones' embedders
+    from mfr.backbones import BACKBONES
+
+    if embedder.name not in BACKBONES:  # a study's thresholds are its backbone's
         raise InputError(f"{path}: a study's thresholds are its backbone's (its settings "
                          f"{sorted(settings)}), not {embedder.name}'s")
     run_dir = getattr(embedder, "run_dir", None)
@@ -235,10 +235,10 @@ def resolve_threshold(spec: float | str | Path | None, embedder: Any,
             return threshold_from_file(path, embedder, distance, default=True)
         return Threshold(None, f"no calibrated threshold: {path} not found (run `mfr evaluate "
                                f"--study {Path(run_dir).parent}`, or give --threshold)", distance)
-    if embedder.name in ("dlib", "dlib_resnet") and distance == "euclidean_raw":
-        return Threshold(FACE_RECOGNITION_TOLERANCE,
-                         "face_recognition's documented default tolerance (compare_faces, 0.6) "
-                         "on its raw Euclidean distance; not calibrated on masked faces",
-                         distance)
+    from mfr.backbones.embedders import documented_threshold
+
+    documented = documented_threshold(embedder.name)
+    if documented is not None and documented[0] == distance:
+        return Threshold(float(documented[1]), documented[2], distance)
     return Threshold(None, f"no calibrated threshold for {embedder.name} without --model RUN "
                            f"(a study's run folder); give --threshold VALUE or FILE", distance)

@@ -28,7 +28,7 @@ import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,9 @@ from mfr.core.progress import progress_bar
 from mfr.core.runs import Setting, discover_settings, read_setting, setting_label
 from mfr.data.pairs import select_pairs
 from mfr.explain import attention
+
+if TYPE_CHECKING:
+    from mfr.backbones.base import Backbone
 
 __all__ = ["GradcamRun", "Setting", "find_settings", "read_setting", "run_gradcam",
            "select_pairs", "setting_label"]  # Setting, read_setting, setting_label: mfr.core.runs
@@ -110,25 +113,21 @@ class GradcamRun:
     record: dict[str, Any] = field(default_factory=dict)  # what run.json says beside provenance
 
 
-def _load_core(setting: Setting):
+def _load_core(setting: Setting, backbone: Backbone):
     """The setting's network: its run folder's as the run left it, else its config's (the
     backbone's released weights, or the seeded random init)."""
     if setting.run_dir is not None:
-        from mfr.backbones.run_model import load_run_model
-
-        return load_run_model(setting.run_dir)
-    from mfr.backbones import build_core
-
-    return build_core(setting.config)
+        return backbone.load_run(setting.run_dir)
+    return backbone.core(setting.config)
 
 
-def _explain_setting(core, setting: Setting, images: dict[str, np.ndarray], layer: str,
-                     fraction: float, draws: int, seed: int, progress: bool):
+def _explain_setting(core, setting: Setting, backbone: Backbone, images: dict[str, np.ndarray],
+                     layer: str, fraction: float, draws: int, seed: int, progress: bool):
     """Maps (at the image size), per-image distances and deletion results of one setting."""
-    from mfr.backbones.vggface import preprocess
     from mfr.explain.gradcam import embed_preprocessed, gradcam, upsample
 
-    x = {r: preprocess(images[r], mode=setting.config.preprocessing) for r in ROLES}
+    spec = backbone.preprocessing(setting.config.preprocessing)
+    x = {r: backbone.preprocess(images[r], spec) for r in ROLES}
     emb = {r: embed_preprocessed(core, x[r]) for r in ROLES}
     partner = {"masked": "unmasked", "unmasked": "masked"}
     k, size = len(images["masked"]), images["masked"].shape[1:3]
@@ -203,11 +202,10 @@ def _save(fig, path: Path) -> Path:
 
 
 def _check_settings(settings: Sequence[Setting], n_images: int, random_draws: int,
-                    layer: str | None) -> tuple[str, str, int]:
-    """The settings explained together: one backbone, one input size; its Grad-CAM layer.
-    Before any slow work."""
-    from mfr.backbones import backbone_cfg
-    from mfr.explain.gradcam import FEATURE_LAYER
+                    layer: str | None) -> tuple[Backbone, str, int]:
+    """The settings explained together: one backbone (resolved here, once), one input size,
+    one face box; its Grad-CAM layer. Before any slow work."""
+    from mfr.backbones import get_backbone
 
     if not settings:
         raise InputError("no setting to explain")
@@ -219,12 +217,16 @@ def _check_settings(settings: Sequence[Setting], n_images: int, random_draws: in
     if len(backbones) != 1:
         raise InputError(f"the settings are of different backbones {sorted(backbones)}; explain "
                          f"them separately")
-    backbone = backbones.pop()
+    backbone = get_backbone(backbones.pop())
     sizes = {s.config.image_size for s in settings}
     if len(sizes) != 1:
         raise InputError(f"the settings take different input sizes {sorted(sizes)}; explain "
                          f"them separately")
-    return backbone, layer or backbone_cfg(backbone).get("gradcam_layer", FEATURE_LAYER), sizes.pop()
+    boxes = {s.config.face_box for s in settings} if backbone.aligns else set()
+    if len(boxes) > 1:
+        raise InputError(f"the settings find faces with different face boxes {sorted(boxes)}; "
+                         f"explain them separately")
+    return backbone, layer or backbone.facts.gradcam_layer, sizes.pop()
 
 
 def _image_source(settings: Sequence[Setting], pairs_dir: Path, data_root: str | Path | None,
@@ -289,7 +291,8 @@ def _mask_lines(images: dict[str, np.ndarray], fixed: float, progress: bool
     return lines, confidence
 
 
-def _explain_settings(settings: Sequence[Setting], images: dict[str, np.ndarray],
+def _explain_settings(settings: Sequence[Setting], backbone: Backbone,
+                      images: dict[str, np.ndarray],
                       pairs: pd.DataFrame, lines: dict[str, list[tuple[int, str]]],
                       confidence: dict[str, list[float]], layer: str, deletion_fraction: float,
                       random_draws: int, seed: int, progress: bool
@@ -299,9 +302,9 @@ def _explain_settings(settings: Sequence[Setting], images: dict[str, np.ndarray]
     size = images["masked"].shape[1]
     att_rows, del_frames, maps = [], [], {}
     for order, s in enumerate(settings):
-        core = _load_core(s)
+        core = _load_core(s, backbone)
         layer_maps, raw_max, deletion = _explain_setting(
-            core, s, images, layer, deletion_fraction, random_draws, seed, progress)
+            core, s, backbone, images, layer, deletion_fraction, random_draws, seed, progress)
         del core
         gc.collect()
         maps[s.name] = layer_maps
@@ -391,7 +394,6 @@ def run_gradcam(
     Images come from an image cache that holds them (``pairs_dir/cache``, the runs'
     ``cache_dir``), else from `data_root` (default: the first run's recorded data root;
     :func:`mfr.study.steps.gradcam_step` passes the partition's)."""
-    from mfr.backbones import align_images
     from mfr.data import faces
     from mfr.data.pairs import read_pairs
     from mfr.explain.gradcam import require_tensorflow
@@ -406,9 +408,10 @@ def run_gradcam(
     pairs, images, skipped = _pick_pairs(candidates, source, n_images, pairs_dir)
     # the images the network takes (dlib's face chips), explained and lined up at their size
     face_box = settings[0].config.face_box
-    images = {r: align_images(backbone, images[r], face_box=face_box) for r in ROLES}
+    images = {r: backbone.align(images[r], face_box=face_box) for r in ROLES}
     lines, confidence = _mask_lines(images, fixed, progress)
-    att_rows, del_frames, maps = _explain_settings(settings, images, pairs, lines, confidence,
+    att_rows, del_frames, maps = _explain_settings(settings, backbone, images, pairs, lines,
+                                                   confidence,
                                                    layer, deletion_fraction, random_draws, seed,
                                                    progress)
     att, dele, summary = _tables(att_rows, del_frames, settings, deletion_fraction,

@@ -140,15 +140,18 @@ def write_report(out_dir: str | Path, config: StudyConfig, ledger: dict[str, Any
     """Write ``REPORT.md`` and ``REPORT.html`` into the study folder; returns the .md path."""
     out = Path(out_dir)
     demo = config.weights is None and config.data_root is None
-    from mfr.backbones import backbone_cfg
+    from mfr.backbones import get_backbone
 
-    net = backbone_cfg(config.backbone)["short_label"]
+    backbone = get_backbone(config.backbone)
+    net = backbone.facts.short_label
     md = [f"# mfr study `{config.profile}`: masked face recognition with a Siamese {net}", ""]
     md += [f"> {DEMO_NOTE if demo else RANDOM_NOTE}", ""] if config.weights is None else []
     md += ["Every table and figure of the thesis's Chapters 4-5, regenerated, the thesis's value "
            "beside this run's; then the metrics the thesis named but did not measure. Each "
            "section comes from a step's executed notebook (links below).", ""]
     md += _what_ran(out, config, ledger, steps)
+    if config.weights is not None:  # the released weights' terms, wherever they are used
+        md += [f"Weights: {backbone.licence_note()}", ""]
 
     table = _read(out / "partition" / "table_4_2.md")
     md += ["## Pairs (Table 4.2)", "", _demoted(table) if table else "not run", ""]

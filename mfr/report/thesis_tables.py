@@ -50,9 +50,10 @@ def thesis_row(setting: str | int) -> dict[str, float]:
 
 def run_label(setting: str | int, run_dir: str | Path) -> str:
     """:func:`setting_label` of a run folder, random init, backbone and weights read from it."""
-    config = read_run(run_dir).config if (Path(run_dir) / RUN_FILE).is_file() else {}
-    return setting_label(setting, run_random_init(run_dir), config.get("backbone", "senet50"),
-                         config.get("weights"))
+    record = read_run(run_dir) if (Path(run_dir) / RUN_FILE).is_file() else None
+    backbone = record.backbone if record is not None else None
+    weights = record.config.get("weights") if record is not None else None
+    return setting_label(setting, run_random_init(run_dir), backbone, weights)
 
 
 def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squared") -> dict:

@@ -160,12 +160,12 @@ def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
 
 
 def _one_n(cfg: StudyConfig, where: str) -> int:
-    from mfr.backbones import check_trainable_layers
+    from mfr.backbones import get_backbone
 
     if len(cfg.trainable_layers) != 1:
         raise InputError(f"{where}: trainable_layers must be one N per recipe, got "
                          f"{list(cfg.trainable_layers)}")
-    return check_trainable_layers(cfg, cfg.trainable_layers[0])[0]
+    return get_backbone(cfg.backbone).check_trainable_layers(cfg.trainable_layers[0])[0]
 
 
 def _merged(recipe: Recipe, recipes: Sequence[Recipe], chosen: str | None) -> dict[str, Any]:

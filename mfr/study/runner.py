@@ -224,10 +224,11 @@ def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
     """Before any notebook: every setting the study will run is one its steps take (each N
     against the backbone's layers; the config's own checks ran when it was loaded), and the
     data and the weights a profile needs are there (one line saying what to fetch otherwise)."""
-    from mfr.backbones import check_trainable_layers
+    from mfr.backbones import get_backbone
 
+    backbone = get_backbone(config.backbone)
     try:
-        check_trainable_layers(config)
+        backbone.check_trainable_layers(config.trainable_layers)
     except InputError as e:
         raise InputError(f"profile {Path(str(profile)).stem}: trainable_layers: {e}") from None
     if config.data_root is not None and not Path(config.data_root).is_dir():
@@ -243,9 +244,7 @@ def _check_can_run(config: StudyConfig, profile: str | Path) -> None:
             f"{config.data_root}: no dataset here (profile {Path(str(profile)).stem}); "
             f"fetch it with `mfr data fetch {name}`, or unpack a download there "
             f"(`mfr data fetch {name} --from FILE`)")
-    from mfr.study.steps import check_weights
-
-    check_weights(config, progress=True)
+    backbone.check_weights(config.weights, progress=True)
 
 
 def _check_study_folder(out: Path) -> None:

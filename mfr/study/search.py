@@ -85,12 +85,13 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
     (:func:`inner_partition`). Writes under `out_dir`: ``partition/`` (the inner partition),
     ``baseline_<box>/``, ``train_<optimizer>_lr<rate>/`` (run folders; a rerun skips what is
     done), ``face_box.csv``, ``search.csv`` and ``search.md``; returns the chosen values."""
-    from mfr.backbones import backbone_module, check_trainable_layers
+    from mfr.backbones import get_backbone
     from mfr.core.outputs import write_csv, write_json, write_text
     from mfr.core.provenance import read_run
     from mfr.study.steps import embed_step, train_step
 
-    n = check_trainable_layers(config, n)[0]
+    backbone = get_backbone(config.backbone)
+    n = backbone.check_trainable_layers(n)[0]
     epochs = sorted({int(e) for e in epochs})
     if not epochs or epochs[0] < 1:
         raise InputError(f"epochs must be counts >= 1, got {list(epochs)}")
@@ -105,8 +106,8 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
     pairs, cache = out / "partition", out / "cache"
     inner_partition(config, pairs)
 
-    aligns = getattr(backbone_module(config.backbone), "align", None) is not None
-    boxes = list(face_boxes or ((config.face_box,) if not aligns else ("crop", "mtcnn")))
+    boxes = list(face_boxes or ((config.face_box,) if not backbone.aligns
+                                else backbone.facts.face_boxes[:2]))
     box_rows = []
     for box in boxes:
         cfg = config.replace(face_box=box)

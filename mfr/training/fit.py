@@ -1,4 +1,5 @@
-"""Siamese fine-tuning of SENet50's last N layers (THESIS.md "Model"): arrays in, a trained model out.
+"""Siamese fine-tuning of a backbone's last N layers (THESIS.md "Model"; SENet50 in the thesis):
+arrays in, a trained model out.
 
 One epoch = one pass over the training pairs in the order
 ``np.random.default_rng([seed, epoch]).permutation(n_train)`` (epoch counted from 0), in
@@ -12,7 +13,7 @@ Two paths, the same SGD steps on the same batches:
 - ``trunk_cache=True`` (default): everything before the trainable part is a fixed function of
   the image (BN in inference mode, frozen weights), so it is computed once per unique image
   (:func:`mfr.training.siamese.split_trunk`) and each step runs only the head on those features.
-- ``trunk_cache=False`` ("thesis-style"): both twins' full SENet50 forward for every pair,
+- ``trunk_cache=False`` ("thesis-style"): both twins' full network forward for every pair,
   every step, as the thesis did (on preprocessed images held in memory, not decoded per step).
 
 Both keep their per-image inputs (features or images) in the model, on the device, so a step
@@ -22,7 +23,8 @@ there): the same SGD steps, without Keras's per-step overhead.
 
 With an `out_dir`, :func:`train_siamese` writes ``history.csv`` and a checkpoint after every
 epoch (:mod:`mfr.training.checkpoints`; ``resume=True`` continues from the latest) and
-``final_trainable.h5`` (the trained layers only, keras-vggface's legacy HDF5 layout). The run
+``final_trainable.h5`` (the trained layers only, legacy HDF5, the backbone's
+:meth:`~mfr.backbones.base.Backbone.save_trained`). The run
 folder's other files are :func:`mfr.study.steps.train_step`'s.
 
 A non-finite loss stops the run (:class:`NonFiniteLossError`, naming the epoch and batch);
@@ -34,8 +36,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -49,6 +50,10 @@ from mfr.data.pairs import PairSet
 from mfr.training import checkpoints, siamese
 from mfr.training.image_batches import pk_sizes
 from mfr.training.losses import get_loss, loss_settings, pair_loss_fn, require_pair_batches
+
+if TYPE_CHECKING:
+    from mfr.backbones.base import Backbone
+    from mfr.training.losses import LossSpec
 
 __all__ = [
     "NonFiniteLossError",
@@ -80,7 +85,7 @@ class TrainResult:
     path: str  # "cached" | "thesis-style"
     test_distances: np.ndarray | None = None
     test_pair_rows: np.ndarray | None = None
-    test_embeddings: np.ndarray | None = None  # (n unique test images, 2048), L2-normalised
+    test_embeddings: np.ndarray | None = None  # (n unique test images, D), L2-normalised
     embeddings: np.ndarray | None = None  # the unique val + test images', L2-normalised
     embedding_rows: np.ndarray | None = None  # their rows of `images` (sorted)
     timings: dict[str, Any] = field(default_factory=dict)
@@ -96,9 +101,10 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
-def resume_fingerprint(config: StudyConfig, n: int, n_train: int) -> dict[str, Any]:
+def resume_fingerprint(config: StudyConfig, n: int, n_train: int,
+                       loss: LossSpec | None = None) -> dict[str, Any]:
     """What a checkpoint must agree on with this run to be resumed by it."""
-    fp = {**loss_settings(config), **{k: getattr(config, k) for k in _FINGERPRINT_KEYS}}
+    fp = {**loss_settings(config, loss), **{k: getattr(config, k) for k in _FINGERPRINT_KEYS}}
     fp.update(trainable_layers=int(n), n_train=int(n_train))
     return fp
 
@@ -138,14 +144,13 @@ def compact_pair_rows(*sets: PairSet) -> tuple[np.ndarray, list[PairSet]]:
     return rows, out
 
 
-def _feature_tables(images, rows, net_in, preprocessing, batch_size, progress, desc):
-    """net_in(preprocessed batch) -> list of tensors, for `rows` of `images`, concatenated.
+def _feature_tables(images, rows, net_in, preprocess, batch_size, progress, desc):
+    """net_in(preprocess(batch)) -> list of tensors, for `rows` of `images`, concatenated.
 
-    Preprocessing and `net_in` run on the device, in fixed-size batches (the last one padded,
-    so no new shapes are compiled); the result stays on the device (no round trip).
+    Preprocessing (the backbone's) and `net_in` run on the device, in fixed-size batches (the
+    last one padded, so no new shapes are compiled); the result stays on the device (no round
+    trip).
     """
-    from mfr.backbones.vggface import preprocess
-
     ops = keras.ops
     chunks: list[list] = []
     starts = range(0, len(rows), batch_size)
@@ -154,14 +159,14 @@ def _feature_tables(images, rows, net_in, preprocessing, batch_size, progress, d
         batch = np.asarray(images[r])
         if len(r) < batch_size and len(rows) > batch_size:
             batch = np.concatenate([batch, np.repeat(batch[:1], batch_size - len(r), axis=0)])
-        x = preprocess(ops.convert_to_tensor(batch), mode=preprocessing)
+        x = preprocess(ops.convert_to_tensor(batch))
         chunks.append([f[:len(r)] for f in net_in(x)])
     return [ops.concatenate(list(parts), axis=0) if len(parts) > 1 else parts[0]
             for parts in zip(*chunks, strict=True)]
 
 
 def _net_and_tables(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                    progress: bool) -> tuple[keras.Model, list]:
+                    backbone: Backbone, progress: bool) -> tuple[keras.Model, list]:
     """The network a step runs and its per-image inputs for `rows` of `images`: the head on
     cached trunk features (``trunk_cache``), or the whole core on preprocessed images
     (thesis-style)."""
@@ -179,7 +184,11 @@ def _net_and_tables(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfi
         def net_in(x):
             return [x]
         desc = "preprocessing"
-    return net, _feature_tables(images, rows, net_in, cfg.preprocessing, cfg.embed_batch_size,
+    spec = backbone.preprocessing(cfg.preprocessing)
+
+    def preprocess(x):
+        return backbone.preprocess(x, spec)
+    return net, _feature_tables(images, rows, net_in, preprocess, cfg.embed_batch_size,
                                 progress, desc)
 
 
@@ -197,9 +206,9 @@ def _compile(model: keras.Model, arrays: list, cfg: StudyConfig, jit_compile,
 
 
 def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                   progress: bool, jit_compile, loss_fn) -> keras.Model:
+                   backbone: Backbone, progress: bool, jit_compile, loss_fn) -> keras.Model:
     """The Siamese model over `rows` of `images`, compiled with `loss_fn` (per pair)."""
-    net, arrays = _net_and_tables(core, images, rows, cfg, progress)
+    net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress)
     return _compile(siamese.build_siamese(net, arrays), arrays, cfg, jit_compile, loss_fn)
 
 
@@ -315,6 +324,8 @@ def train_siamese(
     jit_compile: bool | str = "auto",
     engine: str = "auto",
     fingerprint: dict[str, Any] | None = None,
+    backbone: Backbone | None = None,
+    loss: LossSpec | None = None,
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
@@ -336,8 +347,16 @@ def train_siamese(
     `fingerprint`: what a checkpoint in `out_dir` must have been made by to be resumed
     (default: the hyperparameters, N and the number of training pairs; :func:`mfr.study.steps.
     train_step` passes its run's whole fingerprint: inputs' contents and settings).
+
+    `backbone`, `loss`: the config's, as the caller resolved them (:func:`mfr.study.steps.
+    train_step` passes its own); looked up from `config` when None.
     """
     cfg = config or StudyConfig()
+    if backbone is None:
+        from mfr.backbones import get_backbone
+
+        backbone = get_backbone(cfg.backbone)
+    loss = loss if loss is not None else get_loss(cfg.loss)
     n = siamese.validate_trainable_layers(n, len(core.layers))
     if cfg.batch_size < 1 or cfg.epochs < 0 or cfg.steps_per_execution < 1:
         raise InputError("batch_size and steps_per_execution must be >= 1, epochs >= 0")
@@ -347,7 +366,7 @@ def train_siamese(
     val = _check_pairs("val", val, len(images)) if val is not None and len(val) else None
     test = _check_pairs("test", test, len(images)) if test is not None and len(test) else None
     out = Path(out_dir) if out_dir is not None else None
-    fp = fingerprint if fingerprint is not None else resume_fingerprint(cfg, n, len(train))
+    fp = fingerprint if fingerprint is not None else resume_fingerprint(cfg, n, len(train), loss)
     ckpt = checkpoints.latest_checkpoint(out) if out is not None else None
     if ckpt is not None and not resume:
         raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
@@ -357,7 +376,6 @@ def train_siamese(
         if done > cfg.epochs:
             raise InputError(f"{ckpt}: {done} epochs trained already; epochs {cfg.epochs} asks "
                              f"for fewer (choose another output folder)")
-    loss = get_loss(cfg.loss)
     on_images = loss.batches == "images_with_ids"
     if on_images and (cfg.data_parallel or engine not in ("auto", "fit")):
         # the JAX engines fuse the Siamese model's steps on pairs only
@@ -392,12 +410,12 @@ def train_siamese(
         image_data = image_sets(train_r, val_r, head=loss.head is not None)
         pk_sizes(cfg.batch_size)  # a batch too small for P x K: an error before any work
         head = loss.make_head(cfg, len(image_data.subjects))
-        net, arrays = _net_and_tables(core, images, rows, cfg, progress)
+        net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress)
         model = _compile(build_image_model(net, arrays, head), arrays, cfg, jit_compile,
                          loss_fn)
         del arrays
     else:
-        model = _siamese_model(core, images, rows, cfg, progress, jit_compile, loss_fn)
+        model = _siamese_model(core, images, rows, cfg, backbone, progress, jit_compile, loss_fn)
     timings["table_s"] = time.perf_counter() - t0
     timings["table_bytes"] = model.table_bytes
     saved = layers + ([head] if head is not None else [])  # checkpointed: the head's too
@@ -446,10 +464,8 @@ def train_siamese(
                          resumed_from=start, model=model, engine=engine, out_dir=out,
                          devices=getattr(fused, "n_devices", 1))
     if out is not None:
-        from mfr.backbones.formats.legacy_h5 import save_legacy_h5
-
         write_csv(out / "history.csv", result.history)
-        save_legacy_h5(SimpleNamespace(layers=layers, name=core.name), out / "final_trainable.h5")
+        backbone.save_trained(layers, out / "final_trainable.h5", core.name)
         if head is not None:
             from mfr.training.fit_images import save_margin_head
 

@@ -7,8 +7,11 @@ Each entry (:class:`LossSpec`) says
 - what batches the loss trains on: ``"pairs"`` (the (u, m, label) rows of a
   :class:`mfr.data.pairs.PairSet`) or ``"images_with_ids"`` (images with their subject ids, as a
   triplet or a margin-softmax loss wants);
-- the config fields it reads (its hyperparameters: a training run's fingerprint records them
-  through :func:`loss_settings`, and no other loss's);
+- its hyperparameters (:class:`LossParam`: name, default, range, help naming the source): they
+  live here, with the entry, and become fields of :class:`mfr.core.config.StudyConfig` (so YAML
+  keys, notebook parameters and flags of `mfr train` / `mfr study`: ``--arcface-scale``) and
+  nothing else; a training run's fingerprint records its loss's, no other loss's
+  (:func:`loss_settings`);
 - where it comes from, and its factory: ``"module:function"``, a function of those fields that
   returns the per-sample loss ``fn(y_true, y_pred)`` written in ``keras.ops`` (any backend;
   Keras's ``compile`` averages it over the batch, the JAX engines weight it with the batch's
@@ -18,21 +21,24 @@ Each entry (:class:`LossSpec`) says
   training subjects and the fields): a trainable layer ``[embedding, ids] -> logits`` trained
   with the network and saved with the run, not used at test time.
 
-A new loss is one module holding its factory and one entry in :data:`LOSSES`. Factories are
-imported only when a loss is made, so the config checks and ``mfr --help`` need no Keras.
+A new loss is one module holding its factory and one entry in :data:`LOSSES` (its parameters
+included). Factories are imported only when a loss is made, so the config checks and ``mfr
+--help`` need no Keras.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mfr.core.errors import InputError
 
-__all__ = ["BATCHES", "DEFAULT_LOSS", "LOSSES", "OUTPUTS", "LossSpec", "contrastive_loss",
-           "get_loss", "loss_names", "loss_settings", "pair_loss_fn", "require_pair_batches"]
+__all__ = ["BATCHES", "DEFAULT_LOSS", "LOSSES", "OUTPUTS", "LossParam", "LossSpec",
+           "contrastive_loss", "get_loss", "loss_names", "loss_params", "loss_settings",
+           "pair_loss_fn", "require_pair_batches"]
 
 #: what a model trained with a loss outputs
 OUTPUTS = ("distance", "embedding")
@@ -43,17 +49,38 @@ DEFAULT_LOSS = "contrastive"
 
 
 @dataclass(frozen=True)
+class LossParam:
+    """One hyperparameter of a loss: its config field name (unique across losses: the YAML key
+    and ``--flag``), its default, its help (naming its source), and its range (``minimum`` /
+    ``maximum`` inclusive, ``above`` / ``below`` exclusive; every value must be finite)."""
+
+    name: str
+    default: float
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    below: float | None = None
+
+
+@dataclass(frozen=True)
 class LossSpec:
-    """One loss: its name, what the model outputs, its batches, its config fields, its source,
-    and its factory (``"module:function"``, called with the fields as keyword arguments)."""
+    """One loss: its name, what the model outputs, its batches, its hyperparameters, its
+    source, and its factory (``"module:function"``, called with the hyperparameters as
+    keyword arguments)."""
 
     name: str
     output: str
     batches: str
-    fields: tuple[str, ...]
+    params: tuple[LossParam, ...]
     source: str
     factory: str
     head: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The config fields holding this loss's hyperparameters."""
+        return tuple(p.name for p in self.params)
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -97,29 +124,44 @@ class LossSpec:
 
 #: name -> entry; a new loss is one line here (and its module)
 LOSSES: dict[str, LossSpec] = {s.name: s for s in (
-    LossSpec("contrastive", output="distance", batches="pairs", fields=("margin",),
+    LossSpec("contrastive", output="distance", batches="pairs",
+             params=(LossParam("margin", 5.0, "contrastive margin A (the thesis's 5 exceeds "
+                                               "the largest d, 4)", above=0.0),),
              source="Eq. 3.4 of the thesis: y*d^2 + (1-y)*max(0, A-d)^2 (A: margin)",
              factory="mfr.training.losses:contrastive_loss"),
     LossSpec("triplet", output="embedding", batches="images_with_ids",
-             fields=("triplet_margin",),
+             params=(LossParam("triplet_margin", 0.2, "triplet: margin of the batch-hard hinge "
+                               "on Euclidean distances of unit embeddings (0.2: FaceNet's "
+                               "alpha, Schroff et al. 2015; Hermans et al. 2017's batch hard)",
+                               above=0.0, maximum=4.0),),
              source="batch-hard triplet loss, Hermans et al. 2017 (In Defense of the Triplet "
                     "Loss): per anchor max(0, margin + hardest positive - hardest negative), "
                     "Euclidean distances of L2-normalised embeddings, averaged over the batch",
              factory="mfr.training.loss_triplet:batch_hard_triplet_loss"),
     LossSpec("arcface", output="embedding", batches="images_with_ids",
-             fields=("arcface_scale", "arcface_margin"),
+             params=(LossParam("arcface_scale", 64.0, "arcface: logit scale s (Deng et al. "
+                               "2019: 64)", above=0.0, maximum=1e4),
+                     LossParam("arcface_margin", 0.5, "arcface: additive angular margin m, "
+                               "radians (Deng et al. 2019: 0.5)", above=0.0,
+                               below=math.pi / 2)),
              source="ArcFace, Deng et al. 2019: softmax over s*cos(theta + m) for the true "
                     "subject, s*cos(theta) for the others (training subjects' class weights)",
              factory="mfr.training.loss_margin:margin_softmax_loss",
              head="mfr.training.loss_margin:arcface_head"),
     LossSpec("cosface", output="embedding", batches="images_with_ids",
-             fields=("cosface_scale", "cosface_margin"),
+             params=(LossParam("cosface_scale", 64.0, "cosface: logit scale s (Wang et al. "
+                               "2018: 64)", above=0.0, maximum=1e4),
+                     LossParam("cosface_margin", 0.35, "cosface: additive cosine margin m "
+                               "(Wang et al. 2018: 0.35)", above=0.0, below=2.0)),
              source="CosFace, Wang et al. 2018: softmax over s*(cos(theta) - m) for the true "
                     "subject, s*cos(theta) for the others (training subjects' class weights)",
              factory="mfr.training.loss_margin:margin_softmax_loss",
              head="mfr.training.loss_margin:cosface_head"),
     LossSpec("dlib_metric", output="embedding", batches="images_with_ids",
-             fields=("dlib_metric_threshold", "dlib_metric_margin"),
+             params=(LossParam("dlib_metric_threshold", 0.6, "dlib_metric: distance threshold "
+                               "(dlib's loss_metric_, dlib/dnn/loss.h: 0.6)", above=0.0),
+                     LossParam("dlib_metric_margin", 0.04, "dlib_metric: margin around the "
+                               "threshold (dlib's loss_metric_: 0.04)", above=0.0)),
              source="dlib's loss_metric_ (dlib/dnn/loss.h), the loss dlib's face ResNet was "
                     "trained with: same-subject distances below threshold - margin, the hardest "
                     "other-subject ones above threshold + margin, on the raw output",
@@ -139,13 +181,29 @@ def get_loss(name: str) -> LossSpec:
     return LOSSES[name]
 
 
-def loss_settings(config: Any) -> dict[str, Any]:
-    """The settings a training run's results depend on through its loss: the loss's own
-    fields (``margin`` for contrastive) and, for any loss but :data:`DEFAULT_LOSS`, its name
-    (``loss``). Contrastive was the one loss before the registry and those runs recorded only
-    its margin: recording its name would make every earlier run look stale, so its absence
-    means contrastive."""
-    spec = get_loss(config.loss)
+def loss_params() -> list[LossParam]:
+    """Every loss's hyperparameters, in registry order: the config fields they become. A name
+    used twice is an error (one field cannot be two losses' knob)."""
+    seen: dict[str, str] = {}
+    out = []
+    for spec in LOSSES.values():
+        for p in spec.params:
+            if p.name in seen:
+                raise ValueError(f"loss {spec.name!r}: parameter {p.name!r} is loss "
+                                 f"{seen[p.name]!r}'s too")
+            seen[p.name] = spec.name
+            out.append(p)
+    return out
+
+
+def loss_settings(config: Any, spec: LossSpec | None = None) -> dict[str, Any]:
+    """The settings a training run's results depend on through its loss (`spec`: the config's,
+    resolved by the caller; looked up when None): the loss's own hyperparameters (``margin``
+    for contrastive) and, for any loss but :data:`DEFAULT_LOSS`, its name (``loss``).
+    Contrastive was the one loss before the registry and those runs recorded only its margin:
+    recording its name would make every earlier run look stale, so its absence means
+    contrastive."""
+    spec = spec if spec is not None else get_loss(config.loss)
     named = {} if spec.name == DEFAULT_LOSS else {"loss": spec.name}
     return {**named, **spec.settings(config)}
 

@@ -8,9 +8,14 @@ metrics.json). ``flags`` holds per-image notes of the last ``embed`` call (e.g. 
 ``no_face_detected``), as boolean arrays over its rows; ``norms`` the rows' lengths before
 normalisation where the model's own distance is on raw vectors (dlib's).
 
-``get_embedder("senet50", weights=...)`` or ``get_embedder("dlib")``; the registry
-:data:`EMBEDDERS` maps a name to ``"module:Class"``, imported only when asked for, so a third
-embedder is a new module and one line here.
+Every backbone of :data:`mfr.backbones.BACKBONES` is an embedder under its own name, through
+one generic Keras embedder (:class:`~mfr.backbones.embedders.keras_embedder.BackboneEmbedder`,
+``get_backbone(name).embedder(...)``): ``get_embedder("senet50", weights=...)``,
+``get_embedder("dlib_resnet", run_dir=RUN)``. Beside them, :data:`REFERENCE_EMBEDDERS` are
+independent implementations of the same released networks, which the ports are checked against
+and which a study can report beside them: ``dlib_reference`` (dlib's own C++, the model of the
+face_recognition library). The registry maps such a name to ``"module:Class"``, imported only
+when asked for.
 """
 
 from __future__ import annotations
@@ -23,14 +28,15 @@ import numpy as np
 
 from mfr.core.errors import InputError
 
-__all__ = ["EMBEDDERS", "Embedder", "check_images", "get_embedder"]
+__all__ = ["REFERENCE_EMBEDDERS", "Embedder", "check_images", "documented_threshold",
+           "embedder_names", "get_embedder"]
 
-#: name -> "module:Class" (imported lazily)
-EMBEDDERS: dict[str, str] = {
-    "senet50": "mfr.backbones.embedders.senet50:SENet50Embedder",
-    "dlib": "mfr.backbones.embedders.dlib_reference:DlibEmbedder",
-    "dlib_resnet": "mfr.backbones.embedders.dlib_port:DlibResNetPortEmbedder",
+#: name -> "module:Class" (imported lazily): independent implementations of released networks
+REFERENCE_EMBEDDERS: dict[str, str] = {
+    "dlib_reference": "mfr.backbones.embedders.dlib_reference:DlibEmbedder",
 }
+#: names embedders had before, and what they are called now (a one-line error says so)
+_RENAMED = {"dlib": "dlib_reference"}
 
 
 class Embedder(ABC):
@@ -42,6 +48,8 @@ class Embedder(ABC):
     #: the thesis's ``sum_squared`` of unit vectors, or ``euclidean_raw`` (dlib's own: Euclidean
     #: on the unnormalised descriptors, as face_recognition's ``face_distance``)
     default_distance: str = "sum_squared"
+    #: (distance, value, source) of the threshold its network's publisher documents, or None
+    documented_threshold: tuple[str, float, str] | None = None
 
     def __init__(self) -> None:
         self.flags: dict[str, np.ndarray] = {}
@@ -80,9 +88,39 @@ def check_images(images: np.ndarray, size: int, who: str) -> None:
                          f"{getattr(images, 'dtype', type(images).__name__)} {shape}")
 
 
+def documented_threshold(name: str) -> tuple[str, float, str] | None:
+    """(distance, value, source) of the threshold the publisher of embedder `name`'s network
+    documents (dlib's: face_recognition's tolerance 0.6 on its raw Euclidean distance), or
+    None: a backbone's facts say it, a reference embedder's class does."""
+    from mfr.backbones import BACKBONES, get_backbone
+
+    if name in BACKBONES:
+        return get_backbone(name).facts.documented_threshold
+    if name in REFERENCE_EMBEDDERS:
+        module, cls = REFERENCE_EMBEDDERS[name].split(":")
+        return getattr(getattr(importlib.import_module(module), cls), "documented_threshold",
+                       None)
+    return None
+
+
+def embedder_names() -> list[str]:
+    """Every embedder: the backbones' (registry order), then the reference implementations."""
+    from mfr.backbones import backbone_names
+
+    return [*backbone_names(), *REFERENCE_EMBEDDERS]
+
+
 def get_embedder(name: str, **options: Any) -> Embedder:
-    """The embedder registered as `name`, built with `options` (its constructor's arguments)."""
-    if name not in EMBEDDERS:
-        raise InputError(f"unknown embedder {name!r}; expected one of {sorted(EMBEDDERS)}")
-    module, cls = EMBEDDERS[name].split(":")
+    """The embedder registered as `name`, built with `options`: a backbone's (its
+    :meth:`~mfr.backbones.base.Backbone.embedder`), or a reference implementation's
+    constructor arguments."""
+    from mfr.backbones import BACKBONES, get_backbone
+
+    if name in BACKBONES:
+        return get_backbone(name).embedder(**options)
+    if name not in REFERENCE_EMBEDDERS:
+        renamed = f" (the embedder {name!r} is now {_RENAMED[name]!r})" if name in _RENAMED else ""
+        raise InputError(f"unknown embedder {name!r}; expected one of "
+                         f"{', '.join(embedder_names())}{renamed}")
+    module, cls = REFERENCE_EMBEDDERS[name].split(":")
     return getattr(importlib.import_module(module), cls)(**options)

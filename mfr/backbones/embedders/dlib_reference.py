@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mfr.backbones.dlib_resnet import TOLERANCE
 from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 from mfr.core.progress import progress_bar
@@ -41,7 +42,8 @@ class DlibEmbedder(Embedder):
         padding: dlib's padding around the aligned face chip.
     """
 
-    name = "dlib"
+    name = "dlib_reference"
+    documented_threshold = TOLERANCE
     default_distance = "euclidean_raw"
 
     def __init__(self, image_size: int = 160, landmarks: int = 5, upsample: int = 1,

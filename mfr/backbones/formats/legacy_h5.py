@@ -1,7 +1,8 @@
-"""keras-vggface weights files: legacy Keras 2 HDF5, read and written by layer name.
+"""Legacy Keras 2 HDF5 weights files, read and written by layer name: SENet50's released
+weights (keras-vggface's ``rcmalli_vggface_tf_notop_senet50.h5``) and every backbone's trained
+layers (a run's ``final_trainable.h5``).
 
-The released file ``rcmalli_vggface_tf_notop_senet50.h5`` is a Keras 2 ``save_weights`` HDF5
-file. Its layout:
+A Keras 2 ``save_weights`` HDF5 file's layout:
 
 - root attributes ``layer_names`` (bytes, every layer in model order; Keras 2 splits very long
   lists into ``layer_names0``, ``layer_names1``, ...), ``backend``, ``keras_version``;
@@ -14,24 +15,34 @@ file. Its layout:
 
 A full-model save (``model.save``) puts the same structure under ``model_weights/``; both are
 read. Model layers are matched to file groups through the original names (Keras 3 layer name =
-original name with '/' replaced by '_'; the mapping comes from the file's ``layer_names`` and
-:data:`mfr.backbones.vggface.senet50.VGGFACE_NAMES`, never from replacing '_' by '/').
+original name with '/' replaced by '_', :func:`keras_name`); a backbone whose file names differ
+from its Keras names passes its own ``file_name`` mapping (SENet50's is
+:func:`mfr.backbones.vggface.senet50.vggface_name`, built from the original names, never by
+replacing '_' by '/').
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 
-from mfr.backbones.vggface.layer_names import keras_name
-from mfr.backbones.vggface.senet50 import vggface_name
 from mfr.core.errors import InputError
 from mfr.core.outputs import atomic_path
 
-__all__ = ["file_layer_names", "load_legacy_h5", "save_legacy_h5"]
+__all__ = ["file_layer_names", "keras_name", "load_legacy_h5", "save_legacy_h5"]
+
+
+def keras_name(file_name: str) -> str:
+    """A file's layer name -> the Keras 3 name ('/' -> '_': Keras 3 forbids '/')."""
+    return file_name.replace("/", "_")
+
+
+def _same(name: str) -> str:
+    return name
 
 
 # --------------------------------------------------------------------------- HDF5 read
@@ -141,11 +152,12 @@ def _short(weight_name: str) -> str:
     return weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
 
 
-def load_legacy_h5(model, path, strict: bool = True) -> list[str]:
+def load_legacy_h5(model, path, strict: bool = True,
+                   file_name: Callable[[str], str] = _same) -> list[str]:
     """Load a keras-vggface / Keras 2 legacy HDF5 weights file into ``model``, by layer name.
 
     Every weighted layer of ``model`` (nested models included) is looked up in the file under
-    its original keras-vggface name. With ``strict=True`` a layer missing from the file, a
+    its file name (``file_name(layer name)``: keras-vggface's original name for SENet50). With ``strict=True`` a layer missing from the file, a
     different number of weights or a different shape raises a ValueError naming the layer, the
     file, what was expected and what was found; with ``strict=False`` missing layers are
     skipped (shape mismatches still raise). Layers in the file but not in the model are ignored.
@@ -161,9 +173,8 @@ def load_legacy_h5(model, path, strict: bool = True) -> list[str]:
         if entry is None:
             if strict:
                 raise InputError(
-                    f"{path}: layer {layer.name!r} (keras-vggface name "
-                    f"{vggface_name(layer.name)!r}, expected weight shapes {expected}) is not in "
-                    f"the file"
+                    f"{path}: layer {layer.name!r} (file name {file_name(layer.name)!r}, "
+                    f"expected weight shapes {expected}) is not in the file"
                 )
             continue
         orig, weight_names, arrays = entry
@@ -192,11 +203,11 @@ def _str_attr(names: list[str]) -> np.ndarray:
     return np.array([n.encode("utf8") for n in names], dtype=bytes)
 
 
-def save_legacy_h5(model, path) -> Path:
+def save_legacy_h5(model, path, file_name: Callable[[str], str] = _same) -> Path:
     """Write ``model``'s weights in keras-vggface's legacy Keras 2 HDF5 layout.
 
-    Groups and weight names use the original keras-vggface names (with '/', hence nested
-    groups), e.g. group ``conv1/7x7_s2/bn`` with ``weight_names`` ``[b"conv1/7x7_s2/bn/gamma:0",
+    Groups and weight names use ``file_name(layer name)`` (SENet50's: the original keras-vggface
+    names, with '/', hence nested groups), e.g. group ``conv1/7x7_s2/bn`` with ``weight_names`` ``[b"conv1/7x7_s2/bn/gamma:0",
     ...]``; root attributes ``layer_names``, ``backend``, ``keras_version``. Nested models
     (e.g. a Siamese wrapper around SENet50) are flattened to their layers. Written to a
     temporary file and renamed into place.
@@ -204,7 +215,7 @@ def save_legacy_h5(model, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layers = _leaf_layers(model)
-    names = [vggface_name(layer.name) for layer in layers]
+    names = [file_name(layer.name) for layer in layers]
     if len(set(names)) != len(names):
         raise InputError(f"{path}: duplicate layer names in {model.name!r}")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:

@@ -2,33 +2,30 @@
 
 :func:`senet50` is the one way mfr gets its network: the architecture
 (:func:`mfr.backbones.vggface.senet50.build_senet50`) with the released VGGFace2 weights
-(:data:`mfr.backbones.vggface.senet50.PRETRAINED`), a legacy keras-vggface ``.h5`` file, or none.
-
-The download is hand-written rather than ``keras.utils.get_file`` or pooch because those start a
-broken transfer again from zero; the weight file is about 100 MB and often fetched over slow
-links, so :func:`get_weights_file` resumes with an HTTP Range request (``_fetch``, 30 lines).
+(the backbone's facts, :mod:`mfr.backbones.senet50`), a legacy keras-vggface ``.h5`` file, or
+none. The download is :mod:`mfr.backbones.download`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 
 import keras
 
+from mfr.backbones import download
+from mfr.backbones.download import WeightsDownloadError, weights_cache_dir
 from mfr.backbones.formats.legacy_h5 import file_layer_names, load_legacy_h5
-from mfr.backbones.vggface.senet50 import PRETRAINED, VGGFACE_NAMES, build_senet50
-from mfr.core.errors import InputError, MfrError
+from mfr.backbones.senet50 import BACKBONE as SENET50
+from mfr.backbones.vggface.senet50 import VGGFACE_NAMES, build_senet50
+from mfr.core.errors import InputError
 
 __all__ = ["VGGFACE2", "WeightsDownloadError", "check_senet50_file", "get_weights_file",
-           "load_run_core", "senet50", "vggface2_weights_file", "weights_cache_dir"]
+           "senet50", "vggface2_weights_file", "weights_cache_dir"]
 
-VGGFACE2 = PRETRAINED["vggface2"]
-_CHUNK = 1 << 20
+#: the released file, as the backbone's facts give it (name, URL, pin)
+VGGFACE2 = {"file": SENET50.facts.weights.files[0].name, "url": SENET50.facts.weights.files[0].url,
+            "sha256": SENET50.facts.weights.files[0].sha256}
 
 
 def senet50(
@@ -100,121 +97,10 @@ def vggface2_weights_file(progress: bool = True) -> Path:
     return path
 
 
-class WeightsDownloadError(MfrError, OSError):
-    """The weights file could not be fetched (offline, unreachable, HTTP error)."""
-
-
-def weights_cache_dir() -> Path:
-    """``$KERAS_HOME/models/vggface`` (``~/.keras/models/vggface`` when KERAS_HOME is unset)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    return Path(home).expanduser() / "models" / "vggface"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _check_pin(path: Path, target: Path, sha256: str | None) -> None:
-    if sha256 is None:
-        return
-    found = _sha256(path)
-    if found.lower() != sha256.lower():
-        path.unlink(missing_ok=True)
-        raise InputError(
-            f"sha256 mismatch for {target}: expected {sha256.lower()}, found {found} "
-            f"(the file was removed)"
-        )
-
-
-def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
-    """Download ``url`` into ``part``, resuming from its current size with an HTTP Range."""
-    from tqdm.auto import tqdm
-
-    offset = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"User-Agent": "mfr"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as e:
-        if e.code == 416 and offset:  # the partial file is not a prefix we can extend
-            part.unlink()
-            return _fetch(url, part, timeout, progress)
-        raise
-    with response:
-        if offset and response.status != 206:  # the server ignored Range: start over
-            offset = 0
-        length = response.headers.get("Content-Length")
-        total = offset + int(length) if length is not None else None
-        mode = "ab" if offset else "wb"
-        with (
-            open(part, mode) as out,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=part.name.removesuffix(".part"),
-                disable=not progress,
-            ) as bar,
-        ):
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
-    if total is not None and part.stat().st_size != total:
-        raise WeightsDownloadError(
-            f"incomplete download of {url}: {part.stat().st_size} of {total} bytes in {part}"
-        )
-
-
-def get_weights_file(
-    fname: str = VGGFACE2["file"],
-    url: str = VGGFACE2["url"],
-    sha256: str | None = VGGFACE2["sha256"],
-    cache_dir: str | Path | None = None,
-    timeout: float = 60.0,
-    progress: bool = True,
-) -> Path:
-    """The local path of a weights file (by default VGGFace2 SENet50's), downloaded once.
-
-    The cache is ``cache_dir`` or :func:`weights_cache_dir` (``$KERAS_HOME/models/vggface``,
-    default ``~/.keras/models/vggface``). The download goes to ``<fname>.part`` (an interrupted
-    one resumes with an HTTP Range request), is checked against ``sha256`` when given and then
-    renamed into place atomically. A file that fails the pin is removed and a ValueError names
-    the file, the expected and the found hash. When the URL cannot be reached a
-    :class:`WeightsDownloadError` says where to put the file by hand.
-    """
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else weights_cache_dir()
-    target = directory / fname
-    if target.is_file():
-        if sha256 is None:
-            return target
-        if _sha256(target).lower() == sha256.lower():
-            return target
-        target.unlink()  # a stale or corrupt cached copy: fetch it again, then check the pin
-    directory.mkdir(parents=True, exist_ok=True)
-    part = directory / (fname + ".part")
-    try:
-        _fetch(url, part, timeout=timeout, progress=progress)
-    except (urllib.error.URLError, OSError) as e:
-        is_http = isinstance(e, urllib.error.HTTPError)
-        reason = e.reason if isinstance(e, urllib.error.URLError) and not is_http else e
-        raise WeightsDownloadError(
-            f"could not download {fname} ({reason}); put the file by hand at {target} (from {url})"
-        ) from e
-    _check_pin(part, target, sha256)
-    os.replace(part, target)
-    return target
-
-
-def load_run_core(run_dir: str | Path) -> keras.Model:
-    """The network of a run folder as the run left it: :func:`mfr.backbones.load_run_model`
-    (kept under this name for SENet50's callers)."""
-    from mfr.backbones.run_model import load_run_model
-
-    return load_run_model(run_dir)
+def get_weights_file(fname: str = VGGFACE2["file"], url: str = VGGFACE2["url"],
+                     sha256: str | None = VGGFACE2["sha256"], cache_dir: str | Path | None = None,
+                     timeout: float = 60.0, progress: bool = True) -> Path:
+    """:func:`mfr.backbones.download.get_weights_file`, by default of the VGGFace2 SENet50
+    file (into ``$KERAS_HOME/models/vggface``)."""
+    return download.get_weights_file(fname, url, sha256, cache_dir=cache_dir, timeout=timeout,
+                                     progress=progress)

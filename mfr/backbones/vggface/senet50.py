@@ -20,8 +20,8 @@ Unweighted layers get deterministic names (``conv2_1_1x1_reduce_relu``, ``conv2_
 ``conv2_1_se_multiply``, ``conv2_1_add``, ``conv2_1_relu``, ...), so checkpoints match by name.
 
 The model takes preprocessed float32 images (see :mod:`mfr.backbones.preprocess`); preprocessing
-is not a layer. :data:`PRETRAINED` holds the facts of the released weights (file, URL, hash,
-input size, mean and channel order); :func:`mfr.backbones.vggface.senet50` builds and loads them.
+is not a layer. The released weights' facts are the backbone's (:mod:`mfr.backbones.senet50`);
+:func:`mfr.backbones.vggface.senet50` builds and loads them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from keras import layers
 from mfr.backbones.vggface.layer_names import keras_name, vggface_names
 from mfr.core.errors import InputError
 
-__all__ = ["BN_EPSILON", "PRETRAINED", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]
+__all__ = ["BN_EPSILON", "STAGES", "VGGFACE_NAMES", "build_senet50", "vggface_name"]
 
 BN_EPSILON = 1e-4
 SE_COMPRESS_RATE = 16
@@ -48,22 +48,6 @@ STAGES: tuple[tuple[int, int, tuple[int, int, int]], ...] = (
 #: Keras 3 layer name -> keras-vggface layer name (the group name in legacy .h5 files), for
 #: every weighted layer of the network. Built from the original names, never by guessing.
 VGGFACE_NAMES: dict[str, str] = vggface_names(STAGES)
-
-#: The released keras-vggface weights (``SENET50(include_top=False)``): where they come from and
-#: what they expect. ``sha256`` None: not pinned (keras-vggface publishes no checksum).
-PRETRAINED: dict[str, dict] = {
-    "vggface2": {
-        "file": "rcmalli_vggface_tf_notop_senet50.h5",
-        "url": "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
-               "rcmalli_vggface_tf_notop_senet50.h5",
-        "sha256": None,
-        "input_size": (224, 224, 3),
-        "mean": (91.4953, 103.8827, 131.0912),  # subtracted per channel, in channel_order
-        "channel_order": "BGR",
-        "pooling": "avg",
-    },
-}
-
 
 def vggface_name(name: str) -> str:
     """Keras 3 layer name -> keras-vggface name (unchanged for names not in the network)."""

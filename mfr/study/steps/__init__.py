@@ -38,7 +38,6 @@ from mfr.study.steps.evaluate import DatasetEvaluation, evaluate_dataset_step, e
 from mfr.study.steps.gradcam import gradcam_step
 from mfr.study.steps.inputs import resolve_data_root
 from mfr.study.steps.partition import Sample, partition_step, prepare_sample
-from mfr.study.steps.settings import check_weights
 from mfr.study.steps.train import train_step
 from mfr.study.steps.verify import verify_embedder, verify_pairs_step, verify_step
 
@@ -46,7 +45,6 @@ __all__ = [
     "DatasetEvaluation",
     "EmbedRun",
     "Sample",
-    "check_weights",
     "embed_step",
     "evaluate_dataset_step",
     "evaluate_step",

@@ -1,4 +1,4 @@
-"""The baseline step: the pre-trained (or random-init) SENet50's embeddings and pair distances
+"""The baseline step: the pre-trained (or random-init) backbone's embeddings and pair distances
 (`mfr embed`, notebook 02)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from mfr.backbones import build_core
+from mfr.backbones import get_backbone
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json, write_text
@@ -38,13 +38,7 @@ from mfr.study.steps.prepare import (
     pair_distances,
     read_partition,
 )
-from mfr.study.steps.settings import (
-    check_weights,
-    describe_weights,
-    devices_for,
-    embed_settings,
-    weights_fingerprint,
-)
+from mfr.study.steps.settings import devices_for, embed_settings
 
 
 @dataclass
@@ -94,12 +88,13 @@ def embed_step(
         data_root: the folder the pair paths are relative to (default:
             :func:`resolve_data_root`).
         split: ``"test"`` (default), ``"train"``, ``"val"``, ``"all"`` or a comma list.
-        model: a ready model to use instead of building ``senet50(config.weights)``.
+        model: a ready model to use instead of building the backbone with ``config.weights``.
         force: replace whatever `out_dir` holds.
     """
     from mfr.evaluation.embeddings import Embeddings, embed_images, load_embeddings, save_embeddings
 
     cfg = config
+    backbone = get_backbone(cfg.backbone)  # resolved once, here
     devices = devices_for(cfg)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
@@ -112,9 +107,10 @@ def embed_step(
     if not root.is_dir():
         raise MissingError(f"{root}: data root is not a directory")
     if model is None:
-        check_weights(cfg, progress)
-    fp = {"settings": {**embed_settings(cfg), "splits": splits},
-          "weights": "given model" if model is not None else weights_fingerprint(cfg),
+        backbone.check_weights(cfg.weights, progress)
+    fp = {"settings": {**embed_settings(cfg, backbone), "splits": splits},
+          "weights": "given model" if model is not None
+          else backbone.weights_fingerprint(cfg.weights, cfg.seed),
           **input_fingerprint(pairs_dir, pairs, root)}
     others = [s for s in SPLITS if s not in splits and (pairs_dir / f"{s}.csv").is_file()]
     all_pairs = {**pairs, **read_pair_csvs(pairs_dir, others)}
@@ -131,17 +127,15 @@ def embed_step(
                          f"folder the pair paths are relative to?")
     kept, dropped_df = keep_readable(pairs, cache)
 
-    weights_desc, warning = describe_weights(cfg)
+    weights_desc, warning = backbone.describe_weights(cfg.weights, cfg.seed)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
     if model is None:
-        model = build_core(cfg)
+        model = backbone.core(cfg)
     paths = unique_pair_paths(*kept.values()) if any(len(k) for k in kept.values()) else []
-    from mfr.backbones import network_inputs
-
-    images, rows = network_inputs(cfg.backbone, cache.images, cache.index_of(paths), progress,
-                                  cfg.face_box, cache=cache)
-    vectors = embed_images(model, images, preprocessing=cfg.preprocessing,
+    images, rows = backbone.network_inputs(cache.images, cache.index_of(paths), progress,
+                                           cfg.face_box, cache=cache)
+    vectors = embed_images(model, images, preprocessing=backbone.preprocessing(cfg.preprocessing),
                            batch_size=cfg.embed_batch_size, progress=progress,
                            rows=rows, data_parallel=cfg.data_parallel)
     meta = {"weights_desc": weights_desc, "random_weights": cfg.weights is None,
@@ -176,5 +170,6 @@ def embed_step(
              random_weights=cfg.weights is None, warning=warning, decoder=cfg.decoder,
              n_images_embedded=len(paths), n_images_failed=len(cache.failed),
              n_pairs_dropped=len(dropped_df), failed_images=cache.failed.to_dict("records"),
-             data_parallel=cfg.data_parallel, devices=devices)
+             data_parallel=cfg.data_parallel, devices=devices,
+             weights_licence=backbone.licence_note() if cfg.weights is not None else None)
     return EmbedRun(out_dir, distances, summary, emb, cache, dropped_df)

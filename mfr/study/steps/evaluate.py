@@ -31,7 +31,7 @@ from mfr.data.pairs import (
 from mfr.evaluation.distances import DISTANCE_FLOAT_FORMAT
 from mfr.evaluation.thresholds import evaluated_run
 from mfr.report.plots import save_figures
-from mfr.study.steps.settings import RANDOM_WEIGHTS_WARNING, check_weights, config_settings
+from mfr.study.steps.settings import config_settings
 
 
 def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
@@ -168,7 +168,8 @@ def evaluate_dataset_step(
     **embedder_options: Any,
 ) -> DatasetEvaluation:
     """A dataset evaluated directly, without a study (`mfr evaluate --data-root DIR --layout
-    NAME --embedder senet50|dlib`; NAME a registered dataset, :mod:`mfr.data.datasets`).
+    NAME --embedder E`; NAME a registered dataset, :mod:`mfr.data.datasets`; E a backbone or a
+    reference embedder, :func:`mfr.backbones.embedders.embedder_names`).
 
     Pair sets: the dataset's ``evaluation_pair_sets``, in order: ``masked_vs_unmasked`` (every
     unmasked x masked image pair; at most ``config.max_per_subject`` images per subject and
@@ -181,7 +182,7 @@ def evaluate_dataset_step(
     (one entry per pair set with ``auc``, ``eer``, ``fnmr_at_fmr_1pct``, ``fnmr_at_fmr_0_1pct``,
     ``gmean``, ``imean``, ``median_genuine``, ``median_impostor``, ``n_genuine``,
     ``n_impostor``, ... for the embedder's own distance (``default_distance``: sum_squared
-    for senet50, euclidean_raw for dlib), ``ci`` (95% subject bootstrap),
+    for senet50, euclidean_raw for dlib's), ``ci`` (95% subject bootstrap),
     ``by_distance`` (sum_squared, cosine, l1, and for dlib ``euclidean_raw``: Euclidean on the
     unnormalised descriptors, face_recognition's own distance), ``accuracy_cv``; plus
     ``identification``, ``embedder``, ``dataset``),
@@ -189,12 +190,14 @@ def evaluate_dataset_step(
 
     Args:
         config: seed, bootstrap_resamples, max_per_subject, protocol (RMFRD file patterns),
-            decoder; for senet50 also weights, preprocessing, pooling, image_size,
-            embed_batch_size.
-        embedder: a name in :data:`mfr.backbones.embedders.EMBEDDERS`.
-        run_dir: senet50 only: a `mfr train` run folder (its fine-tuned network).
-        embedder_options: passed on to the embedder (e.g. dlib's ``landmarks``).
+            decoder, embed_batch_size; when `embedder` is the config's backbone also its
+            network: weights, preprocessing, image_size and the backbone's own settings.
+        embedder: a backbone (its generic embedder) or a reference embedder.
+        run_dir: a backbone's `mfr train` run folder (its fine-tuned network).
+        embedder_options: passed on to the embedder (e.g. ``face_box``, dlib's ``landmarks``).
     """
+    from mfr.backbones import BACKBONES, get_backbone
+    from mfr.backbones.base import RANDOM_WEIGHTS_WARNING
     from mfr.backbones.embedders import get_embedder
     from mfr.data.datasets import EVERY_PAIR, get_dataset
     from mfr.evaluation.dataset import dataset_markdown, pair_set_entry
@@ -226,20 +229,21 @@ def evaluate_dataset_step(
         name: (masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR
                else spec.own_pairs(name, ds.root))
         for name in spec.evaluation_pair_sets}
-    if embedder == "senet50":
-        embedder_options = {"weights": cfg.weights, "preprocessing": cfg.preprocessing,
-                            "pooling": cfg.pooling, "image_size": cfg.image_size,
-                            "batch_size": cfg.embed_batch_size, "seed": cfg.seed,
-                            "run_dir": run_dir, **embedder_options}
-        if run_dir is None:
-            check_weights(cfg, progress)
-    elif embedder == "dlib_resnet":
-        embedder_options = {"run_dir": run_dir, "batch_size": cfg.embed_batch_size,
+    if embedder in BACKBONES:
+        backbone = get_backbone(embedder)
+        network = {}
+        if embedder == cfg.backbone and run_dir is None:  # the config's network
+            network = {"weights": cfg.weights, "preprocessing": cfg.preprocessing,
+                       "image_size": cfg.image_size,
+                       **{k: getattr(cfg, k) for k in backbone.facts.settings}}
+        embedder_options = {**network, "run_dir": run_dir, "batch_size": cfg.embed_batch_size,
                             "seed": cfg.seed, **embedder_options}
     elif run_dir is not None:
-        raise InputError(f"--run-dir is a senet50 / dlib_resnet option (a `mfr train` run), "
-                         f"not {embedder}'s")
+        raise InputError(f"--run-dir is a backbone's option (a `mfr train` run of "
+                         f"{', '.join(BACKBONES)}), not {embedder}'s")
     emb_model = get_embedder(embedder, **embedder_options)  # bad options fail before slow work
+    if embedder in BACKBONES and run_dir is None:
+        get_backbone(embedder).check_weights(emb_model.weights, progress)
     # the run records the config fields this evaluation used: the backbone's when it embeds
     record = cfg if embedder == cfg.backbone else cfg.used_by("evaluate_embedder")
     claim(out, "evaluate", fp, config=record, reopen=True)
@@ -250,7 +254,8 @@ def evaluate_dataset_step(
     vectors = emb_model.embed(cache.images, progress=progress)
     desc = emb_model.describe()
     if desc.get("random_init"):
-        print(f"WARNING: {RANDOM_WEIGHTS_WARNING.format(seed=cfg.seed)}", file=sys.stderr)
+        print(f"WARNING: {RANDOM_WEIGHTS_WARNING.format(seed=cfg.seed, label=desc['label'])}",
+              file=sys.stderr)
     flags = {k: [cache.paths[i] for i in np.flatnonzero(v)] for k, v in emb_model.flags.items()}
     failed = sorted(set(cache.failed["path"]) | set(flags.get("failed", [])))
     save_embeddings(out / "embeddings", vectors, cache.paths, config=cfg,

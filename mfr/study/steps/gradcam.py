@@ -16,7 +16,6 @@ from mfr.core.provenance import (
     read_run,
 )
 from mfr.study.steps.inputs import recorded_pairs_dir, require_complete, resolve_data_root
-from mfr.study.steps.settings import check_weights, weights_fingerprint
 
 
 @with_precision
@@ -54,8 +53,11 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
                          "`mfr partition`)")
     pairs_dir = Path(pairs_dir)
     require_complete(pairs_dir, "partition")
+    from mfr.backbones import get_backbone
+
     for s in settings:  # the weights can be had, before any slow work
-        check_weights(s.config, options.get("progress", True))
+        get_backbone(s.config.backbone).check_weights(s.config.weights,
+                                                      options.get("progress", True))
         if s.run_dir is not None:
             require_complete(Path(s.run_dir), "run")
     if options.get("seed") is None:
@@ -67,7 +69,9 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
         run = read_run(s.run_dir) if s.run_dir is not None else None
         models.append({"name": s.name, "run": run.get("fingerprint") if run else None,
                        "trained": (run or {}).get("outputs", {}).get("final_trainable.h5"),
-                       "weights": None if run else weights_fingerprint(s.config)})
+                       "weights": None if run else get_backbone(
+                           s.config.backbone).weights_fingerprint(s.config.weights,
+                                                                  s.config.seed)})
     fp = {"models": models, "pairs": file_digest(pairs_dir / "test.csv"),
           "options": {k: v for k, v in sorted(options.items())
                       if k not in ("progress", "data_root")}}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from mfr.backbones import build_core
+from mfr.backbones import get_backbone
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_json
@@ -35,18 +35,13 @@ from mfr.study.steps.prepare import (
     pair_distances,
     read_partition,
 )
-from mfr.study.steps.settings import (
-    check_weights,
-    describe_weights,
-    devices_for,
-    train_settings,
-    weights_fingerprint,
-)
+from mfr.study.steps.settings import devices_for, train_settings
 from mfr.training.losses import get_loss
 
 
 def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, pd.DataFrame],
-                          cache: ImageCache, out: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+                          cache: ImageCache, out: Path, weights_desc: str, warning: str | None
+                          ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Save the fine-tuned embeddings of the val + test images (``out/embeddings``, as `mfr
     embed`'s) and return the val and test pairs' distance table and summaries."""
     from mfr.evaluation.embeddings import Embeddings, save_embeddings
@@ -54,7 +49,6 @@ def _fine_tuned_distances(config: StudyConfig, n: int, result, kept: dict[str, p
     if result.embeddings is None:  # no val and no test pairs
         return pd.DataFrame(columns=["split", *kept["test"].columns]), {}
     paths = [cache.paths[r] for r in result.embedding_rows]
-    weights_desc, warning = describe_weights(config)
     meta = {"weights_desc": weights_desc, "random_weights": config.weights is None,
             "preprocessing": config.preprocessing, "decoder": config.decoder,
             "splits": ["val", "test"], "trainable_layers": n, "warning": warning}
@@ -95,12 +89,11 @@ def train_step(
     ``distances.csv`` and ``summary.json`` of the val and test pairs under the fine-tuned
     model, ``run.json``. Returns the :class:`mfr.training.fit.TrainResult`.
     """
-    from mfr.backbones import check_trainable_layers, network_inputs
     from mfr.training import checkpoints
     from mfr.training.fit import TrainResult, train_siamese
 
-    n = check_trainable_layers(config, n)[0]
-    loss = get_loss(config.loss)
+    backbone, loss = get_backbone(config.backbone), get_loss(config.loss)  # resolved once, here
+    n = backbone.check_trainable_layers(n)[0]
     devices_for(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
     frames = read_partition(pairs_dir, required=("train", "test"))
@@ -108,14 +101,14 @@ def train_step(
         warnings.warn(f"{pairs_dir / 'val.csv'}: no validation pairs; history.csv will have "
                       f"no val_loss", stacklevel=2)
     out = Path(out_dir) if out_dir is not None else default_train_dir(config, n)
-    check_weights(config, progress)
+    backbone.check_weights(config.weights, progress)
     cache_dir = Path(cache_dir) if cache_dir is not None else pairs_dir / "cache"
     root = resolve_data_root(data_root, pairs_dir, config, cache_dir)
     if root is None:
         raise MissingError(f"{cache_dir}: no image cache, and no data root to build it "
                            f"(pass --cache-dir or --data-root)")
-    fp = {"settings": {**train_settings(config), "trainable_layers": n},
-          "weights": weights_fingerprint(config),
+    fp = {"settings": {**train_settings(config, backbone, loss), "trainable_layers": n},
+          "weights": backbone.weights_fingerprint(config.weights, config.seed),
           **input_fingerprint(pairs_dir, frames, root)}
     run = read_run(out) or {}
     done = run.get("epochs_trained", 0)
@@ -145,15 +138,17 @@ def train_step(
                              f"that failed to decode (see {cache.cache_dir / 'failed.csv'})")
     idx = {s: pair_indices(df, cache) for s, df in kept.items()}
 
-    images, _ = network_inputs(config.backbone, cache.images, progress=progress,
-                               face_box=config.face_box, cache=cache)
-    result = train_siamese(build_core(config), n, images, idx["train"], idx["val"], idx["test"],
-                           config=config, out_dir=out, resume=resume, verbose=verbose,
-                           progress=progress, fingerprint=fp)
-    dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out)
+    images, _ = backbone.network_inputs(cache.images, progress=progress,
+                                        face_box=config.face_box, cache=cache)
+    result = train_siamese(backbone.core(config), n, images, idx["train"], idx["val"],
+                           idx["test"], config=config, out_dir=out, resume=resume,
+                           verbose=verbose, progress=progress, fingerprint=fp,
+                           backbone=backbone, loss=loss)
+    weights_desc, warning = backbone.describe_weights(config.weights, config.seed)
+    dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out, weights_desc,
+                                          warning)
     write_csv(out / "distances.csv", dist, float_format=DISTANCE_FLOAT_FORMAT)
     # Same layout as `mfr embed`'s summary.json: splits -> split -> metric -> statistics.
-    weights_desc, _ = describe_weights(config)
     write_json(out / "summary.json", {"trainable_layers": n, "metric_thesis": "sum_squared",
                                       "random_weights": config.weights is None,
                                       "weights_desc": weights_desc, "splits": metrics})
@@ -168,6 +163,7 @@ def train_step(
              pairs_dir=str(pairs_dir.resolve()), cache_dir=str(Path(cache.cache_dir).resolve()),
              final_weights=f"final_trainable.h5 ({config.backbone}: trained layers only, "
                            f"legacy HDF5)",
+             weights_licence=backbone.licence_note() if config.weights is not None else None,
              epoch_order=("P subjects x K images, mfr.training.image_batches.pk_epoch with "
                           "np.random.default_rng([seed, epoch])"
                           if loss.batches == "images_with_ids" else

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.outputs import write_csv, write_text
 from mfr.core.precision import with_precision
@@ -17,40 +16,37 @@ from mfr.core.provenance import (
     read_run,
 )
 from mfr.study.steps.inputs import require_complete
-from mfr.study.steps.settings import check_weights, weights_fingerprint
 
 
 def verify_embedder(embedder: str = "senet50", model: str | Path | None = None,
                     weights: str | None = "vggface2", preprocessing: str | None = None,
-                    seed: int = 2021, progress: bool = True):
-    """The embedder `mfr verify` and notebook 06 compare with: ``senet50`` from a run folder
-    (`model`: an `mfr embed` or `mfr train` run, its network as the run left it) or from
-    `weights` (vggface2, a .h5 path, None = seeded random init) with `preprocessing`; or
-    ``dlib`` (dlib's own), or ``dlib_resnet`` (its Keras port: pre-trained, or `model`, a
-    `mfr train --backbone dlib_resnet` run). The weights are made sure of (found or downloaded) before any slow work."""
-    from mfr.backbones.embedders import get_embedder
+                    seed: int = 2021, progress: bool = True, **settings):
+    """The embedder `mfr verify` and notebook 06 compare with: a backbone (its generic
+    embedder) from a run folder (`model`: an `mfr embed` or `mfr train` run of it, its network
+    as the run left it) or from `weights` (its released ones, a weights file, None = seeded
+    random init) with `preprocessing` and its own `settings` (``face_box``, ``pooling``); or a
+    reference embedder (``dlib_reference``: dlib's own C++). The weights are made sure of
+    (found or downloaded) before any slow work."""
+    from mfr.backbones import BACKBONES, get_backbone
+    from mfr.backbones.embedders import embedder_names, get_embedder
 
-    if embedder == "dlib_resnet":  # dlib's ResNet in Keras: pre-trained, or a run's
+    if embedder not in BACKBONES:
         if model is not None:
-            require_complete(Path(model), "run")
-        return get_embedder("dlib_resnet", run_dir=model,
-                            weights="dlib_v1" if weights == "vggface2" else weights, seed=seed)
-    if embedder != "senet50":
-        if model is not None:
-            raise InputError(f"--model is a senet50 option (an `mfr embed` or `mfr train` run "
-                             f"folder), not {embedder}'s")
+            raise InputError(f"--model is not an option of {embedder}: it is a senet50 option, "
+                             f"as of every backbone's embedder ({', '.join(BACKBONES)}: an "
+                             f"`mfr embed` or `mfr train` run folder)")
         return get_embedder(embedder)
     if model is not None:
         require_complete(Path(model), "run")
-        emb = get_embedder("senet50", run_dir=model)
-    else:
-        emb = get_embedder("senet50", weights=weights, preprocessing=preprocessing or "thesis",
-                           seed=seed)
+        return get_embedder(embedder, run_dir=model, seed=seed)
+    emb = get_embedder(embedder, weights=weights, preprocessing=preprocessing, seed=seed,
+                       **settings)
     try:
-        check_weights(StudyConfig(weights=emb.weights), progress)
+        get_backbone(embedder).check_weights(emb.weights, progress)
     except MissingError as e:
-        raise MissingError(f"{e}; or verify with --embedder dlib, which needs no VGGFace2 "
-                           f"weights") from None
+        others = [n for n in embedder_names() if n != embedder]
+        raise MissingError(f"{e}; or verify with another --embedder ({', '.join(others)})"
+                           ) from None
     return emb
 
 
@@ -59,25 +55,26 @@ def verify_step(image_a: str | Path, image_b: str | Path, embedder: str = "senet
                 model: str | Path | None = None, weights: str | None = "vggface2",
                 preprocessing: str | None = None, seed: int = 2021,
                 threshold: float | str | Path | None = None, detect: bool = True,
-                progress: bool = True, *, precision: str = "float32"):
+                progress: bool = True, *, precision: str = "float32", **settings):
     """Are two photos of the same person (`mfr verify IMG_A IMG_B`)? The faces found and cropped
     (MTCNN; `detect` False: the whole images), embedded with :func:`verify_embedder`'s model,
     compared with its own distance and decided at `threshold` (a number, a thresholds.json,
     or None: the model's study calibration, dlib's documented tolerance, else no decision).
     Reads run folders, writes nothing. Returns a :class:`mfr.verify.photos.Verification`.
-    `precision`: the network's (:mod:`mfr.core.precision`; senet50 and dlib_resnet)."""
+    `precision`: the network's (:mod:`mfr.core.precision`; the backbones'). `settings`: the
+    backbone's own (``pooling``, ``face_box``)."""
     from mfr.evaluation.thresholds import parse_threshold
     from mfr.verify.photos import read_photo, verify_pair
 
     spec = parse_threshold(threshold) if isinstance(threshold, str) else threshold
     for image in (image_a, image_b):  # a wrong path fails before any model is loaded
         read_photo(image)
-    emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
+    emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress, **settings)
     return verify_pair(image_a, image_b, emb, spec, detect)
 
 
 @with_precision
-def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str = "dlib",
+def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str = "dlib_reference",
                       model: str | Path | None = None, weights: str | None = "vggface2",
                       preprocessing: str | None = None, seed: int = 2021,
                       threshold: float | str | Path | None = None, detect: bool = True,
@@ -95,6 +92,7 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     the thesis's Table 5.2 for reference), ``table_5_2.png`` (the faces side by side),
     ``run.json``. Returns the :class:`mfr.verify.pairs.PairsVerification`.
     """
+    from mfr.backbones import BACKBONES, get_backbone
     from mfr.core.outputs import atomic_path
     from mfr.evaluation.thresholds import parse_threshold
     from mfr.verify.figures import pairs_figure
@@ -133,8 +131,8 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
           "model": {"run": (run or {}).get("fingerprint"),
                     "trained": (run or {}).get("outputs", {}).get("final_trainable.h5")}
           if model is not None else None,
-          "weights": weights_fingerprint(StudyConfig(weights=emb.weights))
-          if embedder == "senet50" else None,
+          "weights": get_backbone(embedder).weights_fingerprint(emb.weights, emb.seed)
+          if embedder in BACKBONES else None,
           "preprocessing": getattr(emb, "preprocessing", None), "precision": precision,
           "threshold": (f"file sha256:{file_digest(spec)}" if isinstance(spec, Path)
                         and spec.is_file() else spec)}

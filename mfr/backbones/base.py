@@ -1,0 +1,386 @@
+"""What a backbone is: its facts in one typed record (:class:`BackboneFacts`, in the manner of
+timm's ``default_cfgs``) and its behaviour as the methods of one object (:class:`Backbone`).
+
+A backbone module (``mfr/backbones/<name>.py``) defines a subclass with its ``facts`` and the
+few methods only it can know (``build``: the network with the config's weights; ``check_weights``
+and ``pretrained_file``: its released weights; ``align`` where it takes aligned faces), and
+exposes one instance as ``BACKBONE``; :func:`mfr.backbones.get_backbone` resolves a name to it
+once, at a step's boundary, and the step passes the object on. Everything else is computed here
+from the facts: the preprocessing (channel order, mean, scale, or "inside the graph"), the
+config defaults and checks a backbone implies, N's range, the weights' fingerprint and
+description, the labels of tables and figures, saving and loading a run's trained layers, the
+network of a run folder, and the embedder (:class:`mfr.backbones.embedders.keras_embedder.
+BackboneEmbedder`, one for every backbone).
+
+Nothing here imports Keras at module level: the config checks and ``mfr --help`` read the facts
+without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from mfr.core.errors import InputError, MissingError
+
+if TYPE_CHECKING:
+    import keras
+
+    from mfr.backbones.embedders.keras_embedder import BackboneEmbedder
+
+__all__ = ["Backbone", "BackboneFacts", "Preprocessing", "ReleasedWeights", "WeightFile",
+           "RANDOM_WEIGHTS_WARNING"]
+
+#: the warning random initial weights carry into every output (the backbone's label in it)
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM WEIGHTS (weights=None, seed {seed}): this is NOT the pre-trained {label}; the "
+    "distances only exercise the pipeline (offline demo) and mean nothing about faces."
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How uint8 RGB images become the network's float32 input: channels reordered to
+    `channel_order`, then ``(x - mean) * scale`` per channel (mean in `channel_order`); a None
+    mean or scale is left out (``mean=None, scale=None``: raw 0-255 pixels, the network
+    normalises them inside its graph)."""
+
+    name: str  # the config's ``preprocessing`` value
+    channel_order: str  # "RGB" | "BGR"
+    mean: tuple[float, float, float] | None
+    scale: float | None
+    doc: str  # one line: what it is and why
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in ("RGB", "BGR"):
+            raise ValueError(f"preprocessing {self.name!r}: channel_order must be RGB or BGR")
+
+    def words(self) -> str:
+        """The preprocessing as a report says it."""
+        return f"{self.name}: {self.doc}"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file of a weights release: where it is fetched from and what it must hash to
+    (``sha256`` None: the publisher gives no checksum; the backbone then checks the content)."""
+
+    name: str
+    url: str | None
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class ReleasedWeights:
+    """A backbone's released weights: the ``weights`` value naming them, their files, source,
+    licence and format."""
+
+    name: str  # the config's ``weights`` value naming them: "vggface2", "dlib_v1", ...
+    label: str  # "SENet50 pre-trained (VGGFace2)"
+    files: tuple[WeightFile, ...]
+    source: str
+    licence: str
+    format: str  # the file format, and the module that reads it
+
+
+@dataclass(frozen=True)
+class BackboneFacts:
+    """Everything mfr knows of a face network, in one record that the code reads."""
+
+    name: str  # the registry name: ``--backbone NAME``
+    label: str  # one line for humans
+    short_label: str  # table rows and figure ticks: "SENet50 pre-trained"
+    input_size: int  # the side, in pixels, of the input the released weights take
+    embedding_size: int
+    #: ``len(model.layers)``, Input included: what "the last N layers" counts
+    n_layers: int
+    gradcam_layer: str  # the feature layer Grad-CAM explains
+    preprocessing: tuple[Preprocessing, ...]  # the first is the default
+    weights: ReleasedWeights
+    #: the config fields (beyond weights, image_size and the preprocessing) its outputs
+    #: depend on: SENet50's pooling, dlib's face_box
+    settings: tuple[str, ...] = ()
+    #: how it takes faces: None (the cached image as it is) or words naming its alignment
+    alignment: str | None = None
+    #: the ``face_box`` values its alignment takes (where its landmarks are found); the first
+    #: is the default. Empty for a backbone without alignment.
+    face_boxes: tuple[str, ...] = ()
+    #: the smallest ``image_size`` a config may give it (pixels)
+    min_image_size: int = 32
+    #: what "the last N layers" leaves frozen, as messages say it
+    frozen: str = "BatchNormalization frozen"
+    #: the distance its own users compare with: ``sum_squared`` (the thesis's, of unit
+    #: embeddings) or ``euclidean_raw`` (Euclidean on the unnormalised output, dlib's)
+    default_distance: str = "sum_squared"
+    #: its output is normalised by the network itself
+    normalised: bool = False
+    #: (distance, value, source) of the decision threshold its publisher documents, or None
+    documented_threshold: tuple[str, float, str] | None = None
+    #: a run's trained layers: the file and its format
+    saved_as: str = "final_trainable.h5: the trained layers by Keras layer name, legacy HDF5"
+    notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.preprocessing:
+            raise ValueError(f"backbone {self.name!r}: at least one preprocessing")
+        if self.alignment is not None and not self.face_boxes:
+            raise ValueError(f"backbone {self.name!r}: an alignment needs its face_boxes")
+
+    @property
+    def preprocessing_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.preprocessing)
+
+
+class Backbone:
+    """A face network: its :class:`BackboneFacts` and what can be done with it (see the module
+    docstring). Subclasses set ``facts`` and implement :meth:`build`, :meth:`check_weights`
+    and :meth:`pretrained_file` (and :meth:`align` where ``facts.alignment`` is set)."""
+
+    facts: ClassVar[BackboneFacts]
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+    def __repr__(self) -> str:
+        return f"<backbone {self.name}>"
+
+    # ------------------------------------------------------------------ config
+
+    def config_defaults(self, weights: str | None, preprocessing: str,
+                        face_box: str | None) -> dict[str, Any]:
+        """The config values this backbone implies where the config kept the fields' defaults:
+        ``weights: vggface2`` (the field's default, the thesis's) names this backbone's
+        released weights, the default preprocessing is its first, the default face box its
+        first. A preprocessing or face box it does not take is an InputError naming it."""
+        out: dict[str, Any] = {}
+        if weights == "vggface2":
+            out["weights"] = self.facts.weights.name
+        modes = self.facts.preprocessing_names
+        if preprocessing == "thesis" and "thesis" not in modes:
+            out["preprocessing"] = preprocessing = modes[0]
+        if preprocessing not in modes:
+            raise InputError(f"preprocessing: {self.name} takes {', '.join(modes)}, got "
+                             f"{preprocessing!r}")
+        boxes = self.facts.face_boxes
+        if face_box is None:
+            out["face_box"] = boxes[0] if boxes else "crop"
+        elif boxes and face_box not in boxes:
+            raise InputError(f"face_box: {self.name} finds its landmarks with "
+                             f"{', '.join(boxes)}, got {face_box!r}")
+        return out
+
+    def check_trainable_layers(self, ns: int | Sequence[int]) -> list[int]:
+        """Every N of `ns` as an int in 1..the network's layers, else one InputError naming
+        the backbone: the one check, made at a step's boundary before any slow work."""
+        values = [ns] if isinstance(ns, int | np.integer) else list(ns)
+        return [validate_trainable_layers(n, self.facts.n_layers, self.name) for n in values]
+
+    # ------------------------------------------------------------------ weights
+
+    def check_weights(self, weights: str | None, progress: bool = True) -> None:
+        """The weights can be had (the released files found or downloaded, or a file of this
+        network), else a one-line error saying what is missing; None (random init) passes."""
+        raise NotImplementedError
+
+    def pretrained_file(self) -> Path:
+        """The local file of the released weights (where it is, or will be, cached); for a
+        release of several files, the one whose digest stands for them all."""
+        raise NotImplementedError
+
+    def weights_fingerprint(self, weights: str | None, seed: int) -> str:
+        """The initial weights as a run's fingerprint records them: the released file's
+        sha256, a given file's, or the random init's seed."""
+        from mfr.core.provenance import file_digest
+
+        if weights is None:
+            return f"random init, seed {seed}"
+        released = self.facts.weights.name
+        if weights == released:
+            return f"{released} sha256:{file_digest(self.pretrained_file())}"
+        return f"file sha256:{file_digest(weights)}"
+
+    def describe_weights(self, weights: str | None, seed: int) -> tuple[str, str | None]:
+        """A run's weights in words, and the warning random weights carry into every output."""
+        if weights is None:
+            return (f"random init, seed {seed}",
+                    RANDOM_WEIGHTS_WARNING.format(seed=seed, label=self.facts.label))
+        return str(weights), None
+
+    def weights_label(self, weights: str | None, seed: int) -> str:
+        """The weights as an embedder's description names them."""
+        if weights is None:
+            return f"random init, seed {seed}"
+        return self.facts.weights.label if weights == self.facts.weights.name else str(weights)
+
+    # ------------------------------------------------------------------ the network
+
+    def build(self, config: Any) -> keras.Model:
+        """The network with ``config.weights`` (the released ones, a file, or None: random
+        init), at ``config.image_size`` where the network takes other sizes."""
+        raise NotImplementedError
+
+    def core(self, config: Any) -> keras.Model:
+        """:meth:`build`, its random init seeded with ``config.seed`` (the same core every time)."""
+        import keras
+
+        keras.utils.set_random_seed(config.seed)
+        return self.build(config)
+
+    def trained_layer_file_name(self, layer_name: str) -> str:
+        """The name a trained layer is saved under in ``final_trainable.h5`` (the Keras name;
+        SENet50's are keras-vggface's)."""
+        return layer_name
+
+    def save_trained(self, layers: Sequence[Any], path: str | Path, name: str) -> Path:
+        """A run's trained `layers` into `path` (legacy HDF5, by layer name; atomic)."""
+        from types import SimpleNamespace
+
+        from mfr.backbones.formats.legacy_h5 import save_legacy_h5
+
+        return save_legacy_h5(SimpleNamespace(layers=list(layers), name=name), path,
+                              file_name=self.trained_layer_file_name)
+
+    def load_trained(self, core: keras.Model, path: str | Path, strict: bool = False) -> list[str]:
+        """The layers a run saved (:meth:`save_trained`) put on `core`; their names."""
+        from mfr.backbones.formats.legacy_h5 import load_legacy_h5
+
+        return load_legacy_h5(core, path, strict=strict, file_name=self.trained_layer_file_name)
+
+    def load_run(self, run_dir: str | Path) -> keras.Model:
+        """The network of an `mfr embed` or `mfr train` run folder of this backbone, as the run
+        left it: its run.json's config builds it (:meth:`core`) and a fine-tuning run's
+        trained layers come from ``final_trainable.h5`` (they must be the run's
+        ``trainable_layer_names`` when it lists them). One-line errors name the file."""
+        from mfr.core.config import StudyConfig
+        from mfr.core.runs import read_run
+
+        run_dir = Path(run_dir)
+        record = read_run(run_dir, "a run folder of `mfr embed` or `mfr train`")
+        meta, meta_path = record.data, record.path
+        config = meta.get("config")
+        if not isinstance(config, dict) or not {"weights", "image_size"} <= set(config):
+            raise InputError(f"{meta_path}: expected a 'config' with weights and image_size")
+        if record.backbone != self.name:
+            raise InputError(f"{meta_path}: a {record.backbone} run, not {self.name}'s")
+        trained = run_dir / "final_trainable.h5"
+        fine_tuned = "trainable_layers" in meta
+        if fine_tuned and not trained.is_file():
+            raise MissingError(f"{trained}: a fine-tuning run folder must hold its trained "
+                               f"layers (final_trainable.h5, written when `mfr train` ends)")
+        known = set(StudyConfig.__dataclass_fields__)
+        cfg = StudyConfig().replace(**{k: v for k, v in config.items() if k in known})
+        core = self.core(cfg)
+        if fine_tuned:
+            loaded = self.load_trained(core, trained, strict=False)
+            expected = meta.get("trainable_layer_names")
+            if not loaded:
+                raise InputError(f"{trained}: holds none of {self.name}'s layers (expected the "
+                                 f"trained layers of an `mfr train` run)")
+            if expected is not None and sorted(loaded) != sorted(expected):
+                raise InputError(f"{trained}: holds layers {sorted(loaded)}, but {meta_path} "
+                                 f"lists trainable_layer_names {sorted(expected)}")
+        return core
+
+    # ------------------------------------------------------------------ inputs
+
+    def preprocessing(self, mode: str | Preprocessing | None = None) -> Preprocessing:
+        """The record of preprocessing `mode` (default: this backbone's first)."""
+        if isinstance(mode, Preprocessing):
+            return mode
+        if mode is None:
+            return self.facts.preprocessing[0]
+        for p in self.facts.preprocessing:
+            if p.name == mode:
+                return p
+        raise InputError(f"preprocessing: {self.name} takes "
+                         f"{', '.join(self.facts.preprocessing_names)}, got {mode!r}")
+
+    def preprocess(self, batch: Any, mode: str | Preprocessing | None = None) -> Any:
+        """uint8 (or float) RGB images (..., 3) -> the network's float32 input
+        (:func:`mfr.backbones.preprocess.apply_preprocessing`)."""
+        from mfr.backbones.preprocess import apply_preprocessing
+
+        return apply_preprocessing(batch, self.preprocessing(mode))
+
+    @property
+    def aligns(self) -> bool:
+        return self.facts.alignment is not None
+
+    def align_faces(self, images: np.ndarray, progress: bool = False,
+                    face_box: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(the uint8 images the network takes, per-image flags): its own face alignment of
+        the image cache's images (landmarks found with `face_box`; flags such as
+        ``no_face_detected``, ``failed`` and, where finding has stages, the stage that found
+        each face), or the images as they are and no flags."""
+        return images, {}
+
+    def align(self, images: np.ndarray, progress: bool = False,
+              face_box: str | None = None) -> np.ndarray:
+        """The uint8 images the network takes (:meth:`align_faces` without its flags)."""
+        return self.align_faces(images, progress, face_box)[0]
+
+    def network_inputs(self, images: np.ndarray, rows: Any = None, progress: bool = False,
+                       face_box: str | None = None, cache: Any = None) -> tuple[np.ndarray, Any]:
+        """(images, rows) as the network takes them: unchanged for a backbone without
+        alignment; else, given the image `cache` that `images` are, its aligned images
+        (:func:`mfr.backbones.aligned_cache`) and the same `rows`; else the aligned `rows` of
+        `images` (all, when None), with rows ``0..n-1`` into them."""
+        if not self.aligns:
+            return images, rows
+        if cache is not None:
+            from mfr.backbones import aligned_cache
+
+            return aligned_cache(self, cache, face_box, progress), rows
+        picked = images if rows is None else np.asarray(images)[np.asarray(rows, dtype=np.int64)]
+        aligned = self.align(picked, progress=progress, face_box=face_box)
+        return aligned, None if rows is None else np.arange(len(picked))
+
+    # ------------------------------------------------------------------ words
+
+    def setting_label(self, setting: str | int, random_init: bool = False,
+                      weights: str | None = None) -> str:
+        """A setting's name in tables and figures: "<short label> pre-trained" / "last N
+        layers", or "<short label> random init" / "last N layers (random init)" for a run from
+        random weights. `weights`: the run's weights when they are a file other than the
+        released ones, named in the label ("weights x.h5", "last N layers (weights x.h5)")."""
+        if (not random_init and weights is not None
+                and weights not in ("vggface2", self.facts.weights.name)):
+            base = f"weights {Path(weights).name}"
+            return base if setting == "pre-trained" else f"last {setting} layers ({base})"
+        if setting == "pre-trained":
+            name = self.facts.short_label
+            return f"{name} random init" if random_init else f"{name} pre-trained"
+        return f"last {setting} layers" + (" (random init)" if random_init else "")
+
+    def licence_note(self) -> str:
+        """The released weights' source and licence, as every report that uses them says it."""
+        w = self.facts.weights
+        return f"{w.label}: {w.source}. Licence: {w.licence}"
+
+    # ------------------------------------------------------------------ embedding
+
+    def embedder(self, **options: Any) -> BackboneEmbedder:
+        """This network as an :class:`mfr.backbones.embedders.Embedder` (the released
+        weights, a weights file, random init, or a run folder's network: see
+        :class:`~mfr.backbones.embedders.keras_embedder.BackboneEmbedder`)."""
+        from mfr.backbones.embedders.keras_embedder import BackboneEmbedder
+
+        return BackboneEmbedder(self, **options)
+
+
+def validate_trainable_layers(n: Any, n_layers: int, backbone: str | None = None) -> int:
+    """N as an int in 1..n_layers, else one InputError (naming the backbone when given)."""
+    who = f" ({backbone})" if backbone else ""
+    if isinstance(n, bool) or not isinstance(n, int | np.integer):
+        raise InputError(f"trainable layers N must be an integer in 1..{n_layers}, got "
+                         f"{n!r}{who}")
+    if not 1 <= int(n) <= n_layers:
+        raise InputError(f"trainable layers N must be in 1..{n_layers} (the core's layers), got "
+                         f"{n}{who}")
+    return int(n)
