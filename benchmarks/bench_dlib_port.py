@@ -109,12 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     from mfr.backbones.dlib_chips import face_chips
-    from mfr.backbones.dlib_resnet import (
-        CFG,
-        build_dlib_resnet,
-        default_weights_path,
-        preprocess_dlib,
-    )
+    from mfr.backbones.dlib_network import build_dlib_resnet, preprocess_dlib
+    from mfr.backbones.dlib_resnet import BACKBONE, default_weights_path
 
     threads = _threads(args.threads)
     files = _photos(args.images)
@@ -179,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
                     "affinity_cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
         "versions": {**versions(), "dlib": dlib.__version__, "keras": keras.__version__},
-        "model": {"label": CFG["label"], "n_layers": CFG["n_layers"], "file": CFG["file"]},
+        "model": {"label": BACKBONE.facts.label, "n_layers": BACKBONE.facts.n_layers,
+                  "file": BACKBONE.facts.weights.files[0].name},
     }
     try:
         import jax

@@ -85,7 +85,7 @@ def worker(out: Path, n_subjects: int, repeats: int, epochs: int) -> None:
                  "embed_images_per_s": len(imgs) / embed_s}
     arrays = {"senet50_embeddings": emb}
     if SHARED.is_dir():
-        from mfr.backbones.dlib_resnet import build_dlib_resnet, preprocess_dlib
+        from mfr.backbones.dlib_network import build_dlib_resnet, preprocess_dlib
 
         chips = _real_chips(64)
         net = build_dlib_resnet()

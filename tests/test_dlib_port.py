@@ -12,16 +12,16 @@ pytest.importorskip("face_recognition_models")
 
 import keras  # noqa: E402
 
-from mfr.backbones.dlib_resnet import (  # noqa: E402
-    CFG,
+from mfr.backbones.dlib_network import (  # noqa: E402
     GRADCAM_LAYER,
+    GRADCAM_SHAPE,
     DlibAddPrev,
     DlibAffine,
     build_dlib_resnet,
-    default_weights_path,
     preprocess_dlib,
     trainable_tail,
 )
+from mfr.backbones.dlib_resnet import BACKBONE, default_weights_path  # noqa: E402
 from mfr.backbones.formats.dlib_dat import read_dlib_net  # noqa: E402
 from mfr.core.errors import InputError, MissingError  # noqa: E402
 
@@ -65,7 +65,7 @@ def test_reader_versions_shapes_counts(net):
     assert {layer.version for layer in net.of_kind("con")} == {"con_4"}
     assert {layer.version for layer in net.of_kind("affine")} == {"affine_"}
     assert net.input["version"] == "input_rgb_image_sized" and net.input["size"] == (150, 150)
-    assert np.allclose(net.input["mean"], CFG["mean"])
+    assert np.allclose(net.input["mean"], BACKBONE.facts.preprocessing[0].mean)
     assert net.loss["version"] == "loss_metric_2"
     first = net.by_name()["conv1"]
     assert first.params["filters"].shape == (32, 3, 7, 7) and first.params["biases"].shape == (32,)
@@ -118,14 +118,14 @@ def test_add_prev_zero_fills_like_dlib():
 
 @pytest.mark.backend
 def test_layer_names_counts_and_frozen_affine(model):
-    assert len(model.layers) == CFG["n_layers"] == 109
+    assert len(model.layers) == BACKBONE.facts.n_layers == 109
     assert sum(isinstance(x, keras.layers.Conv2D) for x in model.layers) == 29
     affine = [x for x in model.layers if isinstance(x, DlibAffine)]
     assert len(affine) == 29
     names = [x.name for x in model.layers]
     assert names[:5] == ["image", "conv1", "conv1_affine", "conv1_relu", "pool1"]
     assert names[-4:] == ["res6a_add", "res6a_relu", "global_pool", "fc"]
-    assert tuple(model.get_layer(GRADCAM_LAYER).output.shape[1:]) == CFG["gradcam_shape"]
+    assert tuple(model.get_layer(GRADCAM_LAYER).output.shape[1:]) == GRADCAM_SHAPE
     assert tuple(model.get_layer("res5a_add").output.shape[1:]) == (4, 4, 256)  # 3x3 + 4x4
     trainable = trainable_tail(model, len(model.layers))  # every layer: affine stays frozen
     assert all(not x.trainable_weights for x in affine)

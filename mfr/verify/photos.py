@@ -50,11 +50,6 @@ DISTANCE_WORDS = {
                      "face_distance)",
 }
 
-_PREPROCESSING_WORDS = {
-    "thesis": "thesis (RGB, VGGFace2's channel means subtracted, as the thesis did)",
-    "vggface2": "vggface2 (flipped to BGR, channel means subtracted, as the weights were trained)",
-}
-
 _MODE_NOTES = {
     "L": "grayscale image: converted to RGB (grey repeated in R, G, B)",
     "LA": "grayscale image with alpha: alpha dropped, converted to RGB",
@@ -338,9 +333,8 @@ class Verification:
         if e.get("run_dir"):
             model += f", run {e['run_dir']} ({len(e.get('fine_tuned_layers') or [])} " \
                      f"fine-tuned layers)"
-        prep = e.get("preprocessing")
-        out.append(model + (f"; input preprocessing {_PREPROCESSING_WORDS.get(prep, prep)}"
-                            if prep else ""))
+        prep = e.get("preprocessing_words") or e.get("preprocessing")  # the backbone's words
+        out.append(model + (f"; input preprocessing {prep}" if prep else ""))
         out.append("preprocessing: " + preprocessing_words([self.a, self.b],
                                                            self.a.image.shape[0]))
         out.append(f"distance {self.distance:.6f}")
@@ -362,12 +356,13 @@ class Verification:
 
 
 def embedder_notes(embedder: Any, faces: Sequence[FaceImage]) -> list[str]:
-    """What the embedder's last call flagged per face (dlib: no face found in the crop)."""
+    """What the embedder's last call flagged per face (its own face finding found no face in
+    the image it was given: dlib's detector, or a backbone's alignment)."""
     flags = embedder.flags.get("no_face_detected")
     if flags is None:
         return []
-    return [f"{f.name}: dlib's own face detector found no face in the image it was given; "
-            f"it encoded the whole image (as the evaluation does)"
+    return [f"{f.name}: {embedder.name}'s own face finding found no face in the image it was "
+            f"given; it used the whole image (as the evaluation does)"
             for f, flag in zip(faces, np.asarray(flags), strict=True) if flag]
 
 
