@@ -27,15 +27,19 @@ def _none_or_str(text: str) -> str | None:
     return None if text.lower() in ("none", "null", "random") else text
 
 
-def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
-    """``--config PROFILE`` and one flag per named `StudyConfig` field, its help from the field.
+def add_config_flags(parser: argparse.ArgumentParser, *names: str,
+                     profile_flag: bool = True) -> None:
+    """``--config PROFILE`` (unless `profile_flag` is False: a command with a profile option
+    of its own) and one flag per named `StudyConfig` field, its help from the field.
 
     A flag not given stays out of the parsed arguments (``argparse.SUPPRESS``), so only what
     the user set overrides the profile. Booleans get ``--x/--no-x``; optional strings accept
     ``none``; ``trainable_layers`` takes ``10`` or ``10,20,30``.
     """
-    parser.add_argument("--config", default="thesis", metavar="PROFILE",
-                        help="config profile (a name in configs/ or a YAML path); default thesis")
+    if profile_flag:
+        parser.add_argument("--config", default="thesis", metavar="PROFILE",
+                            help="config profile (a name in configs/ or a YAML path); default "
+                                 "thesis")
     group = parser.add_argument_group("config (defaults: the profile's; the thesis's values)")
     for name in names:
         f = _FIELDS[name]
@@ -60,16 +64,26 @@ def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         group.add_argument(flag(name), **kw)
 
 
-def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    """The profile named by ``--config``, with every config flag that was given."""
-    given = {k: v for k, v in vars(args).items() if k in _FIELDS}
-    profile = load_config(args.config)
+def given_config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields whose flags were given (:func:`add_config_flags` leaves the others
+    out of the parsed arguments)."""
+    return {k: v for k, v in vars(args).items() if k in _FIELDS}
+
+
+def apply_flags(profile: StudyConfig, given: dict[str, Any]) -> StudyConfig:
+    """`profile` with the `given` flags' values, each checked as the profile's are; a bad
+    value is one line naming the flag."""
     try:
         return profile.replace(**given)
     except ConfigValueError as e:  # a flag's value, checked as the profile's are: one line
         if e.key not in given:
             raise
         raise InputError(f"{flag(e.key)}: {e.detail}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The profile named by ``--config``, with every config flag that was given."""
+    return apply_flags(load_config(args.config), given_config_flags(args))
 
 
 #: A command's input folders, by argument: (what they are called, may the output folder hold

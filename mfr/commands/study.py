@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mfr.commands._common import add_config_flags, apply_flags, given_config_flags
 from mfr.core.config import StudyConfig
 from mfr.study.executors import EXECUTORS
+
+#: the fields `mfr study` has options of its own for (--profile, --data-root, --seeds), or that
+#: name the study rather than set it
+_OWN = ("profile", "data_root", "seeds")
 
 HELP = "run the whole study (or one step) with papermill; write results/<profile>/REPORT.md"
 
@@ -45,17 +50,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="CPUs per step (default 1)")
     group.add_argument("--max-retries", type=int, default=None, metavar="K",
                        help="runs of a step again when its Ray worker dies (default 2)")
+    # every other config field, as in `mfr train`: the profile's value unless given (the
+    # study then runs on its own profile, written into the study folder as profile.yaml)
+    add_config_flags(parser, *(f for f in StudyConfig.__dataclass_fields__ if f not in _OWN),
+                     profile_flag=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mfr.core.config import load_config
     from mfr.study.executors import get_executor
     from mfr.study.runner import run_study
+
+    overrides = given_config_flags(args)
+    if overrides:  # each flag checked against the profile first: a bad value names its flag
+        apply_flags(load_config(args.profile), overrides)
 
     executor = get_executor(args.executor, address=args.ray_address, num_gpus=args.num_gpus,
                             num_cpus=args.num_cpus, max_retries=args.max_retries)
     result = run_study(args.profile, args.out, force=args.force, only=args.only,
                        kernel=args.kernel, progress=not args.no_progress, seeds=args.seeds,
-                       executor=executor, data_root=args.data_root)
+                       executor=executor, data_root=args.data_root,
+                       overrides=overrides)
     ran = ", ".join(result.ran) or "nothing"
     skipped = ", ".join(result.skipped) or "nothing"
     print(f"ran: {ran}; skipped (up to date or not for this backend): {skipped}")

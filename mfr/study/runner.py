@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -303,11 +303,23 @@ def run_notebook(step: Step, context: StepContext) -> Path:
     return nb_out
 
 
+def _write_profile(out: Path, config: StudyConfig) -> Path:
+    """``out/profile.yaml``: `config` as a profile (its name kept), for a study run with
+    config fields set over its profile's."""
+    import yaml
+
+    from mfr.core.outputs import write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    return write_text(out / "profile.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
 def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
               force: bool = False, only: str | None = None, kernel: str = "python3",
               progress: bool = True, seeds: Sequence[int] | str | None = None,
               executor: Executor | None = None,
-              data_root: str | Path | None = None) -> StudyResult:
+              data_root: str | Path | None = None,
+              overrides: Mapping[str, Any] | None = None) -> StudyResult:
     """Run (or resume) the study of `profile` in `out_dir` (default ``results/<profile>``).
 
     Args:
@@ -321,6 +333,9 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
             runs independent steps at once as Ray tasks.
         data_root: the dataset folder, in place of the profile's ``data_root`` (e.g. a
             subset of RMFRD in RMFRD's layout, for a profile whose data root is the full set).
+        overrides: config fields set over the profile's (`mfr study --arcface-scale 32 ...`):
+            the study then runs on the profile with them, written into the study folder as
+            ``profile.yaml`` (every step's notebook reads it).
 
     Returns:
         A :class:`StudyResult`; ``REPORT.md``/``REPORT.html`` are written unless `only`.
@@ -328,6 +343,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     from mfr.study.executors import LocalExecutor, StepContext
 
     config = load_config(profile)
+    if overrides:
+        config = config.replace(**overrides)
     if data_root is not None:
         config = config.replace(data_root=str(Path(data_root).expanduser().resolve()))
     if seeds is not None:
@@ -338,6 +355,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     out = Path(out_dir) if out_dir is not None else Path("results") / config.profile
     out = out.resolve()
     _check_study_folder(out)
+    if overrides:  # the profile as this study runs it, read by every step's notebook
+        profile = _write_profile(out, config)
     steps = plan(config, profile, out)
     by_name = {s.name: s for s in steps}
     valid = step_names(steps)
