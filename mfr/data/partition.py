@@ -42,7 +42,7 @@ from mfr.core.errors import InputError
 from mfr.core.outputs import write_csv, write_json, write_text
 from mfr.core.provenance import listing_digest
 from mfr.data.datasets import Dataset, FaceImage, check_image, get_dataset, load_dataset
-from mfr.data.pairs import COLUMNS
+from mfr.data.pairs import COLUMNS, SPLITS
 
 PROTOCOLS = ("thesis", "balanced")
 #: A partition's settings of synthetic masked partners (:mod:`mfr.data.synthetic_partners`),
@@ -74,8 +74,9 @@ class Partition:
     layout: str
     protocol: str
     params: dict[str, Any] = field(default_factory=dict)
-    #: an MFR2 tree's own pairs.txt protocol (masked-vs-unmasked pairs), None for RMFRD
-    mfr2_pairs: pd.DataFrame | None = None
+    #: the dataset's own pair sets, by name (:attr:`DatasetSpec.partition_pair_sets`: MFR2's
+    #: pairs.txt as ``mfr2_pairs``); none for most datasets
+    own_pairs: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: set by :func:`mfr.study.steps.partition_step`: the output folder already held this partition
     up_to_date: bool = False
     #: the train+validation subjects' selected unmasked images (subject -> images, in order):
@@ -87,11 +88,8 @@ class Partition:
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
-        """The pair tables to write: train, val, test (and mfr2_pairs for an MFR2 tree)."""
-        out = {"train": self.train, "val": self.val, "test": self.test}
-        if self.mfr2_pairs is not None:
-            out["mfr2_pairs"] = self.mfr2_pairs
-        return out
+        """The pair tables to write: train, val, test, then the dataset's own pair sets."""
+        return {"train": self.train, "val": self.val, "test": self.test, **self.own_pairs}
 
     def table(self) -> pd.DataFrame:
         return table_4_2(self.stats)
@@ -316,19 +314,22 @@ def partition(
               "train_val_fraction": train_val_fraction, "val_size": val_size,
               "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
               "ignore_case": ds.ignore_case, **({"inner": True} if inner else {})}
-    theirs = None
     spec = get_dataset(ds.layout)
-    if spec.partition_pairs is not None:  # the tree's own pair set (MFR2's pairs.txt)
-        theirs = spec.own_pairs(spec.partition_pairs, ds.root)
-        stats["mfr2_pairs"] = {**_pair_stats(theirs), **theirs.attrs.get("stats", {})}
-    problems = class_warnings({"train": train, "val": val, "test": test,
-                               **({"mfr2_pairs": theirs} if theirs is not None else {})})
+    own_pairs = {}
+    for name in spec.partition_pair_sets:  # the tree's own pair sets (MFR2's pairs.txt)
+        if name in SPLITS:
+            raise InputError(f"dataset {spec.name}: its own pair set may not be named {name!r} "
+                             f"(a split's name)")
+        own_pairs[name] = theirs = spec.own_pairs(name, ds.root)
+        stats[name] = {**_pair_stats(theirs), **theirs.attrs.get("stats", {})}
+    problems = class_warnings({"train": train, "val": val, "test": test, **own_pairs})
     for w in problems:
         warnings.warn(w, stacklevel=2)
     if problems:
         stats["warnings"] = problems
     return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
-                     theirs, train_val_unmasked={s: unmasked[s] for s in tv.subjects})
+                     own_pairs=own_pairs,
+                     train_val_unmasked={s: unmasked[s] for s in tv.subjects})
 
 
 def class_warnings(frames: dict[str, pd.DataFrame]) -> list[str]:
@@ -433,8 +434,9 @@ def partition_fingerprint(root: str | Path, params: dict[str, Any]) -> dict[str,
 
 
 def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:
-    """Write the pair CSVs (train/val/test, and mfr2_pairs for an MFR2 tree), stats.json,
-    table_4_2.md, each atomically, then run.json (:func:`mfr.core.provenance.complete`) last."""
+    """Write the pair CSVs (train/val/test, and the dataset's own pair sets), stats.json,
+    table_4_2.md, each atomically, then run.json (:func:`mfr.core.provenance.complete`) last;
+    run.json names the own pair sets (``own_pair_sets``) where there are some."""
     out = Path(out_dir)
     paths = {}
     for name, df in part.frames.items():
@@ -449,6 +451,8 @@ def write_partition(part: Partition, out_dir: str | Path, config: Any = None) ->
     if part.data_root is not None:  # pair paths are relative to it; the dataset is recorded too
         outputs += [p for p in SYNTHETIC_OUTPUTS if (out / p).is_file()]
         extra["dataset_root"] = str(Path(part.root).resolve())
+    if part.own_pairs:  # where the pair readers find them (mfr.data.pairs.own_pair_sets)
+        extra["own_pair_sets"] = list(part.own_pairs)
     data_root = Path(part.data_root if part.data_root is not None else part.root)
     paths["run"] = provenance.complete(
         out, "partition", partition_fingerprint(part.root, part.params),
