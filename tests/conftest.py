@@ -19,6 +19,31 @@ def mfr2_dev() -> Path:
     return MFR2_DEV
 
 
+def _shared_set(name: str) -> Path:
+    path = SHARED / "data" / name
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlfw_dev() -> Path:
+    """The MLFW subset in ../shared/data (skip when absent)."""
+    return _shared_set("mlfw-dev")
+
+
+@pytest.fixture(scope="session")
+def m2fred_dev() -> Path:
+    """The M2FRED face crops in ../shared/data (skip when absent)."""
+    return _shared_set("m2fred-dev")
+
+
+@pytest.fixture(scope="session")
+def rmfrd_dev() -> Path:
+    """The RMFRD photos in ../shared/data (skip when absent)."""
+    return _shared_set("rmfrd-dev")
+
+
 @pytest.fixture(scope="session")
 def reference_layers() -> Path:
     if not REFERENCE_LAYERS.is_file():

@@ -255,18 +255,26 @@ def registry(monkeypatch):
 
 
 def test_registry_lists_the_datasets_and_their_facts(registry):
-    assert registry.dataset_names() == ["rmfrd", "mfr2", "synthetic"]
-    assert registry.dataset_names(fetchable=True) == ["rmfrd", "mfr2", "synthetic"]
+    names = ["rmfrd", "mfr2", "mlfw", "m2fred", "synthetic"]
+    assert registry.dataset_names() == names
+    assert registry.dataset_names(fetchable=True) == names
     for name in registry.dataset_names():
         spec = registry.get_dataset(name)
-        assert spec.name == name and spec.label and spec.layout in ("rmfrd", "mfr2")
+        assert spec.name == name and spec.label
+        assert spec.layout in ("rmfrd", "mfr2", "mlfw", "m2fred")
         assert set(spec.evaluation_pair_sets) <= {registry.EVERY_PAIR, *spec.pair_sets}
-        assert registry.EVERY_PAIR in spec.evaluation_pair_sets
+        assert set(spec.partition_pair_sets) <= set(spec.pair_sets)
+        assert (registry.EVERY_PAIR in spec.evaluation_pair_sets) == spec.mask_flags
     rmfrd, mfr2, synth = map(registry.get_dataset, ("rmfrd", "mfr2", "synthetic"))
     assert rmfrd.source["gdrive_id"] != mfr2.source["gdrive_id"] and synth.source is None
     assert synth.layout == "rmfrd" and synth.detect is None and synth.make is not None
-    assert mfr2.partition_pairs == "mfr2_pairs" and rmfrd.partition_pairs is None
+    assert mfr2.partition_pair_sets == ("mfr2_pairs",) and rmfrd.partition_pair_sets == ()
     assert mfr2.evaluation_pair_sets == ("mfr2_pairs", "masked_vs_unmasked", "mfr2_pairs_all")
+    # MLFW and M2FRED: no download mfr could make; the entry says how to get them, no URL
+    for name in ("mlfw", "m2fred"):
+        src = registry.get_dataset(name).source
+        assert "gdrive_id" not in src and "http" not in src["manual"]
+        assert "GitHub repository" in src["manual"]
 
 
 def test_unknown_dataset_is_one_line_naming_the_known(registry):
@@ -372,7 +380,7 @@ def test_missing_data_names_the_dataset_of_its_home(tmp_path, monkeypatch):
     monkeypatch.setenv("MFR_DATA", str(tmp_path / "home"))
     for root, named in ((tmp_path / "home" / "mfr2", "mfr data fetch mfr2 "),
                         (tmp_path / "home" / "rmfrd" / "x", "mfr data fetch rmfrd "),
-                        (tmp_path / "MFR2-copy", "mfr data fetch rmfrd|mfr2|synthetic ")):
+                        (tmp_path / "MFR2-copy", "mfr data fetch rmfrd|mfr2|mlfw|m2fred|synthetic ")):
         with pytest.raises(MissingError) as e:
             _check_can_run(StudyConfig(data_root=str(root)), "p")
         assert named in str(e.value) and str(root) in str(e.value)

@@ -19,8 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder of `mfr partition` (train.csv, val.csv, test.csv)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--split", default="test",
-                        help="test (default), train, val, all, mfr2_pairs (an MFR2 tree's own "
-                             "pairs.txt), or a comma list")
+                        help="test (default), train, val, all, the name of a dataset's own pair "
+                             "set the partition wrote beside them (its run.json's "
+                             "own_pair_sets), or a comma list")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="image cache folder (default OUT/cache); reused when complete")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,4 +1,5 @@
-"""`mfr partition`: the thesis's train / validation / test pairs of an RMFRD (or MFR2) tree."""
+"""`mfr partition`: the train / validation / test pairs of a dataset tree (the thesis's by
+default; :mod:`mfr.data.partition`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
 
-HELP = "write the train/val/test pair sets (Table 4.2) of an RMFRD or MFR2 tree"
+HELP = "write the train/val/test pair sets (Table 4.2) of a dataset tree"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "one complete) and compute from scratch")
     add_config_flags(parser, "data_root", "protocol", "max_per_subject", "seed",
                      "train_val_fraction", "val_size", "synthetic_masks", "synthetic_kinds")
+    parser.add_argument("--split-seed", type=int, default=None, metavar="N",
+                        help="a repeated subject split: the subjects in a seeded order before "
+                             "the cut (default: sorted, the thesis's split)")
+    parser.add_argument("--folds", type=int, default=0, metavar="K",
+                        help="k-fold over subjects (K >= 2): test on fold --fold, train and "
+                             "validate on the others (default 0: train_val_fraction's cut)")
+    parser.add_argument("--fold", type=int, default=0, metavar="F",
+                        help="the test fold, 0..K-1 (with --folds)")
+    parser.add_argument("--pairs-per-subject", type=int, default=None, metavar="N",
+                        help="protocol identity: at most N genuine pairs per identity (default: "
+                             "all pairs of its images)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from mfr.study.steps import partition_step
 
     part = partition_step(config_from_args(args), args.out, verify=not args.no_verify,
-                          force=args.force)
+                          force=args.force, split_seed=args.split_seed, folds=args.folds,
+                          fold=args.fold, pairs_per_subject=args.pairs_per_subject)
     ex = part.excluded
     print(table_4_2_markdown(part.stats, title=f"Table 4.2 ({part.layout}, protocol "
                                                f"{part.protocol})"), end="")

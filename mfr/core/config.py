@@ -127,8 +127,10 @@ class StudyConfig:
     profile: str = _f("thesis", "name of the profile these values came from")
     # data and partition (Chapter 4.2)
     data_root: str | None = _f(None, "the dataset folder (RMFRD, or MFR2)")
-    protocol: str = _f("thesis", "thesis (its quirks) or balanced (corrected)",
-                       ("thesis", "balanced"))
+    protocol: str = _f("thesis", "thesis (its quirks), balanced (corrected), all_pairs "
+                                 "(balanced with every test pair) or identity (pairs by "
+                                 "identity, any mask: MLFW; mfr.data.partition)",
+                       ("thesis", "balanced", "all_pairs", "identity"))
     max_per_subject: int = _f(20, "images per subject and side (0: all)", minimum=0)
     train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation",
                                   above=0.0, maximum=1.0)

@@ -6,7 +6,9 @@ interrupted download), unpacks it into ``$MFR_DATA/<name>`` (``~/mfr_data`` by d
 :func:`mfr.core.config.data_home`) and checks that the layout is one mfr reads
 (:func:`mfr.data.datasets.dataset_root`); or takes a manual download (an archive or an unpacked
 folder) with ``--from``. Offline it says what to download and where to put it. A generated
-dataset (``synthetic``) is written there instead.
+dataset (``synthetic``) is written there instead. A dataset its makers give on request (MLFW,
+M2FRED: ``manual`` in its entry) is never downloaded: `mfr data fetch NAME` says how to get it,
+and ``--from`` takes it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ __all__ = ["DataFetchError", "dataset_dir", "fetch", "gdrive_url", "list_dataset
 
 def source_facts(name: str) -> dict[str, str]:
     """Where dataset `name` comes from, from its registry entry (:mod:`mfr.data.datasets`): its
-    download's ``gdrive_id`` and ``what`` it is, and the ``layout`` its tree has (a generated
-    dataset: ``what`` and ``layout`` alone). InputError for a name not registered."""
+    download's ``gdrive_id`` (or ``manual``: how to get it by hand) and ``what`` it is, and the
+    ``layout`` its tree has (a generated dataset: ``what`` and ``layout`` alone). InputError for
+    a name not registered."""
     from mfr.data.datasets import get_dataset
 
     entry = get_dataset(name)
@@ -40,8 +43,9 @@ def source_facts(name: str) -> dict[str, str]:
 
 def list_datasets() -> list[dict[str, str]]:
     """A row per registered dataset (registry order): name, label, layout, where it comes from
-    (its Google Drive file, or generated) and where it lives (``$MFR_DATA/<name>``, with its
-    tree's folder when one of its layout is there, else "not fetched")."""
+    (its Google Drive file, how to get it by hand, or generated) and where it lives
+    (``$MFR_DATA/<name>``, with its tree's folder when one of its layout is there, else "not
+    fetched")."""
     rows = []
     for name in _names():
         facts = source_facts(name)
@@ -49,7 +53,9 @@ def list_datasets() -> list[dict[str, str]]:
         root = _layout_ok(home, facts["layout"]) if home.exists() else None
         rows.append({"name": name, "label": facts["what"], "layout": facts["layout"],
                      "source": (f"https://drive.google.com/file/d/{facts['gdrive_id']}"
-                                if "gdrive_id" in facts else "generated here (no download)"),
+                                if "gdrive_id" in facts else
+                                f"by hand: {facts['manual']}" if "manual" in facts else
+                                "generated here (no download)"),
                      "where": str(root) if root is not None else f"{home} (not fetched)"})
     return rows
 
@@ -235,7 +241,11 @@ def fetch(name: str, target: str | Path | None = None, source: str | Path | None
     target = Path(target) if target is not None else dataset_dir(name)
     if target.exists() and (root := _layout_ok(target, spec["layout"])) is not None:
         return root
-    if "gdrive_id" not in spec:  # a generated dataset: made here, never downloaded
+    if "manual" in spec and "gdrive_id" not in spec and source is None:
+        raise DataFetchError(f"{name} is not downloaded by mfr: {spec['manual']}; put its tree "
+                             f"in {target}, or run `mfr data fetch {name} --from PATH` (the "
+                             f"archive or its unpacked folder)")
+    if "gdrive_id" not in spec and "manual" not in spec:  # generated here, never downloaded
         from mfr.data.datasets import get_dataset
 
         make = get_dataset(name).make

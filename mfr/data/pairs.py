@@ -28,6 +28,7 @@ __all__ = [
     "PairSet",
     "PathIndex",
     "drop_failed_pairs",
+    "own_pair_sets",
     "pair_indices",
     "parse_splits",
     "read_pair_csvs",
@@ -39,8 +40,6 @@ __all__ = [
 COLUMNS = ["unmasked_path", "masked_path", "label", "unmasked_subject", "masked_subject"]
 #: The partition's splits, in order; "all" means these.
 SPLITS = ("train", "val", "test")
-#: A pair set that only some trees have: MFR2's own pairs.txt (see `mfr.data.datasets.mfr2_pairs`).
-EXTRA_SPLITS = ("mfr2_pairs",)
 
 
 # --------------------------------------------------------------------------- files
@@ -104,13 +103,31 @@ def read_pair_csvs(pairs_dir: str | Path, splits: Sequence[str] = SPLITS) -> dic
     return {split: read_pairs(pairs_dir / f"{split}.csv") for split in splits}
 
 
-def parse_splits(split: str | Sequence[str]) -> list[str]:
-    """``"test"``, ``"val,test"``, ``"all"`` or a list -> a list of split names."""
+def own_pair_sets(pairs_dir: str | Path) -> list[str]:
+    """The names of the dataset's own pair sets a partition folder holds (``<name>.csv``
+    beside train/val/test: MFR2's pairs.txt as ``mfr2_pairs``), as its run.json records them
+    (``own_pair_sets``; for a partition written before that record, the CSV files among its
+    outputs other than the splits); [] when there is no run.json."""
+    from mfr.core.provenance import read_run
+
+    run = read_run(Path(pairs_dir))
+    if not isinstance(run, dict):
+        return []
+    if isinstance(run.get("own_pair_sets"), list):
+        return [str(n) for n in run["own_pair_sets"]]
+    names = [n[:-4] for n in (run.get("outputs") or {}) if isinstance(n, str)
+             and n.endswith(".csv") and "/" not in n]
+    return [n for n in names if n not in SPLITS]
+
+
+def parse_splits(split: str | Sequence[str], own: Sequence[str] = ()) -> list[str]:
+    """``"test"``, ``"val,test"``, ``"all"`` or a list -> a list of split names; `own`: the
+    partition's own pair sets (:func:`own_pair_sets`), which may be named too."""
     names = split.split(",") if isinstance(split, str) else list(split)
     names = [s.strip() for s in names if s.strip()]
     if names == ["all"]:
         return list(SPLITS)
-    known = SPLITS + EXTRA_SPLITS
+    known = SPLITS + tuple(own)
     bad = [s for s in names if s not in known]
     if bad or not names:
         raise InputError(f"split must be one of {known}, 'all' or a comma-separated list; "

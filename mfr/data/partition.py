@@ -19,6 +19,32 @@ no one can reproduce; here the lists stay sorted. Protocol `balanced` is the sam
 every common image format counts (jpg/jpeg/png/bmp/webp, any case) and the test impostors are
 a uniform sample (seeded) of all test impostor pairs, kept in enumeration order.
 
+Protocol `all_pairs` is `balanced` with **every** unmasked x masked pair of the test subjects
+(of their selected images: `max_per_subject` per side) as its test pairs, in enumeration order:
+no impostor sampling, so the impostors outnumber the genuine pairs. It is the pair set a direct
+evaluation calls ``masked_vs_unmasked``, on the test subjects of a split.
+
+Protocol `identity` pairs images by identity whatever their mask (:mod:`mfr.data.identity_pairs`:
+genuine = two images of one identity, impostor = images of two, balanced, seeded, at most
+`pairs_per_subject` genuine pairs per identity), in three subject-disjoint splits: a
+dataset's own (MLFW's train/val/test folders, :attr:`DatasetSpec.own_splits`), else the
+train+validation subjects of the subject split cut again, `val_size` of them (seeded) for
+validation. It is the protocol of a dataset without mask flags (MLFW), which the three above
+refuse; at most `max_per_subject` images per identity and mask flag (unmasked, masked,
+unknown). Train and validation rows are shuffled as the thesis's; test rows are not. Its
+pair tables keep the columns, but ``unmasked_path`` / ``masked_path`` are a first and a second
+image there, not mask sides (run.json's ``partition.mask_sides`` is False): what reads them as
+masked and unmasked (a study's identification, Grad-CAM's masked image) must not.
+
+The subject split (:mod:`mfr.data.subject_splits`): the thesis's by default; `split_seed` and
+`folds`/`fold` make repeated subject splits (a seeded order, k folds), so that a study can
+report the spread across splits. These options, and `pairs_per_subject`, are recorded and
+fingerprinted only where given, so a partition of before keeps its fingerprint and bytes.
+
+A dataset's own pair sets (:attr:`DatasetSpec.partition_pair_sets`, e.g. MFR2's pairs.txt)
+are written beside the splits, each as ``<name>.csv``, and named in run.json
+(``own_pair_sets``).
+
 Pairs are held as index arrays (position k = i * n_masked + j in the enumeration), never as
 Python lists of path tuples: train/val at RMFRD scale has 7034 x 1343 = 9.4 million pairs.
 `train_test_split` and `shuffle` permute row positions whatever the container, so applying
@@ -41,10 +67,20 @@ from mfr.core import provenance
 from mfr.core.errors import InputError
 from mfr.core.outputs import write_csv, write_json, write_text
 from mfr.core.provenance import listing_digest
-from mfr.data.datasets import Dataset, FaceImage, check_image, get_dataset, load_dataset
-from mfr.data.pairs import COLUMNS
+from mfr.data.datasets import (
+    Dataset,
+    FaceImage,
+    check_image,
+    get_dataset,
+    load_dataset,
+    require_mask_flags,
+)
+from mfr.data.pairs import COLUMNS, SPLITS
+from mfr.data.subject_splits import check_split_options, split_params, train_val_test, val_subjects
 
-PROTOCOLS = ("thesis", "balanced")
+PROTOCOLS = ("thesis", "balanced", "all_pairs", "identity")
+#: the protocols that pair unmasked with masked images (a dataset with no mask flag is refused)
+MASKED_VS_UNMASKED = ("thesis", "balanced", "all_pairs")
 #: A partition's settings of synthetic masked partners (:mod:`mfr.data.synthetic_partners`),
 #: part of its fingerprint when synthetic_masks is not "none"
 SYNTHETIC_KEYS = ("synthetic_masks", "synthetic_kinds", "synthetic_detector")
@@ -74,8 +110,9 @@ class Partition:
     layout: str
     protocol: str
     params: dict[str, Any] = field(default_factory=dict)
-    #: an MFR2 tree's own pairs.txt protocol (masked-vs-unmasked pairs), None for RMFRD
-    mfr2_pairs: pd.DataFrame | None = None
+    #: the dataset's own pair sets, by name (:attr:`DatasetSpec.partition_pair_sets`: MFR2's
+    #: pairs.txt as ``mfr2_pairs``); none for most datasets
+    own_pairs: dict[str, pd.DataFrame] = field(default_factory=dict)
     #: set by :func:`mfr.study.steps.partition_step`: the output folder already held this partition
     up_to_date: bool = False
     #: the train+validation subjects' selected unmasked images (subject -> images, in order):
@@ -87,11 +124,8 @@ class Partition:
 
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
-        """The pair tables to write: train, val, test (and mfr2_pairs for an MFR2 tree)."""
-        out = {"train": self.train, "val": self.val, "test": self.test}
-        if self.mfr2_pairs is not None:
-            out["mfr2_pairs"] = self.mfr2_pairs
-        return out
+        """The pair tables to write: train, val, test, then the dataset's own pair sets."""
+        return {"train": self.train, "val": self.val, "test": self.test, **self.own_pairs}
 
     def table(self) -> pd.DataFrame:
         return table_4_2(self.stats)
@@ -118,29 +152,62 @@ def select_images(
     if on_corrupt not in ("skip", "keep"):
         raise InputError(f"on_corrupt must be 'skip' or 'keep', got {on_corrupt!r}")
     subjects = list(dataset.subjects if subjects is None else subjects)
-    cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
-    sides = {False: dataset.by_subject(False), True: dataset.by_subject(True)}
-    chosen: dict[bool, dict[str, list[FaceImage]]] = {False: {}, True: {}}
+    chosen: dict[bool, dict[str, list[FaceImage]]] = {}
     bad: list[dict[str, Any]] = []
-    beyond = {"unmasked": 0, "masked": 0}
+    beyond = {}
     for masked in (False, True):
-        for s in subjects:
-            picked: list[FaceImage] = []
-            cands = sorted(sides[masked].get(s, []), key=lambda im: im.path)
-            for k, im in enumerate(cands):
-                if cap is not None and len(picked) >= cap:
-                    beyond["masked" if masked else "unmasked"] += len(cands) - k
-                    break
-                why = check_image(dataset.abspath(im)) if verify else None
-                if why is None or on_corrupt == "keep":
-                    picked.append(im)
-                if why is not None:
-                    bad.append({"path": im.path, "subject": s, "reason": why, "action": (
-                        "kept: selected by file name, as the thesis's glob did; the image cache "
-                        "skips it and drops its pairs" if on_corrupt == "keep" else
-                        "skipped; the next file in sorted order takes its place")})
-            chosen[masked][s] = picked
+        chosen[masked], beyond["masked" if masked else "unmasked"] = _select_side(
+            dataset, masked, subjects, max_per_subject, verify, on_corrupt, bad)
     return chosen[False], chosen[True], bad, beyond
+
+
+#: the name of each mask flag in counts (None: unknown)
+_SIDE_NAMES = {False: "unmasked", True: "masked", None: "unknown_mask"}
+
+
+def _select_side(dataset: Dataset, masked: bool | None, subjects: list[str],
+                 max_per_subject: int | None, verify: bool, on_corrupt: str,
+                 bad: list[dict[str, Any]]) -> tuple[dict[str, list[FaceImage]], int]:
+    """Per subject, the first `max_per_subject` images of one mask flag in sorted order (the
+    unreadable ones listed in `bad`), and how many files were left beyond the cap."""
+    cap = None if max_per_subject is None or max_per_subject <= 0 else int(max_per_subject)
+    side = dataset.by_subject(masked)
+    chosen: dict[str, list[FaceImage]] = {}
+    beyond = 0
+    for s in subjects:
+        picked: list[FaceImage] = []
+        cands = sorted(side.get(s, []), key=lambda im: im.path)
+        for k, im in enumerate(cands):
+            if cap is not None and len(picked) >= cap:
+                beyond += len(cands) - k
+                break
+            why = check_image(dataset.abspath(im)) if verify else None
+            if why is None or on_corrupt == "keep":
+                picked.append(im)
+            if why is not None:
+                bad.append({"path": im.path, "subject": s, "reason": why, "action": (
+                    "kept: selected by file name, as the thesis's glob did; the image cache "
+                    "skips it and drops its pairs" if on_corrupt == "keep" else
+                    "skipped; the next file in sorted order takes its place")})
+        chosen[s] = picked
+    return chosen, beyond
+
+
+def select_any(dataset: Dataset, max_per_subject: int | None = 20, verify: bool = True,
+               ) -> tuple[dict[str, list[FaceImage]], list[dict[str, Any]], dict[str, int]]:
+    """Per subject, its images of every mask flag (unmasked, masked, unknown), at most
+    `max_per_subject` of each flag, the first in sorted order; unreadable files are skipped
+    (the next takes the place) and listed. Returns (subject -> images in path order, excluded
+    file entries, counts of files left beyond the cap per flag)."""
+    bad: list[dict[str, Any]] = []
+    per: dict[str, list[FaceImage]] = {s: [] for s in dataset.subjects}
+    beyond = {}
+    for masked, name in _SIDE_NAMES.items():
+        side, beyond[f"{name}_files"] = _select_side(dataset, masked, dataset.subjects,
+                                                     max_per_subject, verify, "skip", bad)
+        for s, ims in side.items():
+            per[s] += ims
+    return {s: sorted(v, key=lambda im: im.path) for s, v in per.items()}, bad, beyond
 
 
 class _Split:
@@ -222,9 +289,14 @@ def _pair_stats(df: pd.DataFrame) -> dict[str, int]:
     return {"pairs": len(df), "genuine": g, "impostor": len(df) - g}
 
 
-def _train_val_subjects(ds: Dataset, train_val_fraction: float) -> Dataset:
-    """The dataset restricted to the subjects its partition trains and validates on."""
-    keep = set(ds.subjects[:int(train_val_fraction * len(ds.subjects))])
+def _train_val_subjects(ds: Dataset, train_val_fraction: float,
+                        own: dict[str, Any] | None = None, **split: Any) -> Dataset:
+    """The dataset restricted to the subjects its partition trains and validates on (its own
+    train and val subjects where it has own splits)."""
+    if own is not None:
+        keep = set(own.get("train", [])) | set(own.get("val", []))
+    else:
+        keep = set(train_val_test(ds.subjects, train_val_fraction, **split)[0])
     if len(keep) < 4:
         raise InputError(f"{ds.root}: {len(keep)} train+validation subjects; an inner partition "
                          f"needs at least 4 (to hold some out)")
@@ -243,51 +315,130 @@ def partition(
     val_size: float = 0.2,
     verify: bool = True,
     inner: bool = False,
+    split_seed: int | None = None,
+    folds: int = 0,
+    fold: int = 0,
+    pairs_per_subject: int | None = None,
 ) -> Partition:
-    """The thesis's train / validation / test pairs of a dataset (or of the tree at a path).
+    """The train / validation / test pairs of a dataset (or of the tree at a path) under
+    `protocol` (module docstring): the thesis's, by default.
 
     `inner`: the partition of this partition's train+validation subjects alone, split again
     the same way (its test pairs are of training subjects held out of its training; the
     dataset's own test subjects are not in it): what :mod:`mfr.study.search` scores settings on.
 
+    `split_seed`, `folds`, `fold`: repeated subject splits (:mod:`mfr.data.subject_splits`);
+    `pairs_per_subject`: protocol identity's cap of genuine pairs per identity (None: all).
+
     `verify` reads the header of each selected file and lists unreadable or corrupt ones in
     `excluded["files"]`. Protocol `thesis` keeps them, since the thesis selected files by name
     (its glob; the image cache later skips them and drops their pairs), so the pair counts are
-    the thesis's; `balanced` skips them and lets the next file take the place.
+    the thesis's; the others skip them and let the next file take the place.
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if not 0.0 < train_val_fraction <= 1.0 or not 0.0 < val_size < 1.0:
         raise InputError("train_val_fraction must be in (0, 1] and val_size in (0, 1)")
+    check_split_options(split_seed, folds, fold)
+    if pairs_per_subject is not None and (isinstance(pairs_per_subject, bool) or not isinstance(
+            pairs_per_subject, int) or pairs_per_subject < 0):
+        raise InputError(f"pairs_per_subject must be None or an integer >= 0 (0: all), got "
+                         f"{pairs_per_subject!r}")
+    if pairs_per_subject and protocol != "identity":
+        raise InputError(f"pairs_per_subject caps the genuine pairs of protocol identity, not "
+                         f"of {protocol}")
+    split = split_params(split_seed, folds, fold)
     ds = dataset_or_root if isinstance(dataset_or_root, Dataset) else load_dataset(
         dataset_or_root, patterns=protocol)
+    spec = get_dataset(ds.layout)
+    own = spec.own_splits(ds) if spec.own_splits is not None else None
+    if own is not None and split:
+        raise InputError(f"{ds.root}: {ds.layout} has its own subject splits (its "
+                         f"{', '.join(own)} folders); split_seed and folds do not apply to it")
+    unknown: list[dict[str, Any]] = []
+    if protocol in MASKED_VS_UNMASKED:
+        unknown = require_mask_flags(ds, f"protocol {protocol}")
+        if own is not None:
+            raise InputError(f"{ds.root}: {ds.layout}'s own subject splits are read by protocol "
+                             f"identity; protocol {protocol} splits subjects itself")
     if inner:
-        ds = _train_val_subjects(ds, train_val_fraction)
-    unmasked, masked, bad, beyond = select_images(
-        ds, max_per_subject, verify=verify, on_corrupt="keep" if protocol == "thesis" else "skip")
+        ds = _train_val_subjects(ds, train_val_fraction, own, **split)
+        own = None
+    params = {"protocol": protocol, "max_per_subject": max_per_subject, "seed": seed,
+              "train_val_fraction": train_val_fraction, "val_size": val_size,
+              "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
+              "ignore_case": ds.ignore_case, **({"inner": True} if inner else {}), **split}
+    if protocol == "identity":
+        # its pair tables' unmasked_path / masked_path hold a first and a second image (path
+        # order; the unmasked first where both flags are known and differ): not mask sides
+        params.update(pairs_per_subject=pairs_per_subject, mask_sides=False)
+        if own is not None:
+            params["subject_split"] = "own"
+        train, val, test, stats, excluded, tv_unmasked = _identity(
+            ds, own, max_per_subject, seed, train_val_fraction, val_size, verify, split,
+            pairs_per_subject)
+    else:
+        train, val, test, stats, excluded, tv_unmasked = _masked_vs_unmasked(
+            ds, protocol, max_per_subject, seed, train_val_fraction, val_size, verify, split,
+            unknown)
+    own_pairs = {}
+    for name in spec.partition_pair_sets:  # the tree's own pair sets (MFR2's pairs.txt)
+        if name in SPLITS:
+            raise InputError(f"dataset {spec.name}: its own pair set may not be named {name!r} "
+                             f"(a split's name)")
+        own_pairs[name] = theirs = spec.own_pairs(name, ds.root)
+        stats[name] = {**_pair_stats(theirs), **theirs.attrs.get("stats", {})}
+    problems = class_warnings({"train": train, "val": val, "test": test, **own_pairs})
+    for w in problems:
+        warnings.warn(w, stacklevel=2)
+    if problems:
+        stats["warnings"] = problems
+    return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
+                     own_pairs=own_pairs, train_val_unmasked=tv_unmasked)
 
+
+def _excluded(ds: Dataset, bad: list[dict[str, Any]], beyond: dict[str, Any],
+              chosen: dict[str, dict[str, list[FaceImage]]]) -> dict[str, Any]:
+    """What the partition left out: the dataset's exclusions, the unreadable files, the files
+    beyond the cap, and an entry per subject and side with no image (`chosen`: side ->
+    subject -> images)."""
     excluded: dict[str, Any] = {
         "subjects": list(ds.excluded.get("subjects", [])),
         "files": list(ds.excluded.get("files", [])) + bad,
-        "beyond_cap": {"max_per_subject": max_per_subject, "unmasked_files": beyond["unmasked"],
-                       "masked_files": beyond["masked"]},
+        "beyond_cap": beyond,
     }
     listed = {(e["subject"], e["side"]) for e in excluded["subjects"]}
-    for side, chosen in (("unmasked", unmasked), ("masked", masked)):
+    for side, picked in chosen.items():
         for s in ds.subjects:
-            if not chosen[s] and (s, side) not in listed:
+            if not picked[s] and (s, side) not in listed:
                 excluded["subjects"].append({
-                    "subject": s, "side": side, "reason": f"no readable {side} image",
+                    "subject": s, "side": side,
+                    "reason": f"no readable {side} image" if side != "all" else
+                    "no readable image",
                     "action": (f"kept: counts as a subject of its split; no {side} images, "
-                               "so no genuine pairs; its other side's images still pair"),
+                               "so no genuine pairs; its other side's images still pair"
+                               if side != "all" else "kept: counts as a subject of its "
+                               "split; no pairs"),
                     "files": 0,
                 })
     excluded["subjects"].sort(key=lambda e: (e["subject"], e["side"]))
     excluded["files"].sort(key=lambda e: e["path"])
+    return excluded
 
-    n_tv = int(train_val_fraction * len(ds.subjects))
-    tv = _Split(ds.subjects[:n_tv], unmasked, masked)
-    te = _Split(ds.subjects[n_tv:], unmasked, masked)
+
+def _masked_vs_unmasked(ds: Dataset, protocol: str, max_per_subject: int | None, seed: int,
+                        train_val_fraction: float, val_size: float, verify: bool,
+                        split: dict[str, Any], unknown: list[dict[str, Any]]) -> tuple:
+    """Protocols thesis, balanced and all_pairs: every unmasked x masked pair in a split."""
+    unmasked, masked, bad, beyond = select_images(
+        ds, max_per_subject, verify=verify, on_corrupt="keep" if protocol == "thesis" else "skip")
+    excluded = _excluded(ds, bad + unknown, {"max_per_subject": max_per_subject,
+                                             "unmasked_files": beyond["unmasked"],
+                                             "masked_files": beyond["masked"]},
+                         {"unmasked": unmasked, "masked": masked})
+    tv_subjects, te_subjects = train_val_test(ds.subjects, train_val_fraction, **split)
+    tv = _Split(tv_subjects, unmasked, masked)
+    te = _Split(te_subjects, unmasked, masked)
 
     # train / validation
     gen_tr, gen_va = _split(tv.genuine, val_size, seed)
@@ -298,37 +449,71 @@ def partition(
     # test
     n_gen = len(te.genuine)
     if protocol == "thesis":
-        imp_te = te.impostors(limit=n_gen)
-    else:
+        k_te = np.concatenate([te.genuine, te.impostors(limit=n_gen)])
+    elif protocol == "balanced":
         all_imp = te.impostors()
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(all_imp), size=min(n_gen, len(all_imp)), replace=False))
-        imp_te = all_imp[pick]
+        k_te = np.concatenate([te.genuine, all_imp[pick]])
+    else:  # all_pairs: every unmasked x masked pair, in enumeration order
+        k_te = np.arange(te.n_u * te.n_m, dtype=np.int64)
     train, val = tv.frame(k_tr), tv.frame(k_va)
-    test = te.frame(np.concatenate([te.genuine, imp_te]))
+    test = te.frame(k_te)
 
     stats = {
         "train_val": tv.stats(), "test": te.stats(),
         "train": _pair_stats(train), "val": _pair_stats(val), "test_pairs": _pair_stats(test),
         "excluded": excluded,
     }
-    params = {"protocol": protocol, "max_per_subject": max_per_subject, "seed": seed,
-              "train_val_fraction": train_val_fraction, "val_size": val_size,
-              "layout": ds.layout, "verify": verify, "patterns": list(ds.patterns),
-              "ignore_case": ds.ignore_case, **({"inner": True} if inner else {})}
-    theirs = None
-    spec = get_dataset(ds.layout)
-    if spec.partition_pairs is not None:  # the tree's own pair set (MFR2's pairs.txt)
-        theirs = spec.own_pairs(spec.partition_pairs, ds.root)
-        stats["mfr2_pairs"] = {**_pair_stats(theirs), **theirs.attrs.get("stats", {})}
-    problems = class_warnings({"train": train, "val": val, "test": test,
-                               **({"mfr2_pairs": theirs} if theirs is not None else {})})
-    for w in problems:
-        warnings.warn(w, stacklevel=2)
-    if problems:
-        stats["warnings"] = problems
-    return Partition(train, val, test, stats, excluded, ds.root, ds.layout, protocol, params,
-                     theirs, train_val_unmasked={s: unmasked[s] for s in tv.subjects})
+    if split or protocol == "all_pairs":
+        stats["split_subjects"] = {"train_val": tv_subjects, "test": te_subjects}
+    return (train, val, test, stats, excluded,
+            {s: unmasked[s] for s in tv.subjects})
+
+
+def _image_stats(chosen: dict[str, list[FaceImage]], subjects: list[str]) -> dict[str, int]:
+    ims = [im for s in subjects for im in chosen[s]]
+    return {"subjects": len(subjects),
+            "unmasked_images": sum(im.masked is not None and not im.masked for im in ims),
+            "masked_images": sum(im.masked is not None and bool(im.masked) for im in ims),
+            "unknown_mask_images": sum(im.masked is None for im in ims)}
+
+
+def _identity(ds: Dataset, own: dict[str, Any] | None, max_per_subject: int | None, seed: int,
+              train_val_fraction: float, val_size: float, verify: bool, split: dict[str, Any],
+              pairs_per_subject: int | None) -> tuple:
+    """Protocol identity (:mod:`mfr.data.identity_pairs`) in three subject-disjoint splits."""
+    from mfr.data.identity_pairs import identity_pairs
+
+    if own is not None:
+        train_s, val_s, test_s = (list(own.get(k, [])) for k in ("train", "val", "test"))
+    else:
+        tv_s, test_s = train_val_test(ds.subjects, train_val_fraction, **split)
+        train_s, val_s = val_subjects(tv_s, val_size, seed)
+    chosen, bad, beyond = select_any(ds, max_per_subject, verify)
+    excluded = _excluded(ds, bad, {"max_per_subject": max_per_subject, **beyond},
+                         {"all": chosen})
+    photo_of = get_dataset(ds.layout).photo_of
+    frames = {}
+    for name, subjects in (("train", train_s), ("val", val_s), ("test", test_s)):
+        df = identity_pairs(chosen, subjects, seed, pairs_per_subject, photo_of)
+        if name != "test":  # shuffled rows, as the thesis's train and validation pairs
+            df = df.iloc[_shuffle(np.arange(len(df)), seed)].reset_index(drop=True)
+        frames[name] = df
+    stats: dict[str, Any] = {
+        "train_val": _image_stats(chosen, train_s + val_s), "test": _image_stats(chosen, test_s),
+        "excluded": excluded,
+        "split_subjects": {"train": train_s, "val": val_s, "test": test_s},
+    }
+    for name, subjects in (("train", train_s), ("val", val_s), ("test", test_s)):
+        df = frames[name]
+        key = "test_pairs" if name == "test" else name
+        stats[key] = {**_pair_stats(df), "subjects": len(subjects),
+                      "images": sum(len(chosen[s]) for s in subjects),
+                      "same_photo_left_out": df.attrs["same_photo_left_out"]}
+        if pairs_per_subject:
+            stats[key]["genuine_before_cap"] = df.attrs["genuine_before_cap"]
+    return frames["train"], frames["val"], frames["test"], stats, excluded, {}
 
 
 def class_warnings(frames: dict[str, pd.DataFrame]) -> list[str]:
@@ -399,6 +584,14 @@ def table_4_2_markdown(stats: dict[str, Any], title: str | None = None) -> str:
     ok = matches_thesis(stats)
     lines += ["", "Subject and image rows: Train counts train+validation together (as the "
               "thesis's table)."]
+    unknown = [stats[k].get("unknown_mask_images", 0) for k in ("train_val", "test")]
+    if any(unknown):
+        lines += ["", f"Images with no mask flag (counted in neither image row): {unknown[0]} "
+                  f"train+validation, {unknown[1]} test."]
+    if stats.get("split_subjects") and "train" in stats["split_subjects"]:
+        n = {k: len(v) for k, v in stats["split_subjects"].items()}
+        lines += ["", f"Subjects apart in each split: {n['train']} train, {n['val']} validation, "
+                  f"{n['test']} test (the pairs of a split are of its subjects alone)."]
     syn = stats.get("synthetic")
     if syn:
         lines += ["", f"Train pairs include {syn['pairs']} with a synthetic masked image "
@@ -427,14 +620,21 @@ def partition_fingerprint(root: str | Path, params: dict[str, Any]) -> dict[str,
     settings = {k: params[k] for k in keys}
     if params.get("inner"):
         settings["inner"] = True
+    # given only where they differ from the thesis's split: a partition of before keeps its
+    # fingerprint
+    settings.update(split_params(params.get("split_seed"), params.get("folds", 0),
+                                 params.get("fold", 0)))
+    if params["protocol"] == "identity":
+        settings["pairs_per_subject"] = params.get("pairs_per_subject")
     if params.get("synthetic_masks", "none") != "none":  # none: the fingerprint of before
         settings.update({k: params[k] for k in SYNTHETIC_KEYS})
     return {"data_root": str(root), "data": listing_digest(root), "settings": settings}
 
 
 def write_partition(part: Partition, out_dir: str | Path, config: Any = None) -> dict[str, Path]:
-    """Write the pair CSVs (train/val/test, and mfr2_pairs for an MFR2 tree), stats.json,
-    table_4_2.md, each atomically, then run.json (:func:`mfr.core.provenance.complete`) last."""
+    """Write the pair CSVs (train/val/test, and the dataset's own pair sets), stats.json,
+    table_4_2.md, each atomically, then run.json (:func:`mfr.core.provenance.complete`) last;
+    run.json names the own pair sets (``own_pair_sets``) where there are some."""
     out = Path(out_dir)
     paths = {}
     for name, df in part.frames.items():
@@ -449,6 +649,8 @@ def write_partition(part: Partition, out_dir: str | Path, config: Any = None) ->
     if part.data_root is not None:  # pair paths are relative to it; the dataset is recorded too
         outputs += [p for p in SYNTHETIC_OUTPUTS if (out / p).is_file()]
         extra["dataset_root"] = str(Path(part.root).resolve())
+    if part.own_pairs:  # where the pair readers find them (mfr.data.pairs.own_pair_sets)
+        extra["own_pair_sets"] = list(part.own_pairs)
     data_root = Path(part.data_root if part.data_root is not None else part.root)
     paths["run"] = provenance.complete(
         out, "partition", partition_fingerprint(part.root, part.params),

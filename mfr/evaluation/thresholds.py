@@ -31,13 +31,20 @@ from mfr.backbones.dlib_resnet import FACE_RECOGNITION_TOLERANCE  # dlib's fact,
 from mfr.core.errors import InputError, MissingError
 from mfr.core.provenance import differences, read_run
 
-__all__ = ["FACE_RECOGNITION_TOLERANCE", "PAIR_SET_ORDER", "Threshold", "parse_threshold",
-           "evaluated_run", "resolve_threshold", "stale_reason", "study_thresholds_file",
+__all__ = ["FACE_RECOGNITION_TOLERANCE", "Threshold", "evaluated_run", "pair_set_order",
+           "parse_threshold", "resolve_threshold", "stale_reason", "study_thresholds_file",
            "threshold_from_file"]
 
-#: which pair set of a dataset evaluation's thresholds.json is used, first found first: MFR2's
-#: own masked-vs-unmasked pairs, then every masked x unmasked pair
-PAIR_SET_ORDER = ("mfr2_pairs", "masked_vs_unmasked")
+def pair_set_order() -> tuple[str, ...]:
+    """Which pair set of a dataset evaluation's thresholds.json is used, first found first:
+    each registered dataset's first evaluation pair set where that is one of its own (MFR2's
+    masked-vs-unmasked pairs of its pairs.txt), then every masked x unmasked pair
+    (:attr:`mfr.data.datasets.DatasetSpec.evaluation_pair_sets`)."""
+    from mfr.data.datasets import EVERY_PAIR, dataset_names, get_dataset
+
+    own = [spec.evaluation_pair_sets[0] for spec in map(get_dataset, dataset_names())
+           if spec.evaluation_pair_sets]
+    return (*dict.fromkeys(n for n in own if n != EVERY_PAIR), EVERY_PAIR)
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ def _from_dataset(data: dict[str, Any], path: Path, embedder: Any, distance: str
         k = differ[0]
         raise InputError(f"{path}: thresholds of another model ({k} {made.get(k)!r}, here "
                          f"{now.get(k)!r}); use the thresholds.json of this model's evaluation")
-    name = next((n for n in PAIR_SET_ORDER if n in sets), sorted(sets)[0])
+    name = next((n for n in pair_set_order() if n in sets), sorted(sets)[0])
     table = sets[name]
     if not isinstance(table, dict) or table.get(distance) is None:
         raise InputError(f"{path}: pair set {name} has no {distance} threshold (it has "

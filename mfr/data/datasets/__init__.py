@@ -2,16 +2,22 @@
 
 Each dataset is a module of this package holding its :class:`~mfr.data.datasets.common.DatasetSpec`
 (``SPEC``): its name and label, the layout of its tree and how that is detected, how its
-subjects and images are loaded, its own pair sets (MFR2's pairs.txt; RMFRD's come from the
-partition), and where it comes from (a download's facts, or a generator). :data:`DATASETS`
-maps a name to that module: a new dataset is one module and one line here (a dataset in
-another's layout, e.g. a generated tree in RMFRD's, names that layout and reuses its loader).
+subjects and images are loaded (with a mask flag per image, or none: MLFW), its own pair sets
+(MFR2's pairs.txt; RMFRD's come from the partition), its own subject splits (MLFW's
+train/val/test folders), and where it comes from (a download's facts, how to get it by hand,
+or a generator). :data:`DATASETS` maps a name to that module: a new dataset is one module and
+one line here (a dataset in another's layout, e.g. a generated tree in RMFRD's, names that
+layout and reuses its loader).
 :func:`register_dataset` adds an entry at run time. The CLI's dataset choices and ``mfr data``
 are read from here (:func:`dataset_names`).
 
 :func:`detect_dataset` finds the tree under a folder: each layout looks at the folder itself,
 then one level down, then two, and the closest tree wins (at one level, the first layout in
 registry order).
+
+The dataset modules are imported when first used: by :func:`get_dataset`, or by a name this
+package re-exports from one of them (``from mfr.data.datasets import load_mfr2``, through the
+module's ``__getattr__``).
 """
 
 from __future__ import annotations
@@ -25,48 +31,60 @@ from mfr.data.datasets.common import (
     BALANCED_PATTERNS,
     EVERY_PAIR,
     IMAGE_EXTENSIONS,
+    PROTOCOL_PATTERNS,
     THESIS_PATTERNS,
     Dataset,
     DatasetSpec,
     FaceImage,
     check_image,
     protocol_patterns,
+    require_mask_flags,
     shown,
 )
-from mfr.data.datasets.mfr2 import (
-    MFR2_LABELS,
-    MFR2_LAYOUT_HINT,
-    MFR2_PAIRS,
-    is_mfr2_root,
-    load_mfr2,
-    mfr2_image_path,
-    mfr2_pairs,
-    read_mfr2_labels,
-)
-from mfr.data.datasets.rmfrd import (
-    MASKED_DIR,
-    RMFRD_DIRNAME,
-    RMFRD_LAYOUT_HINT,
-    SIDES,
-    UNMASKED_DIR,
-    find_rmfrd_root,
-    load_rmfrd,
-)
+
+#: names this package re-exports from its dataset modules, imported when first used (the
+#: registry loads a dataset's module only when it is asked for: PEP 562's ``__getattr__``)
+_LAZY = {
+    **dict.fromkeys(("MFR2_LABELS", "MFR2_LAYOUT_HINT", "MFR2_PAIRS", "is_mfr2_root", "load_mfr2",
+                     "mfr2_image_path", "mfr2_pairs", "read_mfr2_labels"),
+                    "mfr.data.datasets.mfr2"),
+    **dict.fromkeys(("MASKED_DIR", "RMFRD_DIRNAME", "RMFRD_LAYOUT_HINT", "SIDES", "UNMASKED_DIR",
+                     "find_rmfrd_root", "load_rmfrd"), "mfr.data.datasets.rmfrd"),
+    **dict.fromkeys(("MLFW_SPLITS", "load_mlfw"), "mfr.data.datasets.mlfw"),
+    **dict.fromkeys(("load_m2fred",), "mfr.data.datasets.m2fred"),
+}
 
 __all__ = [
     "BALANCED_PATTERNS", "DATASETS", "EVERY_PAIR", "IMAGE_EXTENSIONS", "MASKED_DIR", "MFR2_LABELS",
-    "MFR2_LAYOUT_HINT", "MFR2_PAIRS", "RMFRD_DIRNAME", "RMFRD_LAYOUT_HINT", "SIDES",
-    "THESIS_PATTERNS", "UNMASKED_DIR", "Dataset", "DatasetSpec", "FaceImage", "check_image",
-    "dataset_names", "dataset_root", "detect_dataset", "find_rmfrd_root", "get_dataset",
-    "is_mfr2_root", "load_dataset", "load_mfr2", "load_rmfrd", "mfr2_image_path", "mfr2_pairs",
-    "protocol_patterns", "read_mfr2_labels", "register_dataset", "shown",
+    "MFR2_LAYOUT_HINT", "MFR2_PAIRS", "MLFW_SPLITS", "PROTOCOL_PATTERNS", "RMFRD_DIRNAME",
+    "RMFRD_LAYOUT_HINT", "SIDES", "THESIS_PATTERNS", "UNMASKED_DIR", "Dataset", "DatasetSpec",
+    "FaceImage", "check_image", "dataset_names", "dataset_root", "detect_dataset",
+    "find_rmfrd_root", "get_dataset", "is_mfr2_root", "load_dataset", "load_m2fred", "load_mfr2",
+    "load_mlfw", "load_rmfrd", "mfr2_image_path", "mfr2_pairs", "protocol_patterns",
+    "read_mfr2_labels", "register_dataset", "require_mask_flags", "shown",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 #: name -> the module of this package holding its ``SPEC`` (or the spec itself, once loaded or
 #: registered at run time); the order is the CLI's and detection's
 DATASETS: dict[str, str | DatasetSpec] = {
     "rmfrd": "mfr.data.datasets.rmfrd",
     "mfr2": "mfr.data.datasets.mfr2",
+    "mlfw": "mfr.data.datasets.mlfw",
+    "m2fred": "mfr.data.datasets.m2fred",
     "synthetic": "mfr.data.datasets.synthetic",
 }
 

@@ -5,6 +5,12 @@ A `Dataset` is its `root` (the folder the image paths are relative to), its `lay
 `subjects` (sorted, Python string order) and its `images` (`FaceImage`: POSIX path relative to
 `root`, subject, masked flag), plus `excluded`: what was left out or looked odd, and why.
 
+The masked flag is True (masked), False (unmasked) or None: unknown (MLFW's files carry none).
+An unknown flag never counts as either side: :meth:`Dataset.by_subject` leaves such images out
+of both, :meth:`Dataset.summary` counts them apart, the masked-vs-unmasked protocols list and
+leave them out (and refuse a dataset with no flag at all, :func:`require_mask_flags`), and the
+``identity`` protocol, which pairs images whatever their mask, takes them.
+
 Nothing here opens an image but :func:`check_image` (a header read, used by the partition on the
 files it selects), so listing a 95k-file tree stays fast.
 """
@@ -12,6 +18,7 @@ files it selects), so listing a 95k-file tree stays fast.
 from __future__ import annotations
 
 import fnmatch
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,14 +37,24 @@ BALANCED_PATTERNS: tuple[str, ...] = tuple(f"*{e}" for e in IMAGE_EXTENSIONS)
 #: The pair set every dataset has in a direct evaluation: every unmasked x masked image pair.
 EVERY_PAIR = "masked_vs_unmasked"
 
+#: the partition protocols (:mod:`mfr.data.partition`) -> their file patterns and whether
+#: these match in any case (for layouts that list files by pattern: RMFRD's)
+PROTOCOL_PATTERNS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "thesis": (THESIS_PATTERNS, False),
+    "balanced": (BALANCED_PATTERNS, True),
+    "all_pairs": (BALANCED_PATTERNS, True),
+    "identity": (BALANCED_PATTERNS, True),
+}
+
 
 @dataclass(frozen=True, order=True)
 class FaceImage:
-    """One face image: `path` is POSIX and relative to the dataset's root."""
+    """One face image: `path` is POSIX and relative to the dataset's root; `masked` True,
+    False, or None where the dataset gives no mask flag (unknown: never taken as unmasked)."""
 
     path: str
     subject: str
-    masked: bool
+    masked: bool | None
 
 
 @dataclass
@@ -45,7 +62,7 @@ class Dataset:
     """Subjects and images of one tree; `excluded` says what was left out and why."""
 
     root: Path
-    layout: str  # the registry name of the layout that read it ("rmfrd" | "mfr2")
+    layout: str  # the registry name of the layout that read it
     subjects: list[str]
     images: list[FaceImage]
     excluded: dict[str, Any] = field(default_factory=lambda: {"subjects": [], "files": []})
@@ -57,21 +74,34 @@ class Dataset:
         rel = image.path if isinstance(image, FaceImage) else image
         return self.root / rel
 
-    def by_subject(self, masked: bool) -> dict[str, list[FaceImage]]:
-        """Images of one side per subject (every subject present, in `images` order)."""
+    def by_subject(self, masked: bool | None) -> dict[str, list[FaceImage]]:
+        """Images of one side per subject (every subject present, in `images` order); `masked`
+        None: the images whose flag is unknown."""
         out: dict[str, list[FaceImage]] = {s: [] for s in self.subjects}
         for im in self.images:
-            if im.masked == masked and im.subject in out:
+            side = im.masked is None if masked is None else (
+                im.masked is not None and im.masked == masked)
+            if side and im.subject in out:
                 out[im.subject].append(im)
         return out
 
+    def unknown_mask(self) -> list[FaceImage]:
+        """The images whose mask flag is unknown (None)."""
+        return [im for im in self.images if im.masked is None]
+
     def summary(self) -> dict[str, int]:
-        n_masked = sum(im.masked for im in self.images)
-        return {
+        """Subjects and images per side; ``unknown_mask_images`` too where some flags are
+        unknown (never counted as unmasked)."""
+        n_masked = sum(im.masked is not None and bool(im.masked) for im in self.images)
+        n_unknown = sum(im.masked is None for im in self.images)
+        out = {
             "subjects": len(self.subjects),
-            "unmasked_images": len(self.images) - n_masked,
+            "unmasked_images": len(self.images) - n_masked - n_unknown,
             "masked_images": n_masked,
         }
+        if n_unknown:
+            out["unknown_mask_images"] = n_unknown
+        return out
 
 
 @dataclass(frozen=True)
@@ -97,13 +127,28 @@ class DatasetSpec:
     #: :data:`mfr.data.pairs.COLUMNS`; ``attrs["stats"]``: extra keys for the partition's stats of
     #: it, ``attrs["entry"]``: for its entry in a direct evaluation's metrics)
     pair_sets: Mapping[str, Callable[[Path], pd.DataFrame]] = field(default_factory=dict)
-    #: the own pair set the partition writes beside its splits, as ``mfr2_pairs.csv`` (the one
-    #: slot the pair readers know, :data:`mfr.data.pairs.EXTRA_SPLITS`); None: the splits alone
-    partition_pairs: str | None = None
+    #: the own pair sets (names of `pair_sets`) the partition writes beside its splits, each as
+    #: ``<name>.csv`` and recorded in its run.json (``own_pair_sets``), where the pair readers
+    #: find them (:func:`mfr.data.pairs.own_pair_sets`); empty: the splits alone
+    partition_pair_sets: tuple[str, ...] = ()
     #: the pair sets of a direct evaluation (`mfr evaluate --data-root`), in order:
-    #: :data:`EVERY_PAIR` and names of `pair_sets`
+    #: :data:`EVERY_PAIR` and names of `pair_sets`; the first is the one a threshold is taken
+    #: from (:func:`mfr.evaluation.thresholds.pair_set_order`)
     evaluation_pair_sets: tuple[str, ...] = (EVERY_PAIR,)
-    #: where its download comes from: ``gdrive_id`` (its Google Drive file) and ``what``
+    #: whether its images carry a mask flag; False: every ``FaceImage.masked`` is None, and
+    #: what pairs masked with unmasked images refuses it (:func:`require_mask_flags`)
+    mask_flags: bool = True
+    #: ``own_splits(dataset) -> {split: subjects}`` (train, val, test; a split it lacks is
+    #: empty) where its tree gives its own subject splits, or None there; read by the
+    #: partition's ``identity`` protocol in place of the seeded subject split
+    own_splits: Callable[[Dataset], Mapping[str, Sequence[str]] | None] | None = None
+    #: ``photo_of(path) -> photo id`` where it holds several versions of one photo (MLFW: masks
+    #: drawn on one LFW photo): the identity protocol's genuine pairs leave out two versions of
+    #: one photo; None: each image its own photo
+    photo_of: Callable[[str], str] | None = None
+    #: where it comes from: ``what`` it is, and ``gdrive_id`` (its Google Drive file, which
+    #: `mfr data fetch` downloads) or ``manual`` (how to get it by hand, where its makers give
+    #: it on request: `mfr data fetch NAME --from PATH` then takes it)
     source: Mapping[str, str] | None = None
     #: ``make(folder) -> root``: writes the dataset there (a generated one: no download)
     make: Callable[[Path], Path] | None = None
@@ -114,19 +159,31 @@ class DatasetSpec:
 
 def protocol_patterns(protocol: str) -> tuple[tuple[str, ...], bool]:
     """File patterns and case-insensitivity of a partition protocol."""
-    if protocol == "thesis":
-        return THESIS_PATTERNS, False
-    if protocol == "balanced":
-        return BALANCED_PATTERNS, True
-    raise InputError(f"unknown protocol {protocol!r}; expected 'thesis' or 'balanced'")
+    if protocol not in PROTOCOL_PATTERNS:
+        raise InputError(f"unknown protocol {protocol!r}; expected one of "
+                         f"{', '.join(PROTOCOL_PATTERNS)}")
+    return PROTOCOL_PATTERNS[protocol]
 
 
 def resolve_patterns(patterns: str | Sequence[str]) -> tuple[tuple[str, ...], bool]:
     if isinstance(patterns, str):
-        if patterns in ("thesis", "balanced"):
+        if patterns in PROTOCOL_PATTERNS:
             return protocol_patterns(patterns)
         return (patterns,), False
     return tuple(patterns), False
+
+
+def require_mask_flags(dataset: Dataset, what: str) -> list[dict[str, Any]]:
+    """For what pairs masked with unmasked images (`what`: e.g. "protocol thesis"): InputError
+    (one line) when no image of `dataset` has a mask flag; else the excluded-file entries of
+    the images whose flag is unknown (left out of both sides, never taken as unmasked)."""
+    unknown = dataset.unknown_mask()
+    if unknown and len(unknown) == len(dataset.images):
+        raise InputError(f"{dataset.root}: the {dataset.layout} images carry no mask flag; "
+                         f"{what} pairs unmasked with masked images (use the protocol identity, "
+                         f"which pairs images by identity whatever their mask)")
+    return [{"path": im.path, "subject": im.subject, "reason": "mask flag unknown",
+             "action": f"left out: {what} pairs unmasked with masked images"} for im in unknown]
 
 
 def describe_patterns(patterns: tuple[str, ...], ignore_case: bool) -> str:
@@ -188,3 +245,65 @@ def check_image(path: str | Path) -> str | None:
     except (OSError, SyntaxError, ValueError) as e:
         return f"unreadable ({type(e).__name__}: {e})"
     return None
+
+
+#: how many folders below the one given a tree is looked for (:func:`find_tree`)
+MAX_DEPTH = 2
+
+
+def find_tree(path: str | Path, detect: Callable[[Path, int], Path | None], hint: str,
+              what: str) -> Path:
+    """The tree that `detect` finds in `path` or up to :data:`MAX_DEPTH` folders below it (the
+    closest); MissingError / NotADirError (one line) naming where it looked and `hint`."""
+    from mfr.core.errors import MissingError, NotADirError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise MissingError(f"{path}: no such directory ({hint})")
+    if not path.is_dir():
+        raise NotADirError(f"{path}: not a directory ({hint})")
+    for depth in range(MAX_DEPTH + 1):
+        if (root := detect(path, depth)) is not None:
+            return root
+    raise MissingError(f"{path}: no {what} tree found (looked in {path}, {path}/*, "
+                       f"{path}/*/*; {hint})")
+
+
+def image_name(name: str) -> bool:
+    """Whether a file name has an image extension (:data:`IMAGE_EXTENSIONS`, any case) and is
+    not hidden."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def one_tree(path: Path, found: list[Path], what: str) -> Path | None:
+    """The one tree of a level (None when none); InputError when the level holds several."""
+    if len(found) > 1:
+        raise InputError(f"{path}: several {what} trees found "
+                         f"({', '.join(str(c) for c in found)}); point --data-root at one of them")
+    return found[0] if found else None
+
+
+def scan_dir(folder: Path, rel: str, subject: str | None,
+            excluded: list[dict[str, Any]]) -> list[os.DirEntry]:
+    """The entries of `folder`, sorted by name; [] (and an excluded entry) when unreadable."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        excluded.append({"path": rel.rstrip("/") + "/", "subject": subject, "action": "ignored",
+                         "reason": f"unreadable folder ({err.strerror})"})
+        return []
+
+
+def is_file_entry(e: os.DirEntry) -> bool:
+    try:
+        return e.is_file()
+    except OSError:  # e.g. a symlink loop
+        return False
+
+
+def is_dir_entry(e: os.DirEntry) -> bool:
+    try:
+        return e.is_dir()
+    except OSError:
+        return False

@@ -216,7 +216,7 @@ SPEC = DatasetSpec(
     name="mfr2", label="MFR2 (Anwar & Raychowdhury 2020): 53 identities, masked and unmasked",
     layout="mfr2", load=load, detect=detect, layout_hint=MFR2_LAYOUT_HINT,
     pair_sets={"mfr2_pairs": _pairs_txt, "mfr2_pairs_all": _pairs_txt_all},
-    partition_pairs="mfr2_pairs",
+    partition_pair_sets=("mfr2_pairs",),
     evaluation_pair_sets=("mfr2_pairs", "masked_vs_unmasked", "mfr2_pairs_all"),
     source=SOURCE,
 )

@@ -11,6 +11,8 @@ image carries the word "SYNTHETIC". They serve tests, benchmarks and the offline
   `files="full"`).
 - `demo_counts()` / `make_demo_tree()`: a small tree (12 subjects) for the demo and tests.
 - `make_pairs_csv()`: drawn masked/unmasked photo pairs and their pairs CSV (notebook 06).
+- `make_mlfw_tree()`, `make_m2fred_tree()`: small drawn trees in MLFW's and M2FRED's layouts
+  (tests of those layouts and of the protocols that read them).
 
 In the registry (:data:`SPEC`) it is the dataset `synthetic`: RMFRD's layout (so a tree of it
 is read, partitioned and detected as RMFRD), made offline rather than downloaded
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -258,6 +260,37 @@ def make_pairs_csv(root: str | Path, n_subjects: int = 3, image_size: int = 160,
         rows += [f"drawn/{s}_masked.png,drawn/{s}_unmasked.png,genuine",
                  f"drawn/{s}_masked.png,drawn/{other}_unmasked.png,impostor"]
     return write_text(root / "pairs.csv", "\n".join(rows) + "\n")
+
+
+def make_mlfw_tree(root: str | Path,
+                   splits: Mapping[str | None, Mapping[str, Sequence[tuple[int, int]]]],
+                   image_size: int = 32, seed: int = 0) -> Path:
+    """Write drawn faces in MLFW's layout: ``splits[split][name] = [(i, k), ...]`` gives
+    ``<root>/<split>/<name>/<name>_<i:04d>_<k:04d>.jpg`` (split None: ``<root>/<name>/...``,
+    one split's folder alone); version k > 0 of a photo is drawn masked. Returns `root`."""
+    root = Path(root)
+    for split, people in splits.items():
+        base = root / split if split else root
+        for name, files in people.items():
+            (base / name).mkdir(parents=True, exist_ok=True)
+            for i, k in files:
+                (base / name / f"{name}_{i:04d}_{k:04d}.jpg").write_bytes(
+                    face_jpeg(name, k > 0, image_size, i, seed))
+    return root
+
+
+def make_m2fred_tree(root: str | Path, counts: Mapping[str, tuple[int, int]],
+                     image_size: int = 32, seed: int = 0) -> Path:
+    """Write drawn faces in M2FRED's layout: ``counts[person] = (n_unmasked, n_masked)`` gives
+    ``<root>/<person>/<a>-0-0.png`` (a = 1..n_unmasked) and ``<a>-1-0.png``. Returns `root`."""
+    root = Path(root)
+    for person, (n_unmasked, n_masked) in counts.items():
+        (root / person).mkdir(parents=True, exist_ok=True)
+        for flag, n in ((0, n_unmasked), (1, n_masked)):
+            for a in range(1, n + 1):
+                draw_face(person, bool(flag), image_size, a, seed).save(
+                    root / person / f"{a}-{flag}-0.png", format="PNG")
+    return root
 
 
 SPEC = DatasetSpec(

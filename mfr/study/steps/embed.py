@@ -24,6 +24,7 @@ from mfr.core.provenance import (
 from mfr.data.image_cache import ImageCache
 from mfr.data.pairs import (
     SPLITS,
+    own_pair_sets,
     parse_splits,
     read_pair_csvs,
     unique_pair_paths,
@@ -98,7 +99,7 @@ def embed_step(
     devices = devices_for(cfg)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir is not None else out_dir / "cache"
-    splits = parse_splits(split)
+    splits = parse_splits(split, own_pair_sets(pairs_dir))
     pairs = read_partition(pairs_dir, splits, required=splits)  # bad input: before slow work
     root = resolve_data_root(data_root, pairs_dir, cfg, cache_dir)
     if root is None:

@@ -143,10 +143,11 @@ def _dataset_images(config: StudyConfig, data_root: Path, layout: str):
     """(dataset, unmasked, masked): the tree's images, each side a frame of path, subject
     (at most ``config.max_per_subject`` per subject and side, as the partition picks them);
     `layout` names a registered dataset (:func:`mfr.data.datasets.dataset_names`)."""
-    from mfr.data.datasets import get_dataset
+    from mfr.data.datasets import get_dataset, require_mask_flags
     from mfr.data.partition import select_images
 
     ds = get_dataset(layout).load(data_root, config.protocol)
+    require_mask_flags(ds, "a direct evaluation (masked vs unmasked pairs, masked probes)")
     unmasked, masked, _, _ = select_images(ds, config.max_per_subject, verify=False)
 
     def frame(side):
@@ -173,8 +174,9 @@ def evaluate_dataset_step(
 
     Pair sets: the dataset's ``evaluation_pair_sets``, in order: ``masked_vs_unmasked`` (every
     unmasked x masked image pair; at most ``config.max_per_subject`` images per subject and
-    side) and its own (MFR2: ``mfr2_pairs``, pairs.txt's masked-vs-unmasked pairs, before it,
-    and ``mfr2_pairs_all``, every pair of pairs.txt, after it: :func:`mfr.data.datasets.mfr2_pairs`).
+    side) and its own (:attr:`mfr.data.datasets.DatasetSpec.pair_sets`; MFR2's pairs.txt:
+    its masked-vs-unmasked pairs before it, and every pair of pairs.txt after it). A dataset
+    whose images carry no mask flag (MLFW) is refused in one line.
     Each unique image is decoded once into an image cache of the embedder's size and embedded
     once; pairs of images that failed to load are dropped and counted.
 

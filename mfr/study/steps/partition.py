@@ -44,23 +44,40 @@ def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None,
 
 
 def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True,
-                   force: bool = False, inner: bool = False):
+                   force: bool = False, inner: bool = False, split_seed: int | None = None,
+                   folds: int = 0, fold: int = 0, pairs_per_subject: int | None = None):
     """The config's partition of the tree at ``config.data_root``, written to `out_dir`
-    (train/val/test.csv, stats.json, table_4_2.md, run.json; an MFR2 tree also gets
-    ``mfr2_pairs.csv``, its own pairs.txt); `inner`: the partition of its train+validation
-    subjects alone (:func:`mfr.data.partition.partition`). ``config.synthetic_masks`` add or
-    replace: train pairs with synthetic masked partners, made under `out_dir`
-    (:mod:`mfr.data.synthetic_partners`). Returns the :class:`mfr.data.partition.Partition`
-    (with ``up_to_date`` True when `out_dir` already held it and nothing was written)."""
+    (train/val/test.csv, stats.json, table_4_2.md, run.json; the dataset's own pair sets
+    beside them, e.g. MFR2's pairs.txt as ``mfr2_pairs.csv``); `inner`: the partition of its
+    train+validation subjects alone; `split_seed`, `folds`, `fold`: a repeated subject split,
+    `pairs_per_subject`: protocol identity's cap (:func:`mfr.data.partition.partition`).
+    ``config.synthetic_masks`` add or replace: train pairs with synthetic masked partners,
+    made under `out_dir` (:mod:`mfr.data.synthetic_partners`). Returns the
+    :class:`mfr.data.partition.Partition` (with ``up_to_date`` True when `out_dir` already held
+    it and nothing was written)."""
     from mfr.data.datasets import dataset_root
-    from mfr.data.partition import partition, partition_fingerprint, write_partition
+    from mfr.data.partition import (
+        MASKED_VS_UNMASKED,
+        partition,
+        partition_fingerprint,
+        write_partition,
+    )
+    from mfr.data.subject_splits import check_split_options, split_params
     from mfr.data.synthetic_partners import DETECTOR, add_synthetic_partners, parse_kinds
 
     if config.data_root is None:
-        raise InputError("no data root: pass --data-root DIR (an RMFRD or MFR2 tree)")
+        raise InputError("no data root: pass --data-root DIR (a dataset tree: mfr data list)")
+    check_split_options(split_seed, folds, fold)
+    if config.synthetic_masks != "none" and config.protocol not in MASKED_VS_UNMASKED:
+        raise InputError(f"synthetic_masks {config.synthetic_masks}: synthetic masked partners "
+                         f"join masked-vs-unmasked pairs ({', '.join(MASKED_VS_UNMASKED)}), not "
+                         f"protocol {config.protocol}")
     root, _ = dataset_root(config.data_root)
     params = {**config_settings(config, ("protocol", "max_per_subject", "seed", "train_val_fraction",
-                                   "val_size")), "verify": verify, "inner": inner}
+                                   "val_size")), "verify": verify, "inner": inner,
+              **split_params(split_seed, folds, fold)}
+    if config.protocol == "identity":
+        params["pairs_per_subject"] = pairs_per_subject
     kinds = parse_kinds(config.synthetic_kinds)
     if config.synthetic_masks != "none":
         params.update(synthetic_masks=config.synthetic_masks, synthetic_kinds=",".join(kinds),
@@ -69,7 +86,8 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
     state = claim(out_dir, "partition", fp, config=config, force=force)
     part = partition(root, protocol=config.protocol, max_per_subject=config.max_per_subject,
                      seed=config.seed, train_val_fraction=config.train_val_fraction,
-                     val_size=config.val_size, verify=verify, inner=inner)
+                     val_size=config.val_size, verify=verify, inner=inner, split_seed=split_seed,
+                     folds=folds, fold=fold, pairs_per_subject=pairs_per_subject)
     part.up_to_date = state == "complete"
     part = add_synthetic_partners(part, out_dir, config.synthetic_masks, kinds, config.seed,
                                   refresh=not part.up_to_date)
