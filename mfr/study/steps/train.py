@@ -73,6 +73,7 @@ def train_step(
     verbose: int = 0,
     progress: bool = True,
     force: bool = False,
+    require_test: bool = True,
 ):
     """Fine-tune the last `n` layers on a partition's pairs (`mfr train`, one N).
 
@@ -80,7 +81,9 @@ def train_step(
     these pairs' unchanged images, else built from the data root (:func:`resolve_data_root`).
     Every check on the input (N, the CSVs, the weights, the output folder) comes before the
     model is built. A folder holding this run complete is read back, not trained again; with
-    more ``epochs`` and `resume` it is continued from its last checkpoint.
+    more ``epochs`` and `resume` it is continued from its last checkpoint. `require_test`
+    False: a partition without test pairs is trained on (one whose runs are judged on other
+    datasets, as MLFW's in the study at scale, :mod:`mfr.study.transfer`).
 
     Writes into `out_dir` (default ``results/<profile>/train_N<n>``): ``history.csv``,
     ``checkpoints/``, ``final_trainable.h5`` (:func:`mfr.training.fit.train_siamese`; with a
@@ -96,7 +99,8 @@ def train_step(
     n = backbone.check_trainable_layers(n)[0]
     devices_for(config)  # --data-parallel under TensorFlow: an error before any work
     pairs_dir = Path(pairs_dir)
-    frames = read_partition(pairs_dir, required=("train", "test"))
+    needed = ("train", "test") if require_test else ("train",)
+    frames = read_partition(pairs_dir, required=needed)
     if len(frames["val"]) == 0:
         warnings.warn(f"{pairs_dir / 'val.csv'}: no validation pairs; history.csv will have "
                       f"no val_loss", stacklevel=2)
@@ -132,7 +136,7 @@ def train_step(
                          f"choose another output directory")
     cache = image_cache_for(root, frames, cache_dir, config, progress)
     kept, _ = keep_readable(frames, cache)
-    for s in ("train", "test"):
+    for s in needed:
         if len(kept[s]) == 0:
             raise InputError(f"{pairs_dir / f'{s}.csv'}: no pair left: every one has an image "
                              f"that failed to decode (see {cache.cache_dir / 'failed.csv'})")
