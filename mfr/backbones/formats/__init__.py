@@ -1,0 +1,1 @@
+"""Readers of the weight-file formats the backbones are released in."""
