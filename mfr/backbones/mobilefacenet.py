@@ -44,9 +44,11 @@ study fine-tunes "the last N layers" with batch norm frozen
 network would train the BN's scale as part of the conv kernel and count different layers; and
 the layer-by-layer correspondence with MXNet's (and ncnn's) nodes is what makes the port
 checkable. The cost is one multiply-add per activation at inference beside each conv's
-(small; not measured apart). On a CPU the port is several times slower than ncnn per image
-(the benchmark; TensorFlow's and XLA's CPU depthwise convolutions are the likely cause, not
-profiled): it exists to be fine-tuned, ncnn is the faster way to embed with the released net.
+(small; not measured apart). On a CPU the port is slower than ncnn: per CPU-second, 61
+images (TensorFlow) and 14 (JAX) against ncnn's 184 (the benchmark, 2 shared cores). Under JAX
+it is XLA's CPU depthwise convolution (a 3x3 depthwise on 64x28x28x256 took 479 ms of CPU,
+three times a 1x1 256->256 conv of 30 times its FLOPs; under TensorFlow 46 ms). The port
+exists to be fine-tuned; ncnn is the faster way to embed with the released network.
 
 The network (112x112x3 in): conv 3x3/2 (56x56x64), depthwise 3x3, then the bottlenecks
 (1x1 expand, depthwise 3x3, 1x1 project; residual adds where the stride is 1) down to 7x7x128,
