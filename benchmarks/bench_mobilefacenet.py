@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mfr.backbones.embedders.ncnn_mobilefacenet import NCNN_OFF, ncnn_embed, ncnn_net
     from mfr.backbones.formats.mxnet import read_params, read_symbol
-    from mfr.backbones.mobilefacenet import build_mobilefacenet
+    from mfr.backbones.formats.mxnet_keras import build_keras_model
     from mfr.core.numerics import numerics
 
     files = sorted(VAL.glob("*/*.jpg"))
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     graph, params = read_symbol(MODELS / "model-symbol.json"), read_params(MODELS / "model-0000.params")
     t = time.perf_counter()
-    model = build_mobilefacenet(graph, params)
+    model = build_keras_model(graph, params, name="mobilefacenet")
     build_s = time.perf_counter() - t
     bs = args.batch_size
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     # the same port with ncnn's printed scale: what 0.007812 accounts for
     nodes = [dataclasses.replace(nd, attrs={**nd.attrs, "scalar": "0.007812"})
              if nd.op == "_mul_scalar" else nd for nd in graph.nodes]
-    scaled = build_mobilefacenet(dataclasses.replace(graph, nodes=nodes), params, name="scaled")
+    scaled = build_keras_model(dataclasses.replace(graph, nodes=nodes), params, name="scaled")
     out_scaled = port(scaled)
 
     backend = keras.backend.backend()

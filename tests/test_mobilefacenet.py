@@ -15,27 +15,37 @@ import keras
 import numpy as np
 import pytest
 
+from mfr.backbones.base import WeightFile
+from mfr.backbones.download import WeightsDownloadError, release_dir, release_files
 from mfr.backbones.formats.mxnet import (
     LIST_MAGIC,
     read_ndarray_list,
     read_params,
     read_symbol,
 )
-from mfr.backbones.mobilefacenet import (
-    GRADCAM_LAYER,
-    GRADCAM_SHAPE,
-    build_mobilefacenet,
-    load_mxnet_mobilefacenet,
-)
-from mfr.backbones.mobilefacenet_weights import (
-    ENV_DIR,
-    FILES,
-    WeightFile,
-    mobilefacenet_dir,
-    mobilefacenet_files,
-)
-from mfr.backbones.vggface.pretrained import WeightsDownloadError
+from mfr.backbones.formats.mxnet_keras import build_keras_model, load_mxnet_model
+from mfr.backbones.mobilefacenet import BACKBONE
 from mfr.core.errors import InputError, MissingError
+
+GRADCAM_LAYER, GRADCAM_SHAPE = BACKBONE.facts.gradcam_layer, (7, 7, 512)
+WEIGHTS = BACKBONE.facts.weights
+FILES, ENV_DIR = WEIGHTS.files, WEIGHTS.env_dir
+
+
+def build_mobilefacenet(graph, params=None, **kw):
+    return build_keras_model(graph, params, name="mobilefacenet", **kw)
+
+
+def load_mxnet_mobilefacenet(symbol, params):
+    return load_mxnet_model(symbol, params, name="mobilefacenet")
+
+
+def mobilefacenet_dir():
+    return release_dir(WEIGHTS.cache_name, ENV_DIR)
+
+
+def mobilefacenet_files(progress=True, cache_dir=None, files=FILES, timeout=60.0):
+    return release_files(files, WEIGHTS.cache_name, ENV_DIR, cache_dir, progress, timeout)
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 MODELS = SHARED / "models" / "insightface-mobilefacenet"
@@ -298,7 +308,8 @@ def test_ncnn_embedder(files, photos):
     pytest.importorskip("ncnn")
     from mfr.backbones.embedders.ncnn_mobilefacenet import NcnnMobileFaceNetEmbedder, ncnn_embed
 
-    emb = NcnnMobileFaceNetEmbedder(files["mobilefacenet.param"], files["mobilefacenet.bin"])
+    emb = NcnnMobileFaceNetEmbedder(files["mobilefacenet.param"], files["mobilefacenet.bin"],
+                                    image_size=112, face_box="crop")  # already aligned
     out = emb.embed(photos[:3])
     raw = ncnn_embed(photos[:3], files["mobilefacenet.param"], files["mobilefacenet.bin"])
     assert out.shape == (3, 128) and out.dtype == np.float32

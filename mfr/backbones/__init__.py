@@ -35,6 +35,7 @@ __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneFacts", "aligne
 BACKBONES: dict[str, str] = {
     "senet50": "mfr.backbones.senet50",
     "dlib_resnet": "mfr.backbones.dlib_resnet",
+    "mobilefacenet": "mfr.backbones.mobilefacenet",
 }
 
 #: the thesis's network: a run record without a ``backbone`` (made before there were others)

@@ -32,8 +32,12 @@ if TYPE_CHECKING:
 
     from mfr.backbones.embedders.keras_embedder import BackboneEmbedder
 
-__all__ = ["Backbone", "BackboneFacts", "Preprocessing", "ReleasedWeights", "WeightFile",
-           "RANDOM_WEIGHTS_WARNING"]
+__all__ = ["RANDOM_WEIGHTS_WARNING", "RELEASED", "Backbone", "BackboneFacts", "Preprocessing",
+           "ReleasedWeights", "WeightFile"]
+
+#: the config's default ``weights`` (the thesis's: VGGFace2): for any backbone, "its released
+#: weights" (:meth:`Backbone.config_defaults` names them)
+RELEASED = "vggface2"
 
 #: the warning random initial weights carry into every output (the backbone's label in it)
 RANDOM_WEIGHTS_WARNING = (
@@ -86,6 +90,10 @@ class ReleasedWeights:
     source: str
     licence: str
     format: str  # the file format, and the module that reads it
+    #: the folder under ``$KERAS_HOME/models`` its files are cached in
+    cache_name: str = ""
+    #: an environment variable naming a folder that holds the files (a copy made by hand)
+    env_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ class Backbone:
         released weights, the default preprocessing is its first, the default face box its
         first. A preprocessing or face box it does not take is an InputError naming it."""
         out: dict[str, Any] = {}
-        if weights == "vggface2":
+        if weights == RELEASED:
             out["weights"] = self.facts.weights.name
         modes = self.facts.preprocessing_names
         if preprocessing == "thesis" and "thesis" not in modes:
@@ -192,6 +200,15 @@ class Backbone:
         """The local file of the released weights (where it is, or will be, cached); for a
         release of several files, the one whose digest stands for them all."""
         raise NotImplementedError
+
+    def release_files(self, progress: bool = True) -> dict[str, Path]:
+        """The released files (name -> local path), found in their cache folder or the one
+        ``facts.weights.env_dir`` names, checked against their sha256, downloaded where missing
+        (:func:`mfr.backbones.download.release_files`)."""
+        from mfr.backbones.download import release_files
+
+        w = self.facts.weights
+        return release_files(w.files, w.cache_name or self.name, w.env_dir, progress=progress)
 
     def weights_fingerprint(self, weights: str | None, seed: int) -> str:
         """The initial weights as a run's fingerprint records them: the released file's
@@ -350,7 +367,7 @@ class Backbone:
         random weights. `weights`: the run's weights when they are a file other than the
         released ones, named in the label ("weights x.h5", "last N layers (weights x.h5)")."""
         if (not random_init and weights is not None
-                and weights not in ("vggface2", self.facts.weights.name)):
+                and weights not in (RELEASED, self.facts.weights.name)):
             base = f"weights {Path(weights).name}"
             return base if setting == "pre-trained" else f"last {setting} layers ({base})"
         if setting == "pre-trained":

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from mfr.core.errors import InputError, MfrError
 
-__all__ = ["WeightsDownloadError", "get_weights_file", "sha256_of", "weights_cache_dir"]
+__all__ = ["WeightsDownloadError", "get_weights_file", "release_dir", "release_files", "sha256_of",
+           "weights_cache_dir"]
 
 _CHUNK = 1 << 20
 
@@ -133,3 +134,37 @@ def get_weights_file(
     _check_pin(part, target, sha256)
     os.replace(part, target)
     return target
+
+
+def release_dir(cache_name: str, env_dir: str | None = None,
+                cache_dir: str | Path | None = None) -> Path:
+    """Where a release's files are looked for and downloaded to: `cache_dir`, else the folder
+    ``$<env_dir>`` names (a copy made by hand, e.g. offline), else
+    ``$KERAS_HOME/models/<cache_name>``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if env_dir and os.environ.get(env_dir):
+        return Path(os.environ[env_dir]).expanduser()
+    return weights_cache_dir(cache_name)
+
+
+def release_files(files, cache_name: str, env_dir: str | None = None,
+                  cache_dir: str | Path | None = None, progress: bool = True,
+                  timeout: float = 60.0) -> dict[str, Path]:
+    """``{file name: local path}`` of a release's `files` (records with ``name``, ``url``,
+    ``sha256``: :class:`mfr.backbones.base.WeightFile`), each found in :func:`release_dir` and
+    checked against its sha256, or downloaded there (resumable) when missing or when a cached
+    copy fails the check. :class:`WeightsDownloadError` says where to put a file that cannot be
+    fetched (or which variable names a folder holding them); an InputError names a download
+    that does not match its sha256 (the file is removed)."""
+    directory = release_dir(cache_name, env_dir, cache_dir)
+    out: dict[str, Path] = {}
+    for f in files:
+        try:
+            out[f.name] = get_weights_file(f.name, f.url, f.sha256, cache_dir=directory,
+                                           timeout=timeout, progress=progress)
+        except WeightsDownloadError as e:
+            hint = (f"; or set {env_dir} to a folder holding {', '.join(x.name for x in files)}"
+                    if env_dir else "")
+            raise WeightsDownloadError(f"{e}{hint}") from e.__cause__
+    return out

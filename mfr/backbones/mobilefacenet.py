@@ -1,383 +1,170 @@
-"""InsightFace's MobileFaceNet (``model-y1-test2``) in Keras 3, built from its MXNet release.
+"""InsightFace's MobileFaceNet (``model-y1-test2``: ArcFace loss, MS1M, 128-d, 4 MB) as a
+backbone. Its network is built from the MXNet release itself (read in pure Python:
+:mod:`mfr.backbones.formats.mxnet`; the graph interpreted into Keras layers:
+:mod:`mfr.backbones.formats.mxnet_keras`); its input is a 112x112 face warped onto ArcFace's
+five-point template from five landmarks (:mod:`mfr.data.face_finding`, :mod:`mfr.data.face_align`);
+its reference is the same release's ncnn conversion run by the ``ncnn`` package
+(:mod:`mfr.backbones.embedders.ncnn_mobilefacenet`, ``--embedder mobilefacenet_ncnn``).
 
-:func:`build_mobilefacenet` is a small interpreter of an MXNet symbol graph
-(:func:`mfr.backbones.formats.mxnet.read_symbol`): one Keras layer per MXNet node, named as the
-node, over the ops MobileFaceNet uses (``_minus_scalar``, ``_mul_scalar``, ``Convolution``
-including ``num_group`` = depthwise, ``BatchNorm``, ``LeakyReLU`` prelu, ``elemwise_add``,
-``FullyConnected``); any other op is a one-line InputError. The weights come from the
-``.params`` file (:func:`mfr.backbones.formats.mxnet.read_params`), checked against the shapes
-the graph implies. Keras 3 only (``keras.layers``), so it runs under TensorFlow and JAX.
+Face boxes (``face_box``, where the five landmarks come from):
 
-MXNet's rules, reproduced (each checked against MXNet's sources and against the ncnn
-conversion of the same release, :mod:`mfr.backbones.embedders.ncnn_mobilefacenet`):
+- ``cascade`` (default): MTCNN, then MTCNN on the photo padded by 25% with lower thresholds
+  (:data:`mfr.data.face_finding.DEFAULT_STAGES`); where neither finds a face, the photo is taken
+  to be a face crop and the template is stretched onto it (flagged ``no_face_detected``);
+- ``mtcnn``: MTCNN alone, then the same fallback;
+- ``crop``: no detection: the template stretched onto every photo (for photos already aligned
+  to the template at 112 px, as MLFW's, the warp is the identity).
 
-- The input is raw RGB 0-255 (float32, NHWC); the graph's own ``(x - 127.5) * 0.0078125`` is
-  kept inside the model, as two ``Rescaling`` layers named after the nodes (``_minusscalar0``,
-  ``_mulscalar0``). Both are exact in float32 (127.5 and 2**-7 are representable), as MXNet's.
-  The ncnn conversion writes the scale with printf's ``%f``, ``0.007812``: its input is 0.99994
-  times MXNet's. That constant is nearly all of the port-vs-ncnn difference: on the 1,207
-  photos of mlfw-dev/val (``benchmarks/bench_mobilefacenet.py``), 1 - cosine is at most 4e-9
-  (max |diff| 2.4e-4 on embeddings of length 5-14); built with 0.007812, the port agrees with
-  ncnn to 1 - cosine <= 9e-13 (max |diff| 4e-6). Either way far inside 0.9999, and the
-  verification metrics agree (AUC to 2e-7); the port keeps MXNet's exact 0.0078125.
-- ``Convolution`` pads ``pad`` on both sides (``pad=(1, 1)`` at stride 2 on 112 px: 56 px
-  rows, 1 + (112 + 2 - 3) // 2); Keras ``"same"`` would pad 0 above and 1 below at stride 2. So
-  a padded conv is an explicit ``ZeroPadding2D`` (named ``<node>_pad``) and a ``"valid"`` conv.
-  ``num_group`` equal to the input channels is ``DepthwiseConv2D``; MXNet's weights
-  (out, in/group, kh, kw) become Keras's (kh, kw, in, out) / (kh, kw, in, multiplier).
-- ``BatchNorm``: MXNet's defaults are ``eps=1e-3`` and ``fix_gamma=True`` (``batch_norm-inl.h``);
-  every node here says ``fix_gamma=False`` and no eps (1e-3) except the last, ``fc1``
-  (``eps=2e-05``, ``fix_gamma=True``: gamma is 1 whatever is stored; here it is stored as 1).
-  ``fix_gamma=True`` is a BatchNormalization without ``scale``: gamma is 1 and stays 1 when
-  fine-tuned, as in MXNet. ncnn's conversion folds eps into the stored variance (its .bin
-  holds ``moving_var + 1e-3``, and ``+ 2e-05`` for fc1, checked).
-- ``LeakyReLU`` prelu: ``x > 0 ? x : gamma[c] * x`` (``mshadow_op::xelu``), a ``PReLU`` with
-  one alpha per channel (shared over rows and columns); Keras's ``relu(x) - alpha * relu(-x)``
-  gives the same bits.
-- ``FullyConnected`` (``flatten=True``) flattens NCHW in (C, H, W) order; Keras flattens NHWC in
-  (H, W, C) order, so the weight's columns are permuted to match (an identity here: its input
-  is 1x1x512). The flatten is a ``Flatten`` layer named ``<node>_flatten``.
-
-Batch norm is kept as ``BatchNormalization`` layers, not folded into the convolutions: the
-study fine-tunes "the last N layers" with batch norm frozen
-(:func:`mfr.training.siamese.set_trainable` recognises ``BatchNormalization``), so a folded
-network would train the BN's scale as part of the conv kernel and count different layers; and
-the layer-by-layer correspondence with MXNet's (and ncnn's) nodes is what makes the port
-checkable. The cost is one multiply-add per activation at inference beside each conv's
-(small; not measured apart). On a CPU the port is slower than ncnn: per CPU-second, 61
-images (TensorFlow) and 14 (JAX) against ncnn's 184 (the benchmark, 2 shared cores). Under JAX
-it is XLA's CPU depthwise convolution (a 3x3 depthwise on 64x28x28x256 took 479 ms of CPU,
-three times a 1x1 256->256 conv of 30 times its FLOPs; under TensorFlow 46 ms). The port
-exists to be fine-tuned; ncnn is the faster way to embed with the released network.
-
-The network (112x112x3 in): conv 3x3/2 (56x56x64), depthwise 3x3, then the bottlenecks
-(1x1 expand, depthwise 3x3, 1x1 project; residual adds where the stride is 1) down to 7x7x128,
-``conv_6sep`` (1x1, 512) + PReLU: **the last layer with a spatial map, ``conv_6sep_relu``, 7x7x512,
-the Grad-CAM layer** (:data:`GRADCAM_LAYER`); then ``conv_6dw7_7`` (the global depthwise 7x7:
-1x1x512), ``pre_fc1`` (512 -> 128) and the ``fc1`` batch norm: the 128-d embedding (not
-normalised). Licence: InsightFace releases its pretrained models for non-commercial research
-only.
+Files: the GitHub repository liguiyuan/mobilefacenet-ncnn, folder ``models/``, at a pinned commit
+(its latest, 2020-05-14), so a URL always serves the bytes of the pinned sha256; cached in
+``$KERAS_HOME/models/insightface-mobilefacenet``, or the folder ``$MFR_MOBILEFACENET_DIR``
+names (a copy made by hand). Licence: InsightFace releases its pretrained models for
+non-commercial research only.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
-from keras import layers
 
-from mfr.backbones.formats.mxnet import (
-    MxnetParams,
-    SymbolGraph,
-    SymbolNode,
-    attr_bool,
-    attr_float,
-    attr_int,
-    attr_tuple,
-    read_params,
-    read_symbol,
+from mfr.backbones.base import (
+    Backbone,
+    BackboneFacts,
+    Preprocessing,
+    ReleasedWeights,
+    WeightFile,
 )
-from mfr.core.errors import InputError
+from mfr.core.errors import InputError, MissingError
 
-__all__ = ["EMBEDDING_SIZE", "GRADCAM_LAYER", "GRADCAM_SHAPE", "INPUT_SIZE", "OPS",
-           "build_mobilefacenet", "load_mxnet_mobilefacenet"]
+if TYPE_CHECKING:
+    import keras
 
-INPUT_SIZE = 112
-EMBEDDING_SIZE = 128
-#: the last layer with a spatial map (before the global depthwise 7x7 conv), and its shape
-GRADCAM_LAYER = "conv_6sep_relu"
-GRADCAM_SHAPE = (7, 7, 512)
+__all__ = ["BACKBONE", "MobileFaceNet"]
 
-#: the MXNet ops the interpreter knows
-OPS = ("_minus_scalar", "_plus_scalar", "_mul_scalar", "Convolution", "BatchNorm", "LeakyReLU",
-       "elemwise_add", "_Plus", "FullyConnected")
+#: liguiyuan/mobilefacenet-ncnn's latest commit ("updated detect.cpp ...", 2020-05-14); the four
+#: files are unchanged since they were added
+_COMMIT = "43631161ecef7567b9871bc711b9fb848629e9bc"
+_URL = f"https://raw.githubusercontent.com/liguiyuan/mobilefacenet-ncnn/{_COMMIT}/models/"
+SYMBOL, PARAMS = "model-symbol.json", "model-0000.params"
+NCNN_PARAM, NCNN_BIN = "mobilefacenet.param", "mobilefacenet.bin"
+CHIP = 112
+#: photos aligned per call of the face finder and the warp (bounds memory on large caches)
+_ALIGN_BATCH = 512
 
 
-class _Graph:
-    """The graph turned into Keras layers; `params` records, per Keras layer, the MXNet
-    variables its weights come from and how (``_convert``)."""
+class MobileFaceNet(Backbone):
+    facts = BackboneFacts(
+        name="mobilefacenet",
+        label="MobileFaceNet (InsightFace model-y1-test2, ArcFace, MS1M)",
+        short_label="MobileFaceNet",
+        input_size=CHIP,
+        embedding_size=128,
+        n_layers=166,  # len(model.layers), Input included (BatchNormalization kept as layers)
+        gradcam_layer="conv_6sep_relu",  # the last map before the global depthwise 7x7: 7x7x512
+        preprocessing=(Preprocessing("raw", "RGB", None, None,
+                                     "raw RGB 0-255; the network's first layers compute "
+                                     "(x - 127.5) * 0.0078125, as its MXNet graph does"),),
+        weights=ReleasedWeights(
+            name="ms1m",
+            label="MobileFaceNet pre-trained (InsightFace model-y1-test2, MS1M)",
+            files=(
+                WeightFile(SYMBOL, _URL + SYMBOL,
+                           "967a17dd970632480609caac8b0a809f4784f1caa333a1d801365f7d34517e55",
+                           107_943),
+                WeightFile(PARAMS, _URL + PARAMS,
+                           "b151f97e392e68cb540fb9710a91a574a4187d491eeda77d1c1799ae6dc3b82b",
+                           4_115_182),
+                WeightFile(NCNN_PARAM, _URL + NCNN_PARAM,
+                           "dfea20c1a5c2adef2126296f42771ecf33bfa9a50cbe0f7ca8864c7bd1a4bbeb",
+                           20_288),
+                WeightFile(NCNN_BIN, _URL + NCNN_BIN,
+                           "9638dcfee63785b87a5ab0b0ed9f9dffe93e4b3718e5ea1b537dd5243a661b87",
+                           4_091_592),
+            ),
+            source="InsightFace's MobileFaceNet release (MXNet) and its ncnn conversion, as "
+                   f"committed in GitHub liguiyuan/mobilefacenet-ncnn, models/, commit {_COMMIT}",
+            licence="InsightFace releases its pretrained models for non-commercial research "
+                    "only",
+            format="MXNet symbol JSON + NDArray-list .params, mfr.backbones.formats.mxnet",
+            cache_name="insightface-mobilefacenet",
+            env_dir="MFR_MOBILEFACENET_DIR"),
+        settings=("face_box",),
+        alignment="ArcFace's five-point template, 112x112, by a similarity transform "
+                  "(InsightFace's norm_crop): mfr.data.face_align",
+        face_boxes=("cascade", "mtcnn", "crop"),
+        min_image_size=32,
+        notes=("the 7x7 global depthwise convolution takes exactly a 7x7 map: the network's "
+               "input is 112 px whatever the image cache's size",),
+    )
 
-    def __init__(self, graph: SymbolGraph, input_shape: tuple[int, int, int],
-                 init: str | None = None) -> None:
-        self.graph, self.path = graph, graph.path
-        self.tensors: dict[tuple[int, int], Any] = {}
-        #: Keras layer name -> [(kind, MXNet variable name, expected MXNet shape)]
-        self.params: dict[str, list[tuple[str, str, tuple[int, ...]]]] = {}
-        self.input_shape = input_shape
-        #: kernels' initializer: Keras's defaults, or "zeros" when a file overwrites them all
-        #: (random initialisers cost a compilation per shape under JAX: seconds)
-        self.init = {} if init is None else {"kernel_initializer": init}
-        self.inputs: list[Any] = []
-        self.names = {n.name for n in graph.nodes}
+    def build(self, config: Any) -> keras.Model:
+        """The network from the release's graph, with the released ``.params`` (``ms1m``),
+        another ``.params`` file of this graph, or None (random init, seeded by the caller)."""
+        from mfr.backbones.formats.mxnet_keras import build_keras_model
 
-    def fail(self, node: SymbolNode, expected: str, found: Any = None) -> InputError:
-        got = f", found {found}" if found is not None else ""
-        return InputError(f"{self.path}: node {node.name!r} ({node.op}): expected {expected}{got}")
+        files = self.release_files(progress=False)
+        w = config.weights
+        params = None if w is None else files[PARAMS] if w == self.facts.weights.name else w
+        return build_keras_model(files[SYMBOL], params, input_shape=(CHIP, CHIP, 3),
+                                 name=self.name)
 
-    def variable(self, node: SymbolNode, k: int) -> str:
-        """The name of the k-th input of `node`, which must be a variable (a parameter)."""
-        if k >= len(node.inputs):
-            raise self.fail(node, f"at least {k + 1} inputs", len(node.inputs))
-        src = self.graph.nodes[node.inputs[k][0]]
-        if src.op != "null":
-            raise self.fail(node, f"input {k} to be a parameter", f"the output of {src.name!r}")
-        return src.name
+    def pretrained_file(self) -> Path:
+        return self.release_files(progress=False)[PARAMS]
 
-    def data(self, node: SymbolNode, k: int = 0):
-        """The Keras tensor of the k-th input of `node` (a variable there becomes the Input)."""
-        if k >= len(node.inputs):
-            raise self.fail(node, f"at least {k + 1} inputs", len(node.inputs))
-        key = node.inputs[k]
-        if key not in self.tensors:
-            src = self.graph.nodes[key[0]]
-            if src.op != "null":
-                raise self.fail(node, "its inputs computed before it", src.name)
-            if self.inputs:
-                raise self.fail(node, "one data input", f"a second one, {src.name!r}")
-            self.tensors[key] = keras.Input(self.input_shape, dtype="float32",
-                                            name=_keras_name(src.name))
-            self.inputs.append(self.tensors[key])
-        return self.tensors[key]
+    def check_weights(self, weights: str | None, progress: bool = True) -> None:
+        """The release found (or downloaded) and checked by sha256 -- its graph is needed for
+        any weights, random init included --, and a given ``.params`` file read whole."""
+        from mfr.backbones.download import WeightsDownloadError
+        from mfr.backbones.formats.mxnet import read_params
 
-    def extra_name(self, node: SymbolNode, suffix: str) -> str:
-        name = f"{node.name}{suffix}"
-        if name in self.names:
-            raise self.fail(node, f"no other node named {name!r} (the name of its {suffix[1:]} "
-                                  f"layer)")
-        return _keras_name(name)
+        try:
+            self.release_files(progress=progress)
+        except WeightsDownloadError as e:
+            raise MissingError(f"MobileFaceNet files unavailable: {e}") from e
+        if weights is None or weights == self.facts.weights.name:
+            return
+        if not Path(weights).is_file():
+            raise MissingError(f"{weights}: weights file not found (expected ms1m, none, or an "
+                               f"MXNet .params file of MobileFaceNet's graph)")
+        read_params(weights)
 
-    # -- ops ---------------------------------------------------------------------------------
+    def align_faces(self, images: np.ndarray, progress: bool = False,
+                    face_box: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """112x112 chips warped onto ArcFace's template from five landmarks found as `face_box`
+        says (see the module docstring), and per image: ``no_face_detected`` (the fallback
+        landmarks), ``failed`` (unreadable: a black chip), ``stage`` (what found the face)."""
+        from mfr.core.progress import progress_bar
+        from mfr.data.face_align import arcface_chips, template_landmarks
+        from mfr.data.face_finding import DEFAULT_STAGES, FAILED, NO_FACE, MtcnnStage, find_faces
 
-    def scalar(self, node: SymbolNode):
-        s = attr_float(node, "scalar", float("nan"), self.path)
-        if not np.isfinite(s):
-            raise self.fail(node, "a finite 'scalar'", node.attrs.get("scalar"))
-        x = self.data(node)
-        if node.op == "_mul_scalar":
-            return layers.Rescaling(scale=s, offset=0.0, name=_keras_name(node.name))(x)
-        offset = -s if node.op == "_minus_scalar" else s
-        return layers.Rescaling(scale=1.0, offset=offset, name=_keras_name(node.name))(x)
-
-    def convolution(self, node: SymbolNode):
-        p = self.path
-        kernel = attr_tuple(node, "kernel", graph_path=p)
-        if len(kernel) != 2:
-            raise self.fail(node, "a 2-D kernel", kernel)
-        stride = attr_tuple(node, "stride", (1, 1), p) or (1, 1)
-        dilate = attr_tuple(node, "dilate", (1, 1), p) or (1, 1)
-        pad = attr_tuple(node, "pad", (0, 0), p) or (0, 0)
-        filters = attr_int(node, "num_filter", graph_path=p)
-        groups = attr_int(node, "num_group", 1, p)
-        bias = not attr_bool(node, "no_bias", False, p)
-        if node.attrs.get("layout", "NCHW") not in ("NCHW", "None"):
-            raise self.fail(node, "layout NCHW", node.attrs["layout"])
-        if len(stride) != 2 or len(dilate) != 2 or len(pad) != 2 or min(kernel + stride + dilate) < 1 \
-                or min(pad) < 0 or filters < 1:
-            raise self.fail(node, "2-D positive kernel/stride/dilate, pad >= 0, num_filter >= 1",
-                            dict(node.attrs))
-        x = self.data(node)
-        c_in = int(x.shape[-1])
-        if any(pad):
-            x = layers.ZeroPadding2D(((pad[0], pad[0]), (pad[1], pad[1])),
-                                     name=self.extra_name(node, "_pad"))(x)
-        name = _keras_name(node.name)
-        weight = self.variable(node, 1)
-        if groups == 1:
-            out = layers.Conv2D(filters, kernel, strides=stride, padding="valid",
-                                dilation_rate=dilate, use_bias=bias, name=name, **self.init)(x)
-            self.params[name] = [("conv", weight, (filters, c_in, *kernel))]
-        elif groups == c_in and filters % c_in == 0:
-            out = layers.DepthwiseConv2D(kernel, strides=stride, padding="valid",
-                                         depth_multiplier=filters // c_in, dilation_rate=dilate,
-                                         use_bias=bias, name=name,
-                                         **{k.replace("kernel", "depthwise"): v
-                                            for k, v in self.init.items()})(x)
-            self.params[name] = [("depthwise", weight, (filters, 1, *kernel), (c_in,))]
-        else:
-            raise self.fail(node, f"num_group 1 or {c_in} (depthwise: the input channels)", groups)
-        if bias:
-            self.params[name].append(("copy", self.variable(node, 2), (filters,)))
-        return out
-
-    def batchnorm(self, node: SymbolNode):
-        p = self.path
-        axis = attr_int(node, "axis", 1, p)
-        x = self.data(node)
-        if axis != 1 and not (axis == -1 and len(x.shape) == 2):
-            raise self.fail(node, "axis 1 (the channels)", axis)
-        fix_gamma = attr_bool(node, "fix_gamma", True, p)  # MXNet's default is True
-        eps = attr_float(node, "eps", 1e-3, p)  # MXNet's default
-        momentum = attr_float(node, "momentum", 0.9, p)
-        name = _keras_name(node.name)
-        out = layers.BatchNormalization(axis=-1, epsilon=eps, momentum=momentum, center=True,
-                                        scale=not fix_gamma, name=name)(x)
-        c = (int(x.shape[-1]),)
-        gamma, beta, mean, var = (self.variable(node, k) for k in range(1, 5))
-        # fix_gamma: the stored gamma is read (MXNet needs it in the file) but not used
-        self.params[name] = [("ignored" if fix_gamma else "copy", gamma, c), ("copy", beta, c),
-                             ("copy", mean, c), ("copy", var, c)]
-        return out
-
-    def leakyrelu(self, node: SymbolNode):
-        act = node.attrs.get("act_type", "leaky")
-        x = self.data(node)
-        name = _keras_name(node.name)
-        if act == "leaky":
-            return layers.LeakyReLU(negative_slope=attr_float(node, "slope", 0.25, self.path),
-                                    name=name)(x)
-        if act != "prelu":
-            raise self.fail(node, "act_type prelu or leaky", act)
-        gamma = self.variable(node, 1)
-        init = _constant_init(self.graph.nodes[node.inputs[1][0]], 0.25)
-        shared = list(range(1, len(x.shape) - 1)) or None
-        out = layers.PReLU(alpha_initializer=keras.initializers.Constant(init),
-                           shared_axes=shared, name=name)(x)
-        self.params[name] = [("alpha", gamma, (int(x.shape[-1]),))]
-        return out
-
-    def add(self, node: SymbolNode):
-        if len(node.inputs) != 2:
-            raise self.fail(node, "2 inputs", len(node.inputs))
-        a, b = self.data(node, 0), self.data(node, 1)
-        if tuple(a.shape[1:]) != tuple(b.shape[1:]):
-            raise self.fail(node, "inputs of one shape", f"{a.shape[1:]} and {b.shape[1:]}")
-        return layers.Add(name=_keras_name(node.name))([a, b])
-
-    def fully_connected(self, node: SymbolNode):
-        p = self.path
-        units = attr_int(node, "num_hidden", graph_path=p)
-        bias = not attr_bool(node, "no_bias", False, p)
-        if not attr_bool(node, "flatten", True, p):
-            raise self.fail(node, "flatten=True", node.attrs.get("flatten"))
-        x = self.data(node)
-        spatial = tuple(int(d) for d in x.shape[1:-1])
-        c = int(x.shape[-1])
-        if spatial:
-            x = layers.Flatten(name=self.extra_name(node, "_flatten"))(x)
-        name = _keras_name(node.name)
-        out = layers.Dense(units, use_bias=bias, name=name, **self.init)(x)
-        n_in = c * int(np.prod(spatial)) if spatial else c
-        self.params[name] = [("dense", self.variable(node, 1), (units, n_in), (c, *spatial))]
-        if bias:
-            self.params[name].append(("copy", self.variable(node, 2), (units,)))
-        return out
-
-    def build(self, name: str) -> keras.Model:
-        handlers = {"_minus_scalar": self.scalar, "_plus_scalar": self.scalar,
-                    "_mul_scalar": self.scalar, "Convolution": self.convolution,
-                    "BatchNorm": self.batchnorm, "LeakyReLU": self.leakyrelu,
-                    "elemwise_add": self.add, "_Plus": self.add,
-                    "FullyConnected": self.fully_connected}
-        for i, node in enumerate(self.graph.nodes):
-            if node.op == "null":
+        box = face_box or self.facts.face_boxes[0]
+        if box not in self.facts.face_boxes:
+            raise InputError(f"face_box: {self.name} finds its landmarks with "
+                             f"{', '.join(self.facts.face_boxes)}, got {box!r}")
+        stages = {"cascade": DEFAULT_STAGES, "mtcnn": (MtcnnStage(),), "crop": ()}[box]
+        n = len(images)
+        out = np.zeros((n, CHIP, CHIP, 3), np.uint8)
+        no_face, failed = np.zeros(n, bool), np.zeros(n, bool)
+        stage = np.full(n, "crop" if box == "crop" else NO_FACE, dtype=object)
+        starts = range(0, n, _ALIGN_BATCH)
+        for s in progress_bar(starts, progress and bool(stages), total=len(starts),
+                              desc="faces (ArcFace)"):
+            batch = np.asarray(images[s:s + _ALIGN_BATCH])
+            if not stages:  # the crop is the face: the template stretched onto it
+                h, w = batch.shape[1:3]
+                marks = np.broadcast_to(template_landmarks(h, w), (len(batch), 5, 2))
+                out[s:s + len(batch)] = arcface_chips(batch, marks)
                 continue
-            if node.op not in handlers:
-                raise self.fail(node, f"one of the ops {', '.join(OPS)}", f"op {node.op!r}")
-            self.tensors[(i, 0)] = handlers[node.op](node)
-        outputs = []
-        for head in self.graph.heads:
-            if head not in self.tensors:
-                raise InputError(f"{self.path}: expected the head {list(head)} to be an output "
-                                 f"of an op (output 0)")
-            outputs.append(self.tensors[head])
-        if not self.inputs:
-            raise InputError(f"{self.path}: expected a data input (a variable fed to an op)")
-        return keras.Model(self.inputs[0], outputs[0] if len(outputs) == 1 else outputs, name=name)
+            found = find_faces(batch, stages)
+            out[s:s + len(batch)] = arcface_chips(batch, found.landmarks)
+            st = np.asarray(found.stage, dtype=object)
+            stage[s:s + len(batch)] = st
+            no_face[s:s + len(batch)] = st == NO_FACE
+            failed[s:s + len(batch)] = st == FAILED
+        return out, {"no_face_detected": no_face, "failed": failed,
+                     "stage": stage.astype(str)}
 
 
-def _keras_name(name: str) -> str:
-    """Keras 3 refuses '/' in layer names (MXNet's Gluon exports use it)."""
-    return name.replace("/", "_")
-
-
-def _constant_init(var: SymbolNode, default: float) -> float:
-    """The value of a variable's ``__init__`` attribute when it is ``["Constant", {"value": v}]``
-    (InsightFace's PReLU gammas: 0.25), else `default`."""
-    try:
-        kind, args = json.loads(var.attrs.get("__init__", "null") or "null")
-        if str(kind).lower() == "constant":
-            return float(args["value"])
-    except (TypeError, ValueError, KeyError):
-        pass
-    return default
-
-
-def _convert(kind: str, array: np.ndarray, layout: tuple[int, ...] = ()) -> np.ndarray:
-    """An MXNet array as the Keras weight of the same role."""
-    a = np.asarray(array, dtype=np.float32)
-    if kind == "conv":  # (out, in, kh, kw) -> (kh, kw, in, out)
-        return a.transpose(2, 3, 1, 0)
-    if kind == "depthwise":  # (in * mult, 1, kh, kw) -> (kh, kw, in, mult)
-        (c_in,) = layout  # output channel c * mult + m is channel c's m-th filter
-        return a.reshape(c_in, a.shape[0] // c_in, *a.shape[2:]).transpose(2, 3, 0, 1)
-    if kind == "alpha":  # (C,) -> PReLU's alpha, broadcast over the shared axes
-        return a
-    if kind == "dense":  # (units, C*H*W in NCHW order) -> (H*W*C in NHWC order, units)
-        units = a.shape[0]
-        if len(layout) > 1:
-            c, *spatial = layout
-            a = a.reshape(units, c, *spatial).transpose(0, *range(2, 2 + len(spatial)), 1)
-        return a.reshape(units, -1).T
-    return a
-
-
-def _set_weights(model: keras.Model, graph: SymbolGraph, params: MxnetParams,
-                 plan: dict[str, list]) -> None:
-    """Copy every parameter of `graph` from `params` into `model` (built from `graph`; `plan`:
-    which variables go where, :attr:`_Graph.params`), checking each shape; an array missing from
-    the file, one of another shape, or an array the graph does not use is an InputError naming
-    the file."""
-    used: set[str] = set()
-    for layer_name, entries in plan.items():
-        layer = model.get_layer(layer_name)
-        values = []
-        for kind, var, mx_shape, *layout in entries:
-            if var not in params.arrays:
-                raise InputError(f"{params.path}: expected the parameter {var!r} of "
-                                 f"{graph.path.name} (layer {layer_name!r}), missing")
-            array = params.arrays[var]
-            if tuple(array.shape) != tuple(mx_shape):
-                raise InputError(f"{params.path}: expected {var!r} of shape {tuple(mx_shape)} "
-                                 f"(layer {layer_name!r}), found {tuple(array.shape)}")
-            used.add(var)
-            if kind != "ignored":
-                values.append(_convert(kind, array, *layout))
-        targets = layer.get_weights()
-        values = [v.reshape(t.shape) for v, t in zip(values, targets, strict=True)]
-        layer.set_weights(values)
-    extra = sorted(set(params.arrays) - used)
-    if extra:
-        raise InputError(f"{params.path}: expected only the parameters of {graph.path.name}, found "
-                         f"{len(extra)} more (e.g. {extra[:3]})")
-
-
-def build_mobilefacenet(symbol: SymbolGraph | str | Path, params: MxnetParams | str | Path | None = None,
-                        input_shape: tuple[int, int, int] = (INPUT_SIZE, INPUT_SIZE, 3),
-                        name: str = "mobilefacenet") -> keras.Model:
-    """The Keras model of an MXNet graph (a :class:`SymbolGraph` or a ``-symbol.json`` path),
-    with the weights of `params` (a ``.params`` path or :class:`MxnetParams`), or Keras's own
-    initialisation (seeded by the caller: ``keras.utils.set_random_seed``) when None.
-
-    Takes float32 raw RGB 0-255, (N, H, W, 3); returns the graph's head: MobileFaceNet's (N, 128)
-    embedding, not normalised. Layer names are the MXNet node names (see the module docstring
-    for the extra ``_pad`` and ``_flatten`` layers).
-    """
-    graph = symbol if isinstance(symbol, SymbolGraph) else read_symbol(symbol)
-    g = _Graph(graph, tuple(int(d) for d in input_shape), None if params is None else "zeros")
-    model = g.build(name)
-    if params is not None:
-        params = params if isinstance(params, MxnetParams) else read_params(params)
-        _set_weights(model, graph, params, g.params)
-    return model
-
-
-def load_mxnet_mobilefacenet(symbol_path: str | Path, params_path: str | Path,
-                             input_shape: tuple[int, int, int] = (INPUT_SIZE, INPUT_SIZE, 3),
-                             name: str = "mobilefacenet") -> keras.Model:
-    """:func:`build_mobilefacenet` from the two files of an MXNet checkpoint (e.g.
-    ``model-symbol.json`` and ``model-0000.params``)."""
-    return build_mobilefacenet(read_symbol(symbol_path), read_params(params_path),
-                               input_shape=input_shape, name=name)
+BACKBONE = MobileFaceNet()

@@ -76,17 +76,9 @@ def run(args: argparse.Namespace) -> int:
         from mfr.data.datasets import dataset_names
 
         raise InputError(f"--data-root needs --layout {'|'.join(dataset_names())} and --out DIR")
-    from mfr.backbones import BACKBONES, get_backbone
-
+    # the embedder's own options: one it does not take is refused by get_embedder, in a line
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
-    if args.landmarks is not None and args.embedder != "dlib_reference":
-        raise InputError("--landmarks is a dlib_reference option")
     if args.embedder_face_box is not None:
-        aligns = args.embedder == "dlib_reference" or (
-            args.embedder in BACKBONES and get_backbone(args.embedder).aligns)
-        if not aligns:
-            raise InputError(f"--face-box is an option of a face-aligning embedder, not "
-                             f"{args.embedder}'s")
         options["face_box"] = args.embedder_face_box
     steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
                                 run_dir=args.run_dir, progress=not args.no_progress, **options)

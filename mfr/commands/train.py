@@ -44,15 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "data_parallel", "precision")
 
 
-def dry_run(ns: tuple[int, ...], out=None, backbone: str = "senet50") -> None:
+def dry_run(ns: tuple[int, ...], out=None, backbone: str | None = None) -> None:
     from mfr.backbones import DEFAULT_BACKBONE, get_backbone
     from mfr.core.config import StudyConfig
     from mfr.training import siamese
 
     out = out or sys.stdout  # looked up now: a default bound at import goes stale
-    net = get_backbone(backbone)
+    net = get_backbone(backbone or DEFAULT_BACKBONE)
     net.check_trainable_layers(ns)
-    core = net.core(StudyConfig(backbone=backbone, weights=None))
+    core = net.core(StudyConfig(backbone=net.name, weights=None))
     for n in ns:
         rows = siamese.trainable_layer_names(n, core)
         total = sum(p for _, p in rows)

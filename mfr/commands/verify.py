@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mfr.backbones import BACKBONES, backbone_names, get_backbone
+from mfr.backbones import BACKBONES, DEFAULT_BACKBONE, backbone_names, get_backbone
+from mfr.backbones.base import RELEASED
 from mfr.backbones.embedders import embedder_names
 from mfr.commands._common import add_config_flags
 from mfr.core.errors import InputError
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     given = vars(args)
     if args.backbone and args.embedder not in (None, args.backbone):
         raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
-    args.embedder = embedder = args.embedder or args.backbone or "senet50"
+    args.embedder = embedder = args.embedder or args.backbone or DEFAULT_BACKBONE
     flags = ("weights", "preprocessing", "pooling", "face_box", "seed")
     own = sorted(k for k in flags if k in given)
     if own and embedder not in BACKBONES:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         network = {k: getattr(cfg, k) for k in allowed
                    if k in base or k in own or k == "weights"}
         if "weights" not in base and "weights" not in own:
-            network["weights"] = "vggface2"  # the released ones of this backbone
+            network["weights"] = RELEASED  # the released ones of this backbone
     result = verify_step(args.image_a, args.image_b, embedder=embedder, model=args.model,
                          threshold=args.threshold, detect=not args.no_detect,
                          precision=given.get("precision", profile.precision), **network)

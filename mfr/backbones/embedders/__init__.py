@@ -14,7 +14,8 @@ one generic Keras embedder (:class:`~mfr.backbones.embedders.keras_embedder.Back
 ``get_embedder("dlib_resnet", run_dir=RUN)``. Beside them, :data:`REFERENCE_EMBEDDERS` are
 independent implementations of the same released networks, which the ports are checked against
 and which a study can report beside them: ``dlib_reference`` (dlib's own C++, the model of the
-face_recognition library). The registry maps such a name to ``"module:Class"``, imported only
+face_recognition library) and ``mobilefacenet_ncnn`` (InsightFace's MobileFaceNet run by ncnn
+on its ncnn conversion). The registry maps such a name to ``"module:Class"``, imported only
 when asked for.
 """
 
@@ -34,6 +35,7 @@ __all__ = ["REFERENCE_EMBEDDERS", "Embedder", "check_images", "documented_thresh
 #: name -> "module:Class" (imported lazily): independent implementations of released networks
 REFERENCE_EMBEDDERS: dict[str, str] = {
     "dlib_reference": "mfr.backbones.embedders.dlib_reference:DlibEmbedder",
+    "mobilefacenet_ncnn": "mfr.backbones.embedders.ncnn_mobilefacenet:NcnnMobileFaceNetEmbedder",
 }
 #: names embedders had before, and what they are called now (a one-line error says so)
 _RENAMED = {"dlib": "dlib_reference"}
@@ -122,5 +124,13 @@ def get_embedder(name: str, **options: Any) -> Embedder:
         renamed = f" (the embedder {name!r} is now {_RENAMED[name]!r})" if name in _RENAMED else ""
         raise InputError(f"unknown embedder {name!r}; expected one of "
                          f"{', '.join(embedder_names())}{renamed}")
+    import inspect
+
     module, cls = REFERENCE_EMBEDDERS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**options)
+    klass = getattr(importlib.import_module(module), cls)
+    takes = inspect.signature(klass).parameters
+    unknown = sorted(k for k in options if k not in takes)
+    if unknown:
+        raise InputError(f"{unknown[0]} is not an option of the {name} embedder (it takes "
+                         f"{', '.join(sorted(takes))})")
+    return klass(**options)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mfr.backbones.base import RELEASED
 from mfr.backbones.embedders import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 
@@ -46,7 +47,7 @@ class BackboneEmbedder(Embedder):
             SENet50's ``pooling``, the aligners' ``face_box``); another key is an InputError.
     """
 
-    def __init__(self, backbone: Backbone, weights: str | None = "vggface2",
+    def __init__(self, backbone: Backbone, weights: str | None = RELEASED,
                  run_dir: str | Path | None = None, image_size: int | None = None,
                  batch_size: int = 64, seed: int = 2021, **settings: Any) -> None:
         super().__init__()

@@ -2,8 +2,11 @@
 (``mobilefacenet.param``/``.bin``): the reference implementation the Keras port
 (:mod:`mfr.backbones.mobilefacenet`) is checked against, and a baseline embedder of its own.
 
-It takes 112x112 uint8 RGB faces already aligned to ArcFace's five-point template (e.g.
-mlfw-dev's photos); the ncnn graph computes ``(x - 127.5) * 0.007812`` itself (the MXNet graph's
+As an embedder it takes the image cache's photos and aligns them as the Keras port does (the
+backbone's :meth:`~mfr.backbones.mobilefacenet.MobileFaceNet.align_faces`: five landmarks found
+with its ``face_box``, ArcFace's 112x112 warp), so both see the same chips; ``face_box="crop"``
+at ``image_size=112`` passes faces already aligned to the template (e.g. mlfw-dev's photos)
+through unchanged. :func:`ncnn_embed` takes aligned chips directly. The ncnn graph computes ``(x - 127.5) * 0.007812`` itself (the MXNet graph's
 0.0078125 as printf's ``%f`` wrote it) and returns the blob ``fc1``, the 128-d embedding. ncnn
 runs in float32 on the CPU: Vulkan, fp16/bf16 storage and arithmetic and int8 are all off, so
 the only differences from MXNet are float32 summation order and that scale. The embeddings are
@@ -94,27 +97,38 @@ def ncnn_embed(aligned_uint8: np.ndarray, param: str | Path, bin_path: str | Pat
 
 
 class NcnnMobileFaceNetEmbedder(Embedder):
-    """MobileFaceNet through ncnn, one image at a time.
+    """MobileFaceNet through ncnn, one image at a time, on the chips the Keras port sees.
 
     Args:
-        param, bin_path: the ncnn files; None: :func:`mfr.backbones.mobilefacenet_weights.mobilefacenet_files`
-            (``$MFR_MOBILEFACENET_DIR``, the cache, or a download).
+        param, bin_path: the ncnn files; None: the backbone's release
+            (:meth:`~mfr.backbones.base.Backbone.release_files`: ``$MFR_MOBILEFACENET_DIR``, the
+            cache, or a download).
         threads: ncnn's threads (1: one image on one core, as a phone runs it).
         progress: show the download's progress.
+        image_size: side of the square images it takes (the image cache's; 160: RMFRD's and
+            MFR2's crops, unresized; 112 with ``face_box="crop"``: chips already aligned).
+        face_box: how the five landmarks are found (the backbone's ``face_boxes``; default its
+            first, the cascade).
     """
 
     name = "mobilefacenet_ncnn"
-    image_size = IMAGE_SIZE
 
     def __init__(self, param: str | Path | None = None, bin_path: str | Path | None = None,
-                 threads: int = 1, progress: bool = True) -> None:
+                 threads: int = 1, progress: bool = True, image_size: int = 160,
+                 face_box: str | None = None) -> None:
         super().__init__()
+        from mfr.backbones import get_backbone
+
+        self.backbone = get_backbone("mobilefacenet")
+        boxes = self.backbone.facts.face_boxes
+        self.face_box = face_box or boxes[0]
+        if self.face_box not in boxes:
+            raise InputError(f"face box must be one of {', '.join(boxes)}, got {face_box!r}")
+        self.image_size = int(image_size)
         if (param is None) != (bin_path is None):
             raise InputError("give both param and bin_path (ncnn's two files), or neither")
         if param is None:
-            from mfr.backbones.mobilefacenet_weights import mobilefacenet_files
-
-            files = mobilefacenet_files(progress=progress)
+            files = self.backbone.release_files(progress=progress)
             param, bin_path = files["mobilefacenet.param"], files["mobilefacenet.bin"]
         self.param, self.bin_path, self.threads = Path(param), Path(bin_path), int(threads)
         self._net = ncnn_net(self.param, self.bin_path, self.threads)
@@ -122,17 +136,23 @@ class NcnnMobileFaceNetEmbedder(Embedder):
     def embed(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         from mfr.core.progress import progress_bar
 
-        check_images(images, IMAGE_SIZE, "ncnn MobileFaceNet embedder")
-        n = len(images)
+        check_images(images, self.image_size, "ncnn MobileFaceNet embedder")
+        chips, flags = self.backbone.align_faces(np.asarray(images), progress, self.face_box)
+        n = len(chips)
         out = np.zeros((n, DIM), np.float32)
-        failed = np.zeros(n, bool)
+        failed = np.asarray(flags.get("failed", np.zeros(n, bool)), bool).copy()
         for i in progress_bar(range(n), progress, total=n, desc=self.name):
-            v = _run(self._net, images[i])
+            v = None if failed[i] else _run(self._net, chips[i])
             if v is None:  # a zero row, flagged, as the other embedders do
                 failed[i] = True
             else:
                 out[i] = v
-        return self._finish(out, np.zeros(n, bool), failed)
+        no_face = np.asarray(flags.get("no_face_detected", np.zeros(n, bool)), bool)
+        result = self._finish(out, no_face & ~failed, failed)
+        if "stage" in flags:
+            self.flags["stage"] = np.asarray(flags["stage"])
+        self.norms = None  # its own distance is of unit vectors (cosine), as the port's
+        return result
 
     def describe(self) -> dict[str, Any]:
         ncnn = _ncnn()
@@ -146,10 +166,12 @@ class NcnnMobileFaceNetEmbedder(Embedder):
                        f"({', '.join(NCNN_OFF)} off), {self.threads} thread(s)",
             "preprocessing": "inside the ncnn graph: (RGB - 127.5) * 0.007812 (MXNet's 0.0078125 "
                              "as printf %f wrote it)",
-            "alignment": "none here: 112x112 faces aligned to ArcFace's five-point template",
-            "image_size": IMAGE_SIZE,
+            "alignment": self.backbone.facts.alignment,
+            "face_box": self.face_box,
+            "image_size": self.image_size,
             "dim": DIM,
             "normalisation": "L2 (the 128-d fc1 unit-normalised; raw lengths kept)",
             "n_images": self.n_images,
+            "n_no_face_detected": self.n_no_face,
             "n_failed": self.n_failed,
         }
