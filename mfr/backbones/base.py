@@ -58,6 +58,10 @@ class Preprocessing:
     mean: tuple[float, float, float] | None
     scale: float | None
     doc: str  # one line: what it is and why
+    #: the network-input value that stands for "no information" (Grad-CAM's deletion test greys
+    #: a region with it): 0, the channel mean the preprocessing subtracted; for raw input that
+    #: the network normalises itself, the pixel its normalisation makes 0 (127.5)
+    neutral: float = 0.0
 
     def __post_init__(self) -> None:
         if self.channel_order not in ("RGB", "BGR"):

@@ -65,7 +65,8 @@ class MobileFaceNet(Backbone):
         gradcam_layer="conv_6sep_relu",  # the last map before the global depthwise 7x7: 7x7x512
         preprocessing=(Preprocessing("raw", "RGB", None, None,
                                      "raw RGB 0-255; the network's first layers compute "
-                                     "(x - 127.5) * 0.0078125, as its MXNet graph does"),),
+                                     "(x - 127.5) * 0.0078125, as its MXNet graph does",
+                                     neutral=127.5),),
         weights=ReleasedWeights(
             name="ms1m",
             label="MobileFaceNet pre-trained (InsightFace model-y1-test2, MS1M)",

@@ -102,17 +102,18 @@ def random_regions(shape: tuple[int, int], fraction: float, grid: tuple[int, int
             for _ in range(draws)]
 
 
-def grey_out(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """A copy of the preprocessed input (H, W, 3) with the masked pixels set to 0 (the channel
-    mean the preprocessing subtracted)."""
+def grey_out(x: np.ndarray, mask: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """A copy of the preprocessed input (H, W, 3) with the masked pixels set to `fill`: the
+    backbone's neutral input (:attr:`mfr.backbones.base.Preprocessing.neutral`: 0, the channel
+    mean the preprocessing subtracted; mid-grey for a network that normalises raw pixels)."""
     out = np.array(x, dtype=np.float32, copy=True)
-    out[np.asarray(mask, dtype=bool)] = 0.0
+    out[np.asarray(mask, dtype=bool)] = fill
     return out
 
 
 def deletion_test(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray, reference: np.ndarray,
                   cam: np.ndarray, grid: tuple[int, int], fraction: float,
-                  rng: np.random.Generator, draws: int) -> dict[str, float]:
+                  rng: np.random.Generator, draws: int, fill: float = 0.0) -> dict[str, float]:
     """One image's deletion test.
 
     Args:
@@ -121,6 +122,7 @@ def deletion_test(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray, refe
         reference: the partner's embedding (the pair's other image).
         cam: the image's map at the image size (H, W); NaNs out when it is all zero.
         grid: the map's native resolution (for the random regions).
+        fill: the value a greyed pixel gets (:func:`grey_out`).
 
     Returns:
         ``distance`` (unchanged pair), ``distance_top`` (map region greyed),
@@ -138,8 +140,8 @@ def deletion_test(embed: Callable[[np.ndarray], np.ndarray], x: np.ndarray, refe
         return {"distance": d0, "distance_top": nan, "distance_random_mean": nan,
                 "distance_random_sd": nan, "change_top": nan, "change_random": nan,
                 "abs_change_random": nan, "margin": nan}
-    batch = np.stack([np.asarray(x, np.float32), grey_out(x, top_region(cam, fraction)),
-                      *(grey_out(x, r) for r in regions)])
+    batch = np.stack([np.asarray(x, np.float32), grey_out(x, top_region(cam, fraction), fill),
+                      *(grey_out(x, r, fill) for r in regions)])
     d = pair_distance(embed(batch), np.broadcast_to(reference, (len(batch), len(reference))))
     d0, d_top, d_rand = float(d[0]), float(d[1]), d[2:]
     abs_rand = float(np.abs(d_rand - d0).mean())

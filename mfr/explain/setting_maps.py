@@ -145,7 +145,7 @@ def _explain_setting(core, setting: Setting, backbone: Backbone, images: dict[st
             rng = np.random.default_rng([seed, i, ri])
             deletion.append({"role": r, "pair": i, **attention.deletion_test(
                 embed, x[r][i], emb[partner[r]][i], maps[r][i], cams[r].shape[1:], fraction,
-                rng, draws)})
+                rng, draws, spec.neutral)})
     return maps, raw_max, pd.DataFrame(deletion)
 
 
@@ -437,7 +437,8 @@ def run_gradcam(
                            "landmarks of the largest face); else fixed fraction of the height",
                    "fixed_fraction": fixed},
         deletion={"fraction": deletion_fraction, "random_draws": random_draws,
-                  "grey": "preprocessed input set to 0 (the channel mean)",
+                  "grey": "preprocessed input set to the backbone's neutral value (0: the "
+                          "channel mean; raw input: mid-grey 127.5)",
                   "random_region": "top fraction of uniform noise on the map's grid, upsampled"},
         bootstrap={"n_boot": n_boot, "level": level, "resample": "images, with replacement",
                    "ci": "percentile"},
