@@ -126,6 +126,11 @@ def test_a_rejected_photo_is_flagged_and_never_stops_the_batch():
         ff.find_faces(images, stages=(_FindsBright(), _FindsBright()))
 
 
+def test_a_stage_that_cannot_run_stops_with_one_line():
+    with pytest.raises(InputError, match="'cnn' or 'hog'"):
+        ff.find_faces([np.zeros((30, 30, 3), np.uint8)], stages=(ff.DlibStage(detector="sift"),))
+
+
 def test_largest_face_wins():
     small = ff.Detection(np.zeros((5, 2)), np.array([0.0, 0.0, 10.0, 10.0]), 0.99)
     big = ff.Detection(np.ones((5, 2)), np.array([5.0, 5.0, 30.0, 20.0]), 0.7)

@@ -165,7 +165,13 @@ class MtcnnStage:
         return [out[out[:, 0] == i] for i in range(len(padded))]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detection | Exception | None]:
+        """Per photo: its largest face, None, or the exception MTCNN raised for it. A missing
+        mtcnn package or a Keras backend other than TensorFlow raises here, for the batch."""
+        from mfr.data.faces import detector
+
         results: list[Detection | Exception | None] = [None] * len(images)
+        if len(images):
+            detector()  # built (or refused) once, before any photo
         padded = [_pad(img, self.pad, self.fill) for img in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, (p, _, _) in enumerate(padded):
@@ -225,6 +231,10 @@ class DlibStage:
         return Detection(landmarks=five - [px, py], box=best.box, score=best.score)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detection | Exception | None]:
+        """Per photo: its largest face, None, or the exception dlib raised for it. Missing
+        packages or an unknown detector raise here, for the batch."""
+        if len(images):
+            self._models()
         return _each(images, self._one)
 
 
