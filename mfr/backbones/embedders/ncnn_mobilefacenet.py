@@ -151,7 +151,6 @@ class NcnnMobileFaceNetEmbedder(Embedder):
         result = self._finish(out, no_face & ~failed, failed)
         if "stage" in flags:
             self.flags["stage"] = np.asarray(flags["stage"])
-        self.norms = None  # its own distance is of unit vectors (cosine), as the port's
         return result
 
     def describe(self) -> dict[str, Any]:
