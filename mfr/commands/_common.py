@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
+from pathlib import Path
 from typing import Any
 
 from mfr.core.config import ConfigValueError, StudyConfig, load_config
@@ -100,3 +102,57 @@ def check_out_apart(args: argparse.Namespace) -> None:
     check_apart(out, inputs,
                 may_hold=[labels[n] for n, (_, hold, _) in _INPUT_FOLDERS.items() if hold],
                 may_lie_in=[labels[n] for n, (_, _, lie) in _INPUT_FOLDERS.items() if lie])
+
+
+#: Input paths by argument: (what it is, the words of its "not found" line or None to leave a
+#: missing one to the command, a file (True) or a folder (False)).
+_INPUT_PATHS = {
+    "pairs": ("pairs directory", "expected the output directory of `mfr partition`, with "
+                                 "train/val/test.csv", False),
+    "study": ("study folder", "expected a study folder: partition/, baseline/, train_N<N>/",
+              False),
+    "model": ("run folder", "expected a run folder of `mfr embed` or `mfr train`", False),
+    "run_dir": ("run folder", "expected a run folder of `mfr train`", False),
+    "cache_dir": ("image cache", None, False),
+    "data_root": ("data root", None, False),
+    "unmasked_root": ("image folder", None, False),
+    "image_a": ("file", "expected an image file: JPEG, PNG, BMP, WebP, ...", True),
+    "image_b": ("file", "expected an image file: JPEG, PNG, BMP, WebP, ...", True),
+}
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """The check every command's inputs get before any slow import (Keras, TensorFlow) or
+    work: each input path given is what it must be (:mod:`mfr.core.readers.paths`: a folder,
+    a regular file; a FIFO, a device or a symlink loop refused before anything opens it; a
+    missing run, study or pairs folder named), a thresholds file is a file, and the profile
+    and the config flags pass the config's checks (:func:`config_from_args`)."""
+    from mfr.core.readers.paths import require_dir, require_file
+
+    given = vars(args)
+    for name, (what, expected, is_file) in _INPUT_PATHS.items():
+        value = given.get(name)
+        if value is None or value is argparse.SUPPRESS:
+            continue
+        path = Path(str(value)).expanduser()
+        if expected is None and not os.path.lexists(path):
+            continue  # the command says what a missing one means
+        words = expected or f"expected a {'file' if is_file else 'folder'}: the {what}"
+        (require_file if is_file else require_dir)(path, words, what)
+    source = given.get("source")
+    if source is not None and os.path.lexists(source) and not os.path.isdir(source):
+        require_file(source, "expected a manual download: an archive, or its unpacked folder",
+                     "archive")
+    weights = given.get("weights")
+    if isinstance(weights, str) and os.path.lexists(weights):  # a file, not vggface2 / none
+        require_file(weights, "expected a weights file (.h5 / .dat)", "weights file")
+    threshold = given.get("threshold")
+    if isinstance(threshold, str):
+        from mfr.evaluation.thresholds import parse_threshold
+
+        spec = parse_threshold(threshold)
+        if isinstance(spec, Path):
+            require_file(spec, "expected the thresholds.json of `mfr evaluate`",
+                         "thresholds file")
+    if "config" in given:
+        config_from_args(args)

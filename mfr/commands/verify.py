@@ -65,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--{own[0]} applies without --model; a run's network and "
                          f"preprocessing come from its run.json")
     cfg = load_config(args.config).replace(**{k: given[k] for k in own})
+    from mfr.verify.photos import read_photo
+
+    for image in (args.image_a, args.image_b):  # a bad photo is said before any model loads
+        read_photo(image)
     result = verify_step(args.image_a, args.image_b, embedder=args.embedder, model=args.model,
                          weights=cfg.weights, preprocessing=cfg.preprocessing, seed=cfg.seed,
                          threshold=args.threshold, detect=not args.no_detect,
