@@ -56,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     # Build only the requested subcommand's parser when we can: it keeps start-up light.
     names = tuple(a for a in argv[:1] if a in COMMANDS) or COMMANDS
     args = build_parser(names).parse_args(argv)
-    from mfr.core.provenance import abandon
+
+    def abandon(why: str) -> None:  # imported when needed: it brings pandas
+        from mfr.core.provenance import abandon as _abandon
+
+        _abandon(why)
 
     try:
         from mfr.commands._common import check_inputs, check_out_apart

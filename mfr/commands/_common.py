@@ -58,9 +58,12 @@ def add_config_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         group.add_argument(flag(name), **kw)
 
 
-def config_from_args(args: argparse.Namespace) -> StudyConfig:
-    """The profile named by ``--config``, with every config flag that was given."""
-    given = {k: v for k, v in vars(args).items() if k in _FIELDS}
+def config_from_args(args: argparse.Namespace, own_none: bool = False) -> StudyConfig:
+    """The profile named by ``--config``, with every config flag that was given.
+    `own_none`: leave out names whose value is None (a command's own option that shares a
+    field's name, e.g. `mfr verify --backbone`, left at its default)."""
+    given = {k: v for k, v in vars(args).items() if k in _FIELDS
+             and not (own_none and v is None)}
     profile = load_config(args.config)
     try:
         return profile.replace(**given)
@@ -151,8 +154,9 @@ def check_inputs(args: argparse.Namespace) -> None:
         from mfr.evaluation.thresholds import parse_threshold
 
         spec = parse_threshold(threshold)
-        if isinstance(spec, Path):
-            require_file(spec, "expected the thresholds.json of `mfr evaluate`",
-                         "thresholds file")
+        if isinstance(spec, Path):  # read whole and its shape checked, before any model loads
+            from mfr.evaluation.thresholds import read_thresholds
+
+            read_thresholds(spec)
     if "config" in given:
-        config_from_args(args)
+        config_from_args(args, own_none=True)

@@ -30,6 +30,7 @@ from mfr.core.errors import InputError, MissingError
 from mfr.core.provenance import differences, read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "PAIR_SET_ORDER", "Threshold", "parse_threshold",
+           "read_thresholds",
            "evaluated_run", "resolve_threshold", "stale_reason", "study_thresholds_file",
            "threshold_from_file"]
 
@@ -62,6 +63,12 @@ def parse_threshold(text: str | float | Path | None) -> float | Path | None:
     if not math.isfinite(value) or value < 0:
         raise InputError(f"--threshold {text}: expected a distance >= 0 or a thresholds.json file")
     return value
+
+
+def read_thresholds(path: str | Path) -> dict[str, Any]:
+    """A thresholds.json of `mfr evaluate`, read and its shape checked (one InputError naming
+    the file and the key otherwise)."""
+    return _read(Path(path))
 
 
 def _read(path: Path) -> dict[str, Any]:

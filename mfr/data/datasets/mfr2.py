@@ -56,7 +56,7 @@ def read_mfr2_labels(root: str | Path) -> list[tuple[str, int, str]]:
     if not path.exists():
         raise MissingError(f"{path}: missing labels file ({MFR2_LAYOUT_HINT})")
     rows = []
-    text = read_text(path, f"MFR2's labels file, 'Name, i, masktype' rows ({MFR2_LAYOUT_HINT})")
+    text = read_text(path, "MFR2's labels file: 'Name, i, masktype' rows")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -146,8 +146,7 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
                                 "unmasked-unmasked": 0}, 0
     seen: dict[frozenset, int] = {}  # a pair (either order) -> the line that first named it
     repeated: list[dict[str, int | str]] = []
-    text = read_text(path, f"MFR2's pairs file, 'Name i j' or 'Name1 i Name2 j' rows "
-                           f"({MFR2_LAYOUT_HINT})")
+    text = read_text(path, "MFR2's pairs file: 'Name i j' or 'Name1 i Name2 j' rows")
     for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
