@@ -128,8 +128,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     """The check every command's inputs get before any slow import (Keras, TensorFlow) or
     work: each input path given is what it must be (:mod:`mfr.core.readers.paths`: a folder,
     a regular file; a FIFO, a device or a symlink loop refused before anything opens it; a
-    missing run, study or pairs folder named), a thresholds file is a file, and the profile
-    and the config flags pass the config's checks (:func:`config_from_args`)."""
+    missing run, study or pairs folder named), the pair tables of a pairs folder pass
+    :func:`mfr.data.pairs.read_pairs`, a thresholds file is one (its shape checked), and the
+    profile and the config flags pass the config's checks (:func:`config_from_args`)."""
     from mfr.core.readers.paths import require_dir, require_file
 
     given = vars(args)
@@ -142,6 +143,14 @@ def check_inputs(args: argparse.Namespace) -> None:
             continue  # the command says what a missing one means
         words = expected or f"expected a {'file' if is_file else 'folder'}: the {what}"
         (require_file if is_file else require_dir)(path, words, what)
+    pairs = given.get("pairs")
+    if pairs is not None:  # every pair table of the folder, read and checked (before any model)
+        from mfr.data.pairs import EXTRA_SPLITS, SPLITS, read_pairs
+
+        for split in SPLITS + EXTRA_SPLITS:
+            table = Path(pairs) / f"{split}.csv"
+            if os.path.lexists(table):
+                read_pairs(table)
     source = given.get("source")
     if source is not None and os.path.lexists(source) and not os.path.isdir(source):
         require_file(source, "expected a manual download: an archive, or its unpacked folder",

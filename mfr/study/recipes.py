@@ -89,7 +89,7 @@ def _profile_path(profile: str | Path) -> Path:
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / f"{profile}.yaml"
-    if not path.is_file():
+    if not path.exists():  # a folder, a FIFO ...: refused by the reader, naming what it is
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise MissingError(f"{path}: no such recipes profile (expected a YAML file or one of "
                            f"{known})")

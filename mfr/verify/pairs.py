@@ -37,17 +37,16 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     the unmasked photo, image_b the masked one, absolute paths under the data root the
     partition recorded; and that data root. Picked with the seed, one masked subject per pair
     first; genuine pairs, then impostors."""
-    import json
-
+    from mfr.core.readers.text import read_json
     from mfr.data.pairs import read_pairs, select_pairs
 
     pairs_dir = Path(pairs_dir)
     record = pairs_dir / "run.json"
-    try:
-        root = Path(json.loads(record.read_text(encoding="utf-8"))["data_root"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{record}: expected the run.json of `mfr partition` with its "
-                         f"data_root") from None
+    expected = "the run.json of `mfr partition` with its data_root"
+    root = read_json(record, expected).get("data_root")
+    if not isinstance(root, str) or not root:
+        raise InputError(f"{record}: expected {expected}")
+    root = Path(root)
     test = read_pairs(pairs_dir / "test.csv")
     genuine = select_pairs(test, seed).head(n)
     imp = test[test["label"] == 0].sort_values(["masked_path", "unmasked_path"], kind="stable")
