@@ -379,7 +379,7 @@ def test_a_key_given_twice_names_both_lines_and_a_long_value_is_an_excerpt():
         profiles.read_mapping(_file("epochs: 3\nseed: 1\nepochs: 4\n", "d.yaml"))
     from mfr.core.config import load_config
 
-    path = _file("epochs: [" + ",".join(["1"] * 100_000) + "]\n", "long.yaml")
+    path = _file("epochs: [" + ",".join(["1"] * 20_000) + "]\n", "long.yaml")
     with pytest.raises(InputError, match="epochs: expected an integer") as e:
         load_config(path)
     _one_line(e.value, 300)

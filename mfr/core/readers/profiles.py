@@ -74,8 +74,9 @@ def parse_mapping(text: str, path: str | Path, what: str = "a mapping of config 
     """`text` (a profile's) as a mapping; InputError naming `path` and the line of a syntax
     error, of a refused construct (see the module docstring) or, with `string_keys`, of a
     top-level key that is not a name. An empty document is an empty mapping."""
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # its reader refuses control characters at once
         root = loader.get_single_node()
         loaded = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as e:
@@ -87,7 +88,8 @@ def parse_mapping(text: str, path: str | Path, what: str = "a mapping of config 
     except RecursionError:
         raise InputError(f"{path}: nested too deeply to be {what}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
