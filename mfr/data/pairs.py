@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,19 +116,16 @@ def read_pairs(csv_path: str | Path) -> pd.DataFrame:
 
 
 def _outside_root(p: str) -> bool:
-    """Whether a pair path leaves the data root (:func:`mfr.core.readers.paths.relative_inside`)."""
-    from mfr.core.readers.paths import relative_inside
+    """Whether a pair path is empty, holds a NUL byte or leaves the data root
+    (:func:`mfr.core.readers.paths.relative_inside`'s refusals)."""
+    from mfr.core.readers.paths import leaves_tree
 
-    try:
-        relative_inside(p, "")
-    except InputError:
-        return True
-    return False
+    return not p.strip() or "\0" in p or leaves_tree(p)
 
 
 def _subject_folder(p: str) -> str:
     """The folder an image path is in (its subject, in every layout mfr reads)."""
-    parts = PurePosixPath(p.replace("\\", "/")).parts
+    parts = [x for x in p.replace("\\", "/").split("/") if x not in ("", ".")]
     return parts[-2] if len(parts) >= 2 else ""
 
 

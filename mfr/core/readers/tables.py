@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from mfr.core.errors import InputError
 from mfr.core.readers.text import MAX_TEXT_BYTES, excerpt, read_text
 
@@ -80,7 +82,8 @@ def read_table(path: str | Path, columns: Sequence[str], expected: str, *,
     at = [header.index(c) for c in keep]
     df = pd.DataFrame([[r[i] for i in at] for r in rows], columns=keep, dtype=object)
     df = df.astype(str) if len(df) else pd.DataFrame({c: pd.Series([], dtype=str) for c in keep})
-    df.attrs["lines"] = lines
+    # an array, not a list: pandas copies attrs deeply into every frame derived from this one
+    df.attrs["lines"] = np.asarray(lines, dtype=np.int64)
     df.attrs["path"] = str(path)
     return df
 
@@ -88,7 +91,7 @@ def read_table(path: str | Path, columns: Sequence[str], expected: str, *,
 def line_of(df: pd.DataFrame, i: int) -> int:
     """The physical line of row `i` of a table :func:`read_table` read (else ``i + 2``)."""
     lines = df.attrs.get("lines")
-    return lines[i] if lines is not None and i < len(lines) else i + 2
+    return int(lines[i]) if lines is not None and i < len(lines) else i + 2
 
 
 def check_column(df: pd.DataFrame, column: str, ok: Callable[[str], bool], expected: str,
