@@ -157,7 +157,7 @@ class StudyConfig:
                                          "loss_metric_: 0.04)", above=0.0)
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
     learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are; at most "
-                                     "1: fine-tuning rates are 1e-5..1e-2, 1 already diverges)",
+                                     "1: fine-tuning rates are 1e-5..1e-2; a larger step is no fine-tuning)",
                               minimum=0.0, maximum=1.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
     batch_size: int = _f(32, "training pairs per SGD step (at most 4096: 8192 face images "
