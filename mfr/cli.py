@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import traceback
+import typing
 
 from mfr import __version__
 from mfr.core.errors import MfrError
@@ -23,9 +24,16 @@ def _module(name: str):
     return importlib.import_module(f"mfr.commands.{name}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors one line (exit 2) like every other mfr error: the
+    option, what it expects and what it got, and where the usage is."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser(names: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mfr", description=__doc__.splitlines()[0],
-                                     allow_abbrev=False)
+    parser = _Parser(prog="mfr", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"mfr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in names:
@@ -48,11 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     # Build only the requested subcommand's parser when we can: it keeps start-up light.
     names = tuple(a for a in argv[:1] if a in COMMANDS) or COMMANDS
     args = build_parser(names).parse_args(argv)
-    from mfr.core.provenance import abandon
+
+    def abandon(why: str) -> None:  # imported when needed: it brings pandas
+        from mfr.core.provenance import abandon as _abandon
+
+        _abandon(why)
 
     try:
-        from mfr.commands._common import check_out_apart
+        from mfr.commands._common import check_inputs, check_out_apart
 
+        check_inputs(args)  # before any slow import: each input is what it should be
         check_out_apart(args)  # before any work: an --out that would delete an input
         return int(args._run(args) or 0)
     except MfrError as e:

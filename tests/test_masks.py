@@ -237,8 +237,11 @@ def test_bad_arguments_and_sources_are_one_line(tmp_path, capsys):
     assert main(["mask", "--data-root", str(src), "--out", str(src / "s0" / "o"),
                  "--detector", "none"]) == 2
     assert "inside the images to mask" in capsys.readouterr().err
-    assert main(["mask", "--data-root", str(src), "--out", str(tmp_path / "o"),
-                 "--per-image", "0", "--detector", "none"]) == 2
+    with pytest.raises(SystemExit) as e:  # a number out of its range: refused by the parser
+        main(["mask", "--data-root", str(src), "--out", str(tmp_path / "o"),
+              "--per-image", "0", "--detector", "none"])
+    assert e.value.code == 2 and "--per-image: expected an integer in 1..100" in (
+        capsys.readouterr().err)
     with pytest.raises(SystemExit) as e:
         main(["mask", "--data-root", str(src), "--out", str(tmp_path / "o"), "--kinds", "scarf"])
     assert e.value.code == 2

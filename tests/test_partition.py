@@ -234,10 +234,11 @@ def test_thesis_counts_hold_with_placeholder_files(tmp_path):
 
 
 def test_read_pairs_keeps_strings(tmp_path):
-    df = pd.DataFrame([("a/NA.jpg", "b/0001.jpg", 0, "NA", "0001")], columns=COLUMNS)
+    # each image in its subject's folder, as every layout keeps them (read_pairs checks it)
+    df = pd.DataFrame([("NA/NA.jpg", "0001/0001.jpg", 0, "NA", "0001")], columns=COLUMNS)
     outputs.write_csv(tmp_path / "p.csv", df)
     got = read_pairs(tmp_path / "p.csv")
-    assert got.iloc[0].tolist() == ["a/NA.jpg", "b/0001.jpg", 0, "NA", "0001"]
+    assert got.iloc[0].tolist() == ["NA/NA.jpg", "0001/0001.jpg", 0, "NA", "0001"]
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         read_pairs(tmp_path / "nope.csv")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")

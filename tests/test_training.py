@@ -288,7 +288,9 @@ def test_train_cli_partition_must_match_cache(study, tmp_path):
     for split in ("train", "val", "test"):
         df = pd.read_csv(pairs / f"{split}.csv")
         if split == "test":
-            df.loc[0, "masked_path"] = "masked/nobody/0.png"
+            # an image that is not there, of a subject of its own (an impostor pair)
+            df.loc[0, ["masked_path", "masked_subject", "label"]] = [
+                "masked/nobody/0.png", "nobody", 0]
         df.to_csv(other / f"{split}.csv", index=False)
     data = Path(json.loads((cache / "cache.json").read_text())["data_root"])
     moved = tmp_path / "moved_data"

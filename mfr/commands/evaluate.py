@@ -80,6 +80,15 @@ def run(args: argparse.Namespace) -> int:
     options = {"landmarks": args.landmarks} if args.landmarks is not None else {}
     if args.embedder_face_box is not None:
         options["face_box"] = args.embedder_face_box
+    from mfr.data.datasets import get_dataset
+
+    spec = get_dataset(args.layout)  # its files read and checked before any model loads
+    with warnings.catch_warnings():  # what they hold is said once, by the step
+        warnings.simplefilter("ignore")
+        root = spec.load(data_root, cfg.protocol).root
+        for name in spec.evaluation_pair_sets:
+            if name in spec.pair_sets:
+                spec.own_pairs(name, root)
     steps.evaluate_dataset_step(cfg, data_root, args.layout, args.out, embedder=args.embedder,
                                 run_dir=args.run_dir, progress=not args.no_progress, **options)
     print((args.out / "metrics.md").read_text(encoding="utf-8"), end="")

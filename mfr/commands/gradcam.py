@@ -16,6 +16,7 @@ from pathlib import Path
 from mfr.backbones import backbone_names, get_backbone
 from mfr.commands._common import add_config_flags, config_from_args
 from mfr.core.errors import InputError
+from mfr.core.readers.numbers import integer, real
 
 HELP = "Grad-CAM of genuine test pairs: overlays, attention share above the mask, deletion test"
 
@@ -34,14 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace whatever the output folder holds")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output folder (default DIR/gradcam or RUN/gradcam)")
-    parser.add_argument("--n-images", type=int, default=4, metavar="K",
-                        help="genuine test pairs to explain, chosen with the seed (default 4)")
-    parser.add_argument("--deletion-fraction", type=float, default=0.2, metavar="F",
-                        help="share of the image greyed in the deletion test (default 0.2)")
-    parser.add_argument("--random-draws", type=int, default=5, metavar="R",
-                        help="random regions per image in the deletion test (default 5)")
-    parser.add_argument("--n-boot", type=int, default=2000,
-                        help="bootstrap resamples of the CIs (default 2000)")
+    parser.add_argument("--n-images", type=integer(1, 1000), default=4, metavar="K",
+                        help="genuine test pairs to explain, chosen with the seed (default 4; "
+                             "1..1000: each is a Grad-CAM map and a figure)")
+    parser.add_argument("--deletion-fraction", type=real(above=0.0, below=1.0), default=0.2,
+                        metavar="F",
+                        help="share of the image greyed in the deletion test (default 0.2; "
+                             "more than 0, less than 1)")
+    parser.add_argument("--random-draws", type=integer(1, 1000), default=5, metavar="R",
+                        help="random regions per image in the deletion test (default 5; "
+                             "1..1000)")
+    parser.add_argument("--n-boot", type=integer(100, 20_000), default=2000,
+                        help="bootstrap resamples of the CIs (default 2000; 100..20000: fewer "
+                             "leave a 95%% interval's tails a few values each, more only cost "
+                             "memory, resamples x images)")
     parser.add_argument("--layer", default=None,
                         help="feature layer (default: the backbone's own, its facts' "
                              "gradcam_layer: " + ", ".join(
@@ -56,7 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import keras
+    given = vars(args)
+    if args.study is not None or args.model is not None:
+        extra = sorted(k for k in ("weights", "preprocessing", "pooling", "image_size", "decoder",
+                                   "precision") if k in given)  # a run's maps: float32
+        if extra:
+            raise InputError(f"--{extra[0].replace('_', '-')} applies to a bare core; a run's "
+                             f"model and preprocessing come from its run.json")
+        config = None
+    else:
+        if "weights" not in given:
+            raise InputError("give --study DIR, --model RUN, or --weights (the backbone's "
+                             "released ones, a weights file, or none) with --pairs and --out")
+        if args.pairs is None or args.out is None:
+            raise InputError("--weights needs --pairs DIR and --out DIR")
+        config = config_from_args(args)
+    import keras  # after every argument is checked: it takes seconds
 
     if keras.backend.backend() != "tensorflow":
         print(f"mfr gradcam: error: Grad-CAM needs the TensorFlow backend (tf-keras-vis); Keras "
@@ -65,30 +87,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from mfr.study.steps import gradcam_step
 
-    given = vars(args)
     options = {"n_images": args.n_images, "deletion_fraction": args.deletion_fraction,
                "random_draws": args.random_draws, "n_boot": args.n_boot, "layer": args.layer,
                "data_root": given.get("data_root"), "seed": given.get("seed"),
                "progress": not args.no_progress}
     force = args.force
-    if args.study is not None or args.model is not None:
-        extra = sorted(k for k in ("weights", "preprocessing", "pooling", "image_size", "decoder",
-                                   "precision") if k in given)  # a run's maps: float32
-        if extra:
-            raise InputError(f"--{extra[0].replace('_', '-')} applies to a bare core; a run's "
-                             f"model and preprocessing come from its run.json")
+    if config is None:
         out = args.out or (args.study or args.model) / "gradcam"
         result = gradcam_step(out, study_dir=args.study, model_dir=args.model,
                               pairs_dir=args.pairs, force=force, **options)
     else:
-        if "weights" not in given:
-            raise InputError("give --study DIR, --model RUN, or --weights (the backbone's "
-                             "released ones, a weights file, or none) with --pairs and --out")
-        if args.pairs is None or args.out is None:
-            raise InputError("--weights needs --pairs DIR and --out DIR")
         out = args.out
-        result = gradcam_step(out, config=config_from_args(args), pairs_dir=args.pairs,
-                              force=force, **options)
+        result = gradcam_step(out, config=config, pairs_dir=args.pairs, force=force, **options)
     print((out / "attention_summary.md").read_text(encoding="utf-8"), end="")
     skipped = f"; skipped {len(result.skipped)} pairs (see run.json)" if result.skipped else ""
     print(f"wrote {out}/attention.csv, attention_summary.csv/.md, deletion.csv, "

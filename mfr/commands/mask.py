@@ -21,6 +21,8 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mfr.core.config import MAX_SEED
+    from mfr.core.readers.numbers import integer
     from mfr.data.masks import DETECTORS, MASK_KINDS
 
     # dests unlike the config fields data_root and seed: this command reads no config
@@ -31,12 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="TREE",
                         help="output folder: <TREE>/self-built-masked-face-recognition-dataset/"
                              "..., masks.csv, failed.csv, run.json")
-    parser.add_argument("--seed", dest="mask_seed", type=int, default=0, metavar="SEED", help="seed of the kinds, colours and "
-                                                            "shading (default 0)")
+    parser.add_argument("--seed", dest="mask_seed", type=integer(0, MAX_SEED), default=0,
+                        metavar="SEED", help=f"seed of the kinds, colours and shading (default "
+                                             f"0; 0..{MAX_SEED})")
     parser.add_argument("--kinds", type=_kinds, default=tuple(MASK_KINDS),
                         help=f"mask kinds to draw from (default {','.join(MASK_KINDS)})")
-    parser.add_argument("--per-image", type=int, default=1, metavar="K",
-                        help="masked versions of each image (default 1)")
+    parser.add_argument("--per-image", type=integer(1, 100), default=1, metavar="K",
+                        help="masked versions of each image (default 1; 1..100: each is a "
+                             "file written)")
     parser.add_argument("--detector", choices=DETECTORS, default="mtcnn",
                         help="the face box the landmarks start from (default mtcnn; none: "
                              "the whole image)")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mfr.core.config import MAX_LIST, MAX_SEED
 from mfr.core.errors import InputError
+from mfr.core.readers.text import excerpt
 
 DEFAULT_PROFILE = "rmfrd-recipes"
 HELP = ("compare training recipes (loss, synthetic masks, N) on the held-out test subjects: "
@@ -17,9 +19,11 @@ def _seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of seeds, got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise argparse.ArgumentTypeError(f"expected seeds >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a comma list of seeds, got "
+                                         f"{excerpt(text, 40)}") from None
+    if not seeds or min(seeds) < 0 or max(seeds) > MAX_SEED or len(seeds) > MAX_LIST:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_LIST} seeds, each 0..{MAX_SEED}, "
+                                         f"got {excerpt(text, 40)}")
     return seeds
 
 

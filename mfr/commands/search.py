@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mfr.commands._common import add_config_flags, config_from_args
 from mfr.core.errors import InputError
+from mfr.core.readers.numbers import integer, integer_list, real_list
 
 HELP = ("choose the face box, optimizer, learning rate and epochs on held-out training "
         "subjects (never the test pairs)")
@@ -28,14 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="the search folder (its inner partition, runs, search.csv/.md, "
                              "chosen.json); a rerun skips what is done")
-    parser.add_argument("--n", type=int, default=None, metavar="N",
-                        help="the last N layers to fine-tune (default: the profile's middle N)")
+    parser.add_argument("--n", type=integer(1, 10_000), default=None, metavar="N",
+                        help="the last N layers to fine-tune (default: the profile's middle N; "
+                             "at least 1, at most the backbone's layers)")
     parser.add_argument("--optimizers", type=_list(str), default=("sgd", "adam"),
                         metavar="O[,O...]", help="optimizers searched (default sgd,adam)")
-    parser.add_argument("--learning-rates", type=_list(float), default=(1e-5, 1e-4, 1e-3),
-                        metavar="LR[,LR...]", help="learning rates (default 1e-5,1e-4,1e-3)")
-    parser.add_argument("--epoch-counts", type=_list(int), default=(2, 4, 8), metavar="E[,E...]",
-                        help="epoch counts scored, each run resumed to the next (default 2,4,8)")
+    parser.add_argument("--learning-rates", type=real_list(above=0.0, maximum=1.0, max_items=20),
+                        default=(1e-5, 1e-4, 1e-3), metavar="LR[,LR...]",
+                        help="learning rates (default 1e-5,1e-4,1e-3; each in (0, 1], at most "
+                             "20: each is a training run)")
+    parser.add_argument("--epoch-counts", type=integer_list(1, 10_000, max_items=20),
+                        default=(2, 4, 8), metavar="E[,E...]",
+                        help="epoch counts scored, each run resumed to the next (default 2,4,8; "
+                             "each 1..10000, at most 20)")
     parser.add_argument("--face-boxes", type=_list(str), default=None, metavar="B[,B...]",
                         help="face boxes scored on the pre-trained network (default crop,mtcnn "
                              "for a backbone that aligns faces)")

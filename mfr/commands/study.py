@@ -7,7 +7,8 @@ import argparse
 from pathlib import Path
 
 from mfr.commands._common import add_config_flags, apply_flags, given_config_flags
-from mfr.core.config import StudyConfig
+from mfr.core.config import MAX_LIST, MAX_SEED, StudyConfig
+from mfr.core.readers.numbers import integer, integer_list, real
 from mfr.study.executors import EXECUTORS
 
 #: the fields `mfr study` has options of its own for (--profile, --data-root, --seeds), or that
@@ -15,6 +16,12 @@ from mfr.study.executors import EXECUTORS
 _OWN = ("profile", "data_root", "seeds")
 
 HELP = "run the whole study (or one step) with papermill; write results/<profile>/REPORT.md"
+
+
+def _seeds(text: str) -> str:
+    """A comma list of seeds, each 0..MAX_SEED (the runner reads the text as the config does)."""
+    integer_list(0, MAX_SEED, MAX_LIST)(text)
+    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", default="python3",
                         help="Jupyter kernel for the notebooks (default python3: this Python)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--seeds", default=None, metavar="S[,S...]",
+    parser.add_argument("--seeds", type=_seeds, default=None, metavar="S[,S...]",
                         help=f"{StudyConfig.__dataclass_fields__['seeds'].metadata['help']} "
                              "(default the profile's)")
     group = parser.add_argument_group("executor (how the steps run; results do not depend on it)")
@@ -44,12 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="a running Ray cluster (HOST:6379 or ray://HOST:10001, as `ray start "
                             "--head` prints); default: a Ray instance on this machine")
-    group.add_argument("--num-gpus", type=float, default=None, metavar="G",
-                       help="GPUs per step (default 1 where the cluster has GPUs, else 0)")
-    group.add_argument("--num-cpus", type=float, default=None, metavar="C",
-                       help="CPUs per step (default 1)")
-    group.add_argument("--max-retries", type=int, default=None, metavar="K",
-                       help="runs of a step again when its Ray worker dies (default 2)")
+    group.add_argument("--num-gpus", type=real(0.0, 1024.0), default=None, metavar="G",
+                       help="GPUs per step (default 1 where the cluster has GPUs, else 0; "
+                            "0..1024, fractions share a GPU)")
+    group.add_argument("--num-cpus", type=real(above=0.0, maximum=4096.0), default=None,
+                       metavar="C", help="CPUs per step (default 1; more than 0, at most 4096)")
+    group.add_argument("--max-retries", type=integer(0, 100), default=None, metavar="K",
+                       help="runs of a step again when its Ray worker dies (default 2; 0..100)")
     # every other config field, as in `mfr train`: the profile's value unless given (the
     # study then runs on its own profile, written into the study folder as profile.yaml)
     add_config_flags(parser, *(f for f in StudyConfig.__dataclass_fields__ if f not in _OWN),

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if own and args.model is not None and own != ["seed"]:
         raise InputError(f"--{_flag(own[0])} applies without --model; a run's network and "
                          f"preprocessing come from its run.json")
+    from mfr.verify.photos import read_photo
+
+    for image in (args.image_a, args.image_b):  # a bad photo is said before any model loads
+        read_photo(image)
     profile = load_config(args.config)
     network: dict = {}
     if embedder in BACKBONES:

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mfr.backbones import backbone_names, get_backbone
 from mfr.core.errors import InputError, MissingError
+from mfr.core.readers.text import excerpt
 from mfr.training.losses import DEFAULT_LOSS, LOSSES, loss_params
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -60,6 +59,8 @@ def _network_choices() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
 
 #: the largest seed: numpy's and scikit-learn's random_state take 0..2**32-1
 MAX_SEED = 2**32 - 1
+#: the most values a list field (trainable_layers, seeds) takes: each is a training run
+MAX_LIST = 100
 
 
 def _f(default: Any, doc: str, choices: tuple | None = None, minimum: float | None = None,
@@ -131,7 +132,9 @@ class StudyConfig:
                                  "(balanced with every test pair) or identity (pairs by "
                                  "identity, any mask: MLFW; mfr.data.partition)",
                        ("thesis", "balanced", "all_pairs", "identity"))
-    max_per_subject: int = _f(20, "images per subject and side (0: all)", minimum=0)
+    max_per_subject: int = _f(20, "images per subject and side (0: all; at most 1000000, far "
+                                  "above any dataset's largest subject)", minimum=0,
+                              maximum=1_000_000)
     train_val_fraction: float = _f(0.8, "fraction of the subjects for train+validation",
                                   above=0.0, maximum=1.0)
     val_size: float = _f(0.2, "fraction of the train+validation pairs for validation",
@@ -147,7 +150,9 @@ class StudyConfig:
                    maximum=MAX_SEED)
     # model and input (Table 4.3)
     image_size: int = _f(224, "input size of the network, in pixels (at least the "
-                                       "backbone's smallest)", minimum=1)
+                                       "backbone's smallest; at most 1024: 21 times the "
+                                       "thesis's 224x224 pixels, 3 MB an image in the cache)",
+                         minimum=1, maximum=1024)
     decoder: str = _f("pil", "image decoder: pil, or tf (the thesis's exact JPEG decode, needs "
                              "TensorFlow; ~1.4 grey levels from PIL's)", ("pil", "tf"))
     preprocessing: str = _f("thesis", _PREPROCESSING_HELP, _PREPROCESSING)
@@ -165,24 +170,33 @@ class StudyConfig:
                                   "(a class-margin head on the training subjects), dlib_metric "
                                   "(dlib's loss_metric)", tuple(LOSSES))
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
-    learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are)", minimum=0.0)
+    learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are; at most "
+                                     "1: fine-tuning rates are 1e-5..1e-2; a larger step is no fine-tuning)",
+                              minimum=0.0, maximum=1.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
-    batch_size: int = _f(32, "training pairs per SGD step", minimum=1)
-    epochs: int = _f(8, "epochs per setting", minimum=1)
+    batch_size: int = _f(32, "training pairs per SGD step (at most 4096: 8192 face images "
+                             "through the network at once)", minimum=1, maximum=4096)
+    epochs: int = _f(8, "epochs per setting (at most 10000)", minimum=1, maximum=10_000)
     trainable_layers: tuple[int, ...] = _f(THESIS_TRAINABLE_LAYERS,
                                            "N: train the last N layers (BatchNormalization stays "
-                                           "frozen); a comma list runs several", minimum=1)
+                                           "frozen); a comma list runs several (at most 100 "
+                                           "values, each within the backbone's layers)",
+                                           minimum=1)
     # evaluation (mfr evaluate)
     bootstrap_resamples: int = _f(1000, "bootstrap resamples (over subjects) for the 95% "
-                                        "confidence intervals (0: none)", minimum=0)
+                                        "confidence intervals (0: none; at most 100000, 100 "
+                                        "times the default: each resample recomputes every "
+                                        "metric)", minimum=0, maximum=100_000)
     threshold_rule: str = _f("eer", "decision threshold chosen on the validation pairs: at the "
                                     "EER, or at FMR 1% / 0.1%",
                              ("eer", "fmr_1pct", "fmr_0_1pct"))
     # the study runner (mfr study)
     sample_subjects: int = _f(12, "subjects of the generated sample, when a profile has no "
-                                  "data_root (the offline demo)", minimum=2)
-    gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows",
-                             minimum=1)
+                                  "data_root (the offline demo; at most 1000)", minimum=2,
+                              maximum=1000)
+    gradcam_images: int = _f(5, "genuine test pairs whose Grad-CAM maps the study shows (at "
+                                 "most 1000: each is a map and a figure)", minimum=1,
+                             maximum=1000)
     table_5_2_pairs: str | None = _f(None, "a CSV of photo pairs (image_a,image_b[,label]) the "
                                            "study verifies as the thesis's Table 5.2; test: "
                                            "five genuine and five impostor photo pairs of the "
@@ -190,16 +204,18 @@ class StudyConfig:
                                            "study of a generated sample)")
     seeds: tuple[int, ...] = _f((), "more seeds: each fine-tuning setting runs again per seed "
                                     "(train_N<N>_s<seed>), the evaluation reports the spread "
-                                    "across seeds; empty: just the seed", minimum=0,
+                                    "across seeds; empty: just the seed; at most 100 seeds: "
+                                    "each is a training run per setting", minimum=0,
                                 maximum=MAX_SEED)
     # speed and storage (do not change results)
     trunk_cache: bool = _f(True, "compute the frozen trunk once per image (off: the thesis's "
                                  "way, both full twins per pair and step; same results, slower)")
     embed_batch_size: int = _f(64, "images per forward pass when embedding (speed and memory; "
                                    "the float sums change order with it, so the distances may "
-                                   "differ in their last digit: part of a run's fingerprint)",
-                               minimum=1)
-    steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU)", minimum=1)
+                                   "differ in their last digit: part of a run's fingerprint; at most 4096)",
+                               minimum=1, maximum=4096)
+    steps_per_execution: int = _f(1, "SGD steps per compiled call (less overhead on a GPU; at "
+                                     "most 10000)", minimum=1, maximum=10_000)
     keep_all_checkpoints: bool = _f(False, "keep every epoch's checkpoint (default: the latest)")
     data_parallel: bool = _f(False, "JAX only: shard each batch across every device of this "
                                     "machine (fine-tuning steps, embedding); same results")
@@ -251,7 +267,9 @@ class StudyConfig:
         """
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
         if unknown:
-            raise InputError(f"unknown config keys {unknown}; known: "
+            shown = ", ".join(excerpt(k, 40) for k in unknown[:5])
+            raise InputError(f"unknown config keys [{shown}{', ...' if len(unknown) > 5 else ''}]; "
+                             f"known: "
                              f"{sorted(f.name for f in dataclasses.fields(self))}")
         return dataclasses.replace(self, **values)
 
@@ -290,7 +308,7 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
     def bad(expected: str) -> ConfigValueError:
         extra = (" (YAML reads a number like 1e-3 as a string: write 1.0e-3)"
                  if isinstance(value, str) and expected == "a number" else "")
-        return ConfigValueError(f.name, f"expected {expected}, got {value!r}{extra}")
+        return ConfigValueError(f.name, f"expected {expected}, got {excerpt(value)}{extra}")
 
     minimum, maximum = f.metadata.get("minimum"), f.metadata.get("maximum")
     above, below = f.metadata.get("above"), f.metadata.get("below")
@@ -307,6 +325,8 @@ def _check(f: dataclasses.Field, value: Any) -> Any:
             raise bad("an integer or a list of integers") from None
         if not out and f.default:  # a field whose default is empty may be empty
             raise bad("at least one integer")
+        if len(out) > MAX_LIST:
+            raise bad(f"at most {MAX_LIST} integers")
         if minimum is not None and any(x < minimum for x in out):
             raise bad(f"integers >= {minimum}")
         if maximum is not None and any(x > maximum for x in out):
@@ -365,7 +385,7 @@ def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / f"{profile}.yaml"
-    if not path.is_file():
+    if not path.exists():  # a folder, a FIFO ...: refused by the reader, naming what it is
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise MissingError(
             f"{path}: no such config profile (expected a YAML file or one of {known})")
@@ -379,24 +399,12 @@ def load_config(profile: str | Path = "thesis", **values: Any) -> StudyConfig:
 
 
 def _read_profile(path: Path) -> dict[str, Any]:
-    """A profile's mapping of config keys; InputError naming the file and the line of a YAML
-    syntax error or of a key that is not a string."""
-    text = path.read_text(encoding="utf-8")
-    try:
-        loaded = yaml.safe_load(text) or {}
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(f"{path}:{where} not valid YAML ({problem})") from None
-    if not isinstance(loaded, dict):
-        raise InputError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
-    for key_node, _ in getattr(root, "value", None) or []:
-        if key_node.tag != "tag:yaml.org,2002:str":  # 1, null, true, a list ...
-            raise InputError(f"{path}: line {key_node.start_mark.line + 1}: config keys are "
-                             f"names, got {key_node.value!r}")
-    return loaded
+    """A profile's mapping of config keys (:func:`mfr.core.readers.profiles.read_mapping`: UTF-8,
+    a size bound, no anchors, aliases or repeated keys); InputError naming the file and the
+    line of a YAML syntax error or of a key that is not a string."""
+    from mfr.core.readers.profiles import read_mapping
+
+    return read_mapping(path)
 
 
 def from_parameters(profile: str | Path, **parameters: Any) -> StudyConfig:

@@ -17,6 +17,7 @@ import lzma
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -25,6 +26,8 @@ from pathlib import Path, PurePosixPath
 
 from mfr.core.config import data_home
 from mfr.core.errors import InputError, MfrError, MissingError
+from mfr.core.readers.paths import require_file
+from mfr.core.readers.text import excerpt
 
 __all__ = ["DataFetchError", "dataset_dir", "fetch", "gdrive_url", "list_datasets", "source_facts",
            "unpack"]
@@ -96,8 +99,13 @@ def _layout_ok(folder: Path, layout: str) -> Path | None:
 #: small archive of zeros that would fill the disk ("zip bomb") is refused.
 UNPACK_LIMIT = 32 << 30
 
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
-                   NotImplementedError, OSError)
+#: What the zip and tar readers raise on a damaged archive: RuntimeError is zipfile's for a
+#: member it cannot read (encrypted: refused from the list before, still caught here);
+#: ValueError and struct.error come from headers with impossible fields; bz2 has no error class
+#: of its own (OSError).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, EOFError,
+                   zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, ValueError,
+                   struct.error, UnicodeDecodeError, OSError)
 
 
 def _check_member(archive: Path, name: str, kind: str) -> None:
@@ -143,6 +151,17 @@ def _tar_kind(m: tarfile.TarInfo) -> str:
     return "not a regular file"
 
 
+def _check_unique(archive: Path, names: list[str]) -> None:
+    """No member named twice: the second would silently replace the first."""
+    seen: set[str] = set()
+    for name in names:
+        key = PurePosixPath(name.replace("\\", "/")).as_posix().rstrip("/")
+        if key in seen:
+            raise InputError(f"{archive}: member {excerpt(name)} is in it twice (the second "
+                             f"would replace the first); is it the right file?")
+        seen.add(key)
+
+
 def _check_size(archive: Path, total: int, limit: int) -> None:
     if total > limit:
         raise InputError(f"{archive}: would unpack to {total / 1e9:.1f} GB, over the limit of "
@@ -162,6 +181,7 @@ def unpack(archive: str | Path, target: str | Path, limit: int = UNPACK_LIMIT,
     on the unpacked temporary folder before the rename (an MfrError there, e.g. a layout
     check, also leaves nothing)."""
     archive, target = Path(archive), Path(target)
+    require_file(archive, "expected a .zip or .tar(.gz/.bz2/.xz) archive", "archive")
     if target.exists() and not (target.is_dir() and not any(target.iterdir())):
         raise InputError(f"{target}: not empty; unpack {archive} into an empty or new folder")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +193,11 @@ def unpack(archive: str | Path, target: str | Path, limit: int = UNPACK_LIMIT,
                 infos = z.infolist()
                 for info in infos:
                     _check_member(archive, info.filename, _zip_kind(info))
+                    if info.flag_bits & 0x1:  # zipfile would raise RuntimeError on it
+                        raise InputError(f"{archive}: member {excerpt(info.filename)} is "
+                                         f"encrypted (a password is needed); expected the "
+                                         f"dataset's own archive, unencrypted")
+                _check_unique(archive, [i.filename for i in infos])
                 _check_size(archive, sum(i.file_size for i in infos), limit)
                 tmp.mkdir()
                 z.extractall(tmp)  # each member's CRC is checked as it is read
@@ -181,6 +206,7 @@ def unpack(archive: str | Path, target: str | Path, limit: int = UNPACK_LIMIT,
                 members = t.getmembers()  # reads the whole stream: a truncated one fails here
                 for m in members:
                     _check_member(archive, m.name, _tar_kind(m))
+                _check_unique(archive, [m.name for m in members if not m.isdir()])
                 _check_size(archive, sum(m.size for m in members if m.isreg()), limit)
                 tmp.mkdir()
                 t.extractall(tmp, filter="data")

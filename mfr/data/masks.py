@@ -38,7 +38,8 @@ from typing import Any
 import numpy as np
 
 from mfr.core.errors import InputError, MissingError, NotADirError
-from mfr.data.datasets.common import IMAGE_EXTENSIONS, is_utf8, shown
+from mfr.core.readers.paths import list_folder
+from mfr.data.datasets.common import IMAGE_EXTENSIONS
 from mfr.data.datasets.rmfrd import MASKED_DIR, RMFRD_DIRNAME, UNMASKED_DIR, detect
 
 __all__ = [
@@ -351,28 +352,19 @@ def source_images(data_root: str | Path) -> tuple[Path, list[tuple[str, str]], l
             break
     images: list[tuple[str, str]] = []
     skipped: list[tuple[str, str]] = []
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
+    entries, passed = list_folder(root)  # symlink loops, unreadable entries: listed
+    skipped.extend((name or ".", why) for name, why in passed)
     for e in entries:
-        if e.name.startswith("."):
-            continue
-        if not is_utf8(e.name):
-            skipped.append((shown(e.name), "name is not valid UTF-8"))
-            continue
-        if not e.is_dir():
+        if e.kind != "dir":
             skipped.append((e.name, "not inside a subject folder"))
             continue
-        with os.scandir(e.path) as sub:
-            names = sorted(x.name for x in sub)
-        for name in names:
-            rel = f"{e.name}/{name}"
-            if name.startswith("."):
-                continue
-            if not is_utf8(name):
-                skipped.append((f"{e.name}/{shown(name)}", "name is not valid UTF-8"))
-            elif not name.lower().endswith(IMAGE_EXTENSIONS):
+        files, passed = list_folder(e.path)
+        skipped.extend((f"{e.name}/{name}", why) for name, why in passed)
+        for f in files:
+            rel = f"{e.name}/{f.name}"
+            if not f.name.lower().endswith(IMAGE_EXTENSIONS):
                 skipped.append((rel, f"not an image file ({', '.join(IMAGE_EXTENSIONS)})"))
-            elif not os.path.isfile(root / rel):
+            elif f.kind != "file":
                 skipped.append((rel, "not a regular file"))
             else:
                 images.append((e.name, rel))

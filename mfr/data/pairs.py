@@ -15,12 +15,13 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.readers.text import excerpt
 
 __all__ = [
     "COLUMNS",
@@ -48,50 +49,83 @@ SPLITS = ("train", "val", "test")
 def read_pairs(csv_path: str | Path) -> pd.DataFrame:
     """A pairs CSV written by `mfr partition` (paths and subjects kept as strings).
 
-    Checked row by row: InputError names the file and the line of a row with the wrong number
-    of fields, a label other than 0 or 1, a path that is absolute or climbs out of the
-    data root with ``..`` (pair paths are relative to the data root), or a pair already on an
-    earlier line (refused like any bad row, not dropped: it would count twice).
+    Read by :func:`mfr.core.readers.tables.read_table` (UTF-8, a size bound, the header
+    :data:`COLUMNS`, exactly five fields on every row) and checked row by row: InputError names
+    the file and the line of a label other than 0 or 1, a path that is absolute or climbs out
+    of the data root with ``..`` (pair paths are relative to the data root), a subject other
+    than the folder its image is in (every layout mfr reads keeps a subject's images in a
+    folder of its name: ``<side>/<subject>/<file>``, ``<Name>/<Name>_000i.png``,
+    ``synthetic/<subject>/<file>``), a label that disagrees with the subjects (genuine on two
+    subjects, impostor on one), or a pair already on an earlier line (refused like any bad row,
+    not dropped: it would count twice).
     """
+    from mfr.core.readers.paths import relative_inside
+    from mfr.core.readers.tables import line_of, read_table
+
     path = Path(csv_path)
-    if not path.is_file():
+    expected = f"a pairs CSV of `mfr partition`, columns {','.join(COLUMNS)}"
+    if not path.exists():
         raise MissingError(f"{path}: no such pairs file (expected a CSV with columns "
                            f"{', '.join(COLUMNS)})")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except pd.errors.ParserError as e:  # "Expected 5 fields in line 3, saw 6"
-        raise InputError(f"{path}: {' '.join(str(e).split())} (expected the columns "
-                         f"{', '.join(COLUMNS)})") from None
-    except (UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise InputError(f"{path}: not a pairs CSV ({type(e).__name__}: {e})") from None
-    if list(df.columns) != COLUMNS:
-        raise InputError(f"{path}: expected columns {COLUMNS}, got {list(df.columns)}")
-    bad = ~df["label"].isin(["0", "1"])
+    df = read_table(path, COLUMNS, expected)
+    bad = ~df["label"].isin(["0", "1"]).to_numpy(dtype=bool)
     if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{path}: line {i + 2}: label must be 0 or 1, got {df['label'][i]!r}")
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: line {line_of(df, i)}: label must be 0 or 1, got "
+                         f"{excerpt(df['label'].iloc[i], 20)}")
     for col in ("unmasked_path", "masked_path"):
-        outside = df[col].map(_outside_root)
-        if outside.any():
-            i = int(np.flatnonzero(outside.to_numpy())[0])
-            raise InputError(f"{path}: line {i + 2}: {col} {df[col][i]!r} points outside the "
-                             f"data root (pair paths must be relative, without '..')")
+        bad = df[col].map(_outside_root).to_numpy(dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            relative_inside(df[col].iloc[i], f"{path}: line {line_of(df, i)}", col)
+    for side in ("unmasked", "masked"):
+        folder = df[f"{side}_path"].map(_subject_folder)
+        bad = (folder != df[f"{side}_subject"]).to_numpy(dtype=bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(f"{path}: line {line_of(df, i)}: {side}_subject "
+                             f"{excerpt(df[f'{side}_subject'].iloc[i], 40)}, but its image "
+                             f"{excerpt(df[f'{side}_path'].iloc[i], 60)} is in folder "
+                             f"{excerpt(folder.iloc[i], 40)} (a subject's images are in a "
+                             f"folder of its name)")
+    same = (df["unmasked_subject"] == df["masked_subject"]).to_numpy(dtype=bool)
+    wrong = (df["label"] == "1").to_numpy(dtype=bool) != same
+    if wrong.any():
+        i = int(np.flatnonzero(wrong)[0])
+        kind = ("genuine (1) on two subjects" if df["label"].iloc[i] == "1"
+                else "impostor (0) on one subject")
+        raise InputError(f"{path}: line {line_of(df, i)}: label {kind}, "
+                         f"{excerpt(df['unmasked_subject'].iloc[i], 40)} and "
+                         f"{excerpt(df['masked_subject'].iloc[i], 40)} (a pair is genuine "
+                         f"exactly when its subjects agree)")
     twice = df.duplicated(["unmasked_path", "masked_path"], keep="first")
     if twice.any():  # a pair counted twice would weigh double in every metric
         i = int(np.flatnonzero(twice.to_numpy())[0])
-        first = df.index[(df["unmasked_path"] == df["unmasked_path"][i])
-                         & (df["masked_path"] == df["masked_path"][i])][0]
-        raise InputError(f"{path}: line {i + 2}: the pair {df['unmasked_path'][i]!r}, "
-                         f"{df['masked_path'][i]!r} again (first on line {first + 2}; "
-                         f"{int(twice.sum())} repeated row(s)): each pair once")
+        first = int(np.flatnonzero(((df["unmasked_path"] == df["unmasked_path"].iloc[i])
+                                    & (df["masked_path"] == df["masked_path"].iloc[i]))
+                                   .to_numpy())[0])
+        raise InputError(f"{path}: line {line_of(df, i)}: the pair "
+                         f"{excerpt(df['unmasked_path'].iloc[i])}, "
+                         f"{excerpt(df['masked_path'].iloc[i])} again (first on line "
+                         f"{line_of(df, first)}; {int(twice.sum())} repeated row(s)): each "
+                         f"pair once")
     df["label"] = df["label"].astype(np.int64)
+    df.attrs.clear()
     return df
 
 
 def _outside_root(p: str) -> bool:
-    posix = p.replace("\\", "/")
-    return (not posix or PurePosixPath(posix).is_absolute() or PureWindowsPath(p).drive != ""
-            or ".." in PurePosixPath(posix).parts)
+    """Whether a pair path is empty, holds a NUL byte or leaves the data root
+    (:func:`mfr.core.readers.paths.relative_inside`'s refusals)."""
+    from mfr.core.readers.paths import leaves_tree
+
+    return not p.strip() or "\0" in p or leaves_tree(p)
+
+
+def _subject_folder(p: str) -> str:
+    """The folder an image path is in (its subject, in every layout mfr reads)."""
+    parts = [x for x in p.replace("\\", "/").split("/") if x not in ("", ".")]
+    return parts[-2] if len(parts) >= 2 else ""
 
 
 def read_pair_csvs(pairs_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, pd.DataFrame]:
@@ -114,7 +148,10 @@ def own_pair_sets(pairs_dir: str | Path) -> list[str]:
     if not isinstance(run, dict):
         return []
     if isinstance(run.get("own_pair_sets"), list):
-        return [str(n) for n in run["own_pair_sets"]]
+        from mfr.core.readers.paths import name_part
+
+        where = str(Path(pairs_dir) / "run.json")
+        return [name_part(str(n), where, "own pair set") for n in run["own_pair_sets"]]
     names = [n[:-4] for n in (run.get("outputs") or {}) if isinstance(n, str)
              and n.endswith(".csv") and "/" not in n]
     return [n for n in names if n not in SPLITS]

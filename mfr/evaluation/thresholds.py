@@ -21,7 +21,6 @@ embedder it is used with, and the source is carried along in words (:class:`Thre
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ from mfr.core.errors import InputError, MissingError
 from mfr.core.provenance import differences, read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "Threshold", "evaluated_run", "pair_set_order",
-           "parse_threshold", "resolve_threshold", "stale_reason", "study_thresholds_file",
+           "parse_threshold", "read_thresholds", "resolve_threshold", "stale_reason",
+           "study_thresholds_file",
            "threshold_from_file"]
 
 def pair_set_order() -> tuple[str, ...]:
@@ -70,18 +70,66 @@ def parse_threshold(text: str | float | Path | None) -> float | Path | None:
     return value
 
 
+def read_thresholds(path: str | Path) -> dict[str, Any]:
+    """A thresholds.json of `mfr evaluate`, read and its shape checked (one InputError naming
+    the file and the key otherwise)."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """A thresholds.json (:func:`mfr.core.readers.text.read_json`), its shape checked whole
+    before any of it is used (:func:`_check_shape`)."""
+    from mfr.core.readers.text import read_json
+
+    if not path.exists():
         raise MissingError(f"{path}: thresholds file not found (expected the thresholds.json "
                            f"of `mfr evaluate`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a thresholds.json (not valid JSON: {e})") from None
-    if not isinstance(data, dict) or not ("settings" in data or "pair_sets" in data):
+    data = read_json(path, "the thresholds.json of `mfr evaluate`")
+    if not ("settings" in data or "pair_sets" in data):
         raise InputError(f"{path}: not a thresholds.json of `mfr evaluate` (expected 'settings' "
                          f"or 'pair_sets')")
+    _check_shape(data, path)
     return data
+
+
+#: The shape of a thresholds.json: what each key holds where it is present (dict: a mapping
+#: whose values have the shape given; a type or tuple of types: the value's).
+class _IfMapping(dict):
+    """A shape checked only where the value is a mapping (a setting's distance entries; its
+    other keys hold text)."""
+
+
+_TEXT, _NUMBER, _MAYBE_NUMBER = (str, type(None)), (int, float), (int, float, type(None))
+_ENTRY = _IfMapping({"threshold": _MAYBE_NUMBER, "val": {"fmr": _MAYBE_NUMBER,
+                                                         "fnmr": _MAYBE_NUMBER}})
+_SHAPE = {"embedder": {"*": object, "run_dir": _TEXT},
+          "settings": {"*": {"*": _ENTRY, "run_dir": _TEXT}},
+          "pair_sets": {"*": {"*": _MAYBE_NUMBER}}}
+
+
+def _check_shape(value: Any, path: Path, shape: Any = None, where: str = "") -> None:
+    """InputError naming the key (``settings.train_N10.sum_squared.threshold``) whose value is
+    not of the shape :data:`_SHAPE` gives it; keys it does not name are not read."""
+    from mfr.core.readers.text import excerpt
+
+    shape = _SHAPE if shape is None else shape
+    if isinstance(shape, _IfMapping) and not isinstance(value, dict):
+        return
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: {where or 'the file'} is {excerpt(value, 40)}, expected "
+                             f"a mapping (a thresholds.json of `mfr evaluate`)")
+        for key, item in value.items():
+            sub = shape.get(key, shape.get("*"))
+            if sub is not None and sub is not object:
+                _check_shape(item, path, sub, f"{where}.{key}" if where else key)
+        return
+    if isinstance(value, bool) or not isinstance(value, shape):
+        want = ("a number" if shape in (_NUMBER, _MAYBE_NUMBER) else "a string")
+        raise InputError(f"{path}: {where} is {excerpt(value, 40)}, expected {want} (a "
+                         f"thresholds.json of `mfr evaluate`)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{path}: {where} is {value}, expected a finite number")
 
 
 def _number(value: Any, path: Path, where: str) -> float:

@@ -48,6 +48,7 @@ import pandas as pd
 
 from mfr.core.config import CONFIG_DIR, StudyConfig, _read_profile
 from mfr.core.errors import InputError, MissingError
+from mfr.core.readers.text import excerpt
 
 __all__ = ["Recipe", "RecipesPlan", "auc_figure", "load_recipes", "run_recipes",
            "recipes_markdown"]
@@ -88,7 +89,7 @@ def _profile_path(profile: str | Path) -> Path:
     path = Path(profile)
     if path.suffix not in (".yaml", ".yml"):
         path = CONFIG_DIR / f"{profile}.yaml"
-    if not path.is_file():
+    if not path.exists():  # a folder, a FIFO ...: refused by the reader, naming what it is
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise MissingError(f"{path}: no such recipes profile (expected a YAML file or one of "
                            f"{known})")
@@ -113,9 +114,9 @@ def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
     recipes: list[Recipe] = []
     for i, item in enumerate(raw, 1):
         if not isinstance(item, dict) or "name" not in item:
-            raise InputError(f"{path}: recipe {i}: expected a mapping with a name, got {item!r}")
+            raise InputError(f"{path}: recipe {i}: expected a mapping with a name, got {excerpt(item)}")
         name = str(item["name"])
-        where = f"{path}: recipe {name!r}"
+        where = f"{path}: recipe {excerpt(name, 40)}"
         unknown = sorted(set(item) - set(RECIPE_KEYS))
         if unknown:
             raise InputError(f"{where}: unknown key(s) {unknown}; a recipe has {list(RECIPE_KEYS)}")
@@ -125,26 +126,26 @@ def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
         overrides = item.get("overrides") or {}
         if not isinstance(overrides, dict):
             raise InputError(f"{where}: overrides must be a mapping of config keys, got "
-                             f"{overrides!r}")
+                             f"{excerpt(overrides)}")
         fixed = sorted(set(overrides) & set(FIXED_FIELDS))
         if fixed:
             raise InputError(f"{where}: {fixed} cannot differ between recipes (every row has "
                              f"the same partition; seeds are --seeds)")
         train = item.get("train", True)
         if not isinstance(train, bool):
-            raise InputError(f"{where}: train must be true or false, got {train!r}")
+            raise InputError(f"{where}: train must be true or false, got {excerpt(train)}")
         base = item.get("base")
         if base is not None and base != BEST_VAL and base not in {r.name for r in recipes
                                                                   if r.train}:
             raise InputError(f"{where}: base must be {BEST_VAL!r} or a trained recipe listed "
-                             f"before it, got {base!r}")
+                             f"before it, got {excerpt(base)}")
         if not train and (base is not None or overrides):
             raise InputError(f"{where}: a recipe with train: false takes no base or overrides")
         seeds = item.get("seeds")
         if seeds is not None and (not isinstance(seeds, list) or not seeds or not all(
                 isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in seeds)):
             raise InputError(f"{where}: seeds must be a non-empty list of seeds >= 0, got "
-                             f"{seeds!r}")
+                             f"{excerpt(seeds)}")
         if seeds is not None and not train:
             raise InputError(f"{where}: a recipe with train: false has no seeds")
         recipe = Recipe(name, train, base, dict(overrides), str(item.get("note") or ""),

@@ -126,21 +126,22 @@ class LossSpec:
 LOSSES: dict[str, LossSpec] = {s.name: s for s in (
     LossSpec("contrastive", output="distance", batches="pairs",
              params=(LossParam("margin", 5.0, "contrastive margin A (the thesis's 5 exceeds "
-                                               "the largest d, 4)", above=0.0),),
+                                               "the largest d, 4; at most 100: beyond it only "
+                                               "scales the loss)", above=0.0, maximum=100.0),),
              source="Eq. 3.4 of the thesis: y*d^2 + (1-y)*max(0, A-d)^2 (A: margin)",
              factory="mfr.training.losses:contrastive_loss"),
     LossSpec("triplet", output="embedding", batches="images_with_ids",
              params=(LossParam("triplet_margin", 0.2, "triplet: margin of the batch-hard hinge "
                                "on Euclidean distances of unit embeddings (0.2: FaceNet's "
-                               "alpha, Schroff et al. 2015; Hermans et al. 2017's batch hard)",
-                               above=0.0, maximum=4.0),),
+                               "alpha, Schroff et al. 2015; Hermans et al. 2017's batch hard; at "
+                               "most 2, the largest such distance)", above=0.0, maximum=2.0),),
              source="batch-hard triplet loss, Hermans et al. 2017 (In Defense of the Triplet "
                     "Loss): per anchor max(0, margin + hardest positive - hardest negative), "
                     "Euclidean distances of L2-normalised embeddings, averaged over the batch",
              factory="mfr.training.loss_triplet:batch_hard_triplet_loss"),
     LossSpec("arcface", output="embedding", batches="images_with_ids",
              params=(LossParam("arcface_scale", 64.0, "arcface: logit scale s (Deng et al. "
-                               "2019: 64)", above=0.0, maximum=1e4),
+                               "2019: 64; at most 1024)", above=0.0, maximum=1024.0),
                      LossParam("arcface_margin", 0.5, "arcface: additive angular margin m, "
                                "radians (Deng et al. 2019: 0.5)", above=0.0,
                                below=math.pi / 2)),
@@ -150,7 +151,7 @@ LOSSES: dict[str, LossSpec] = {s.name: s for s in (
              head="mfr.training.loss_margin:arcface_head"),
     LossSpec("cosface", output="embedding", batches="images_with_ids",
              params=(LossParam("cosface_scale", 64.0, "cosface: logit scale s (Wang et al. "
-                               "2018: 64)", above=0.0, maximum=1e4),
+                               "2018: 64; at most 1024)", above=0.0, maximum=1024.0),
                      LossParam("cosface_margin", 0.35, "cosface: additive cosine margin m "
                                "(Wang et al. 2018: 0.35)", above=0.0, below=2.0)),
              source="CosFace, Wang et al. 2018: softmax over s*(cos(theta) - m) for the true "

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.core.errors import InputError, MfrError, MissingError
+from mfr.core.readers.text import excerpt
 
 __all__ = ["PairsVerification", "pairs_markdown", "partition_photo_pairs", "read_pairs_csv",
            "relative_path",
@@ -36,17 +37,16 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     the unmasked photo, image_b the masked one, absolute paths under the data root the
     partition recorded; and that data root. Picked with the seed, one masked subject per pair
     first; genuine pairs, then impostors."""
-    import json
-
+    from mfr.core.readers.text import read_json
     from mfr.data.pairs import read_pairs, select_pairs
 
     pairs_dir = Path(pairs_dir)
     record = pairs_dir / "run.json"
-    try:
-        root = Path(json.loads(record.read_text(encoding="utf-8"))["data_root"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{record}: expected the run.json of `mfr partition` with its "
-                         f"data_root") from None
+    expected = "the run.json of `mfr partition` with its data_root"
+    root = read_json(record, expected).get("data_root")
+    if not isinstance(root, str) or not root:
+        raise InputError(f"{record}: expected {expected}")
+    root = Path(root)
     test = read_pairs(pairs_dir / "test.csv")
     genuine = select_pairs(test, seed).head(n)
     imp = test[test["label"] == 0].sort_values(["masked_path", "unmasked_path"], kind="stable")
@@ -63,32 +63,26 @@ def read_pairs_csv(path: str | Path) -> pd.DataFrame:
     """The pairs of a CSV: columns ``image_a``, ``image_b`` (paths resolved against the CSV's
     folder unless absolute) and ``label`` (1 / genuine / same, 0 / impostor / different, or
     empty: None). InputError naming the file and line for a bad row."""
+    from mfr.core.readers.tables import line_of, read_table
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MissingError(f"{path}: pairs CSV not found (expected columns image_a,image_b"
                            f"[,label])")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: not a pairs CSV ({' '.join(str(e).split())}; expected "
-                         f"columns image_a,image_b[,label])") from None
-    df.columns = [c.strip() for c in df.columns]
-    lacking = [c for c in ("image_a", "image_b") if c not in df.columns]
-    if lacking:
-        raise InputError(f"{path}: missing column(s) {lacking} (expected image_a,image_b"
-                         f"[,label]; got {list(df.columns)})")
+    df = read_table(path, ("image_a", "image_b"), "a CSV of photo pairs, columns "
+                    "image_a,image_b[,label]", optional=("label",), exact=False, strip=True)
     if df.empty:
         raise InputError(f"{path}: no pairs (expected at least one row image_a,image_b)")
     rows = []
     base = path.parent.resolve()
     for i, r in enumerate(df.to_dict("records")):
-        line = i + 2
+        line = line_of(df, i)
         a, b = r["image_a"].strip(), r["image_b"].strip()
         if not a or not b:
             raise InputError(f"{path}, line {line}: an empty image path (expected two paths)")
         text = str(r.get("label", "")).strip().lower()
         if text not in _LABELS:
-            raise InputError(f"{path}, line {line}: label {r['label']!r} (expected 1 / genuine "
+            raise InputError(f"{path}, line {line}: label {excerpt(r['label'], 30)} (expected 1 / genuine "
                              f"/ same, 0 / impostor / different, or empty)")
         rows.append({"pair": i + 1, "image_a": str(base / a), "image_b": str(base / b),
                      "label": _LABELS[text]})

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mfr.core.errors import InputError, MissingError
+from mfr.core.errors import InputError
 
 __all__ = ["CROP_SCALE", "DISTANCE_WORDS", "FaceImage", "NoFaceError", "Verification",
            "embed_faces", "face_distances", "prepare_face", "read_photo", "verify_pair"]
@@ -102,38 +102,18 @@ def _box(box: tuple[int, int, int, int] | None) -> dict[str, int] | None:
 
 
 def read_photo(path: str | Path) -> tuple[np.ndarray, str, list[str]]:
-    """(uint8 RGB (H, W, 3), PIL mode, notes) of an image file; one-line errors naming the file
-    (missing, a folder, not an image, truncated, too many pixels, smaller than
-    :data:`mfr.data.images.MIN_SIZE`)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from mfr.data.images import MIN_SIZE, _pil_rgb
+    """(uint8 RGB (H, W, 3), PIL mode, notes) of an image file, read as every command reads
+    images (:func:`mfr.core.readers.images.decode`: a regular file, the pixel bound, upright by
+    its EXIF orientation); one-line errors naming the file (missing, a folder, a FIFO, not an
+    image, truncated, too many pixels, smaller than :data:`mfr.data.images.MIN_SIZE`)."""
+    from mfr.core.readers.images import decode
+    from mfr.data.images import MIN_SIZE
 
     p = Path(path)
-    expected = "expected an image file: JPEG, PNG, BMP, WebP, ..."
-    if not p.exists():
-        raise MissingError(f"{p}: file not found ({expected})")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder ({expected})")
+    rgb, header = decode(p)
+    mode, orientation, frames = header.mode, header.orientation, header.frames
     notes: list[str] = []
-    try:
-        with Image.open(p) as im:
-            mode = im.mode
-            frames = getattr(im, "n_frames", 1)
-            orientation = im.getexif().get(0x0112, 1)
-            up = ImageOps.exif_transpose(im) if orientation not in (1, None) else im
-            up.load()
-            rgb = _pil_rgb(up)
-    except UnidentifiedImageError:
-        raise InputError(f"{p}: not an image file PIL can read ({expected})") from None
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{p}: too many pixels ({e})") from None
-    except PermissionError as e:
-        raise InputError(f"{p}: cannot be read ({e.strerror})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise InputError(f"{p}: unreadable image data ({' '.join(str(e).split())}; "
-                         f"{expected})") from None
-    if orientation not in (1, None):
+    if orientation != 1:
         notes.append(f"rotated upright by its EXIF orientation tag ({orientation})")
     if frames > 1:
         notes.append(f"{frames} frames: the first is used")

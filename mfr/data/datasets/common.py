@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,11 +198,11 @@ def matches(name: str, patterns: tuple[str, ...], ignore_case: bool) -> bool:
 
 
 def subdirs(path: Path) -> list[Path]:
-    """The folders in `path`, by name ([] when it cannot be read)."""
-    try:
-        return sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: p.name)
-    except OSError:
-        return []
+    """The folders in `path`, by name, hidden ones included ([] when it cannot be read; a
+    symlink loop or an unreadable entry is passed over: :func:`mfr.core.readers.paths.list_folder`)."""
+    from mfr.core.readers.paths import list_folder
+
+    return [e.path for e in list_folder(path, hidden=True)[0] if e.kind == "dir"]
 
 
 def folders_at(path: Path, depth: int) -> list[Path]:
@@ -228,23 +227,11 @@ def shown(name: str) -> str:
 
 
 def check_image(path: str | Path) -> str | None:
-    """None if PIL can read the image's header, else why not (cheap: no pixel decoding)."""
-    from PIL import Image, UnidentifiedImageError
+    """None if the image's header can be read within the pixel bound, else why not (cheap: no
+    pixel decoding; :func:`mfr.core.readers.images.image_problem`)."""
+    from mfr.core.readers.images import image_problem
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                w, h = im.size
-                if w <= 0 or h <= 0:
-                    return "image has zero size"
-    except UnidentifiedImageError:
-        return "not an image PIL can read (corrupt or not an image file)"
-    except Image.DecompressionBombError as e:
-        return f"refused: too many pixels for a face image ({e})"
-    except (OSError, SyntaxError, ValueError) as e:
-        return f"unreadable ({type(e).__name__}: {e})"
-    return None
+    return image_problem(path)
 
 
 #: how many folders below the one given a tree is looked for (:func:`find_tree`)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.readers.paths import list_folder
+from mfr.core.readers.text import excerpt, read_text
 from mfr.data.datasets.common import Dataset, DatasetSpec, FaceImage, subdirs
 
 if TYPE_CHECKING:
@@ -44,19 +46,31 @@ def mfr2_image_path(name: str, i: int) -> str:
 
 
 def read_mfr2_labels(root: str | Path) -> list[tuple[str, int, str]]:
-    """`mfr2_labels.txt` as (name, index, masktype) rows; ValueError names a bad line."""
+    """`mfr2_labels.txt` as (name, index, masktype) rows, read by
+    :func:`mfr.core.readers.text.read_text` (UTF-8, a BOM dropped, no NUL byte, a size bound);
+    InputError names the line of a row that is not ``Name, i, masktype`` or whose name is not
+    one folder name (``../outside`` would put a photo outside the tree in the dataset)."""
+    from mfr.core.readers.paths import name_part
+
     path = Path(root) / MFR2_LABELS
-    if not path.is_file():
+    if not path.exists():
         raise MissingError(f"{path}: missing labels file ({MFR2_LAYOUT_HINT})")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = read_text(path, "MFR2's labels file: 'Name, i, masktype' rows")
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 3 or not parts[1].isdigit():
-            raise InputError(f"{path}:{n}: expected 'Name, i, masktype', got {line!r}")
+        if len(parts) != 3 or not _index(parts[1]):
+            raise InputError(f"{path}:{n}: expected 'Name, i, masktype', got {excerpt(line)}")
+        name_part(parts[0], f"{path}:{n}", "name")
         rows.append((parts[0], int(parts[1]), parts[2]))
     return rows
+
+
+def _index(text: str) -> bool:
+    """An image number of MFR2 (``1`` .. ``9999``: its files are ``Name_000i.png``)."""
+    return text.isascii() and text.isdigit() and 0 < int(text) < 10_000
 
 
 def load_mfr2(root: str | Path) -> Dataset:
@@ -81,14 +95,18 @@ def load_mfr2(root: str | Path) -> Dataset:
                                       "action": "ignored"})
             continue
         images.append(FaceImage(rel, name, masktype.lower() != "no-mask"))
-    # files on disk that the labels do not mention
+    # files on disk that the labels do not mention; entries that cannot be read
     for d in subdirs(root):
-        for f in sorted(p.name for p in d.iterdir()):
-            rel = f"{d.name}/{f}"
+        entries, passed = list_folder(d, hidden=True)
+        for e in entries:
+            rel = f"{d.name}/{e.name}"
             if rel not in seen:
                 excluded["files"].append({"path": rel, "subject": d.name,
                                           "reason": f"not listed in {MFR2_LABELS}",
                                           "action": "ignored"})
+        for name, why in passed:
+            excluded["files"].append({"path": f"{d.name}/{name}", "subject": d.name,
+                                      "reason": why, "action": "ignored"})
     images.sort(key=lambda im: (im.subject, im.masked, im.path))
     subjects = sorted({im.subject for im in images})
     for s in subjects:
@@ -121,23 +139,25 @@ def mfr2_pairs(root: str | Path, mixed: str = "drop") -> pd.DataFrame:
         raise InputError(f"mixed must be 'drop' or 'keep', got {mixed!r}")
     root = Path(root)
     path = root / MFR2_PAIRS
-    if not path.is_file():
+    if not path.exists():
         raise MissingError(f"{path}: missing pairs file ({MFR2_LAYOUT_HINT})")
     masked = {mfr2_image_path(n, i): t.lower() != "no-mask" for n, i, t in read_mfr2_labels(root)}
     rows, kinds, dropped = [], {"masked-unmasked": 0, "masked-masked": 0,
                                 "unmasked-unmasked": 0}, 0
     seen: dict[frozenset, int] = {}  # a pair (either order) -> the line that first named it
     repeated: list[dict[str, int | str]] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = read_text(path, "MFR2's pairs file: 'Name i j' or 'Name1 i Name2 j' rows")
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        if len(parts) == 3 and _index(parts[1]) and _index(parts[2]):
             a, b = (parts[0], int(parts[1])), (parts[0], int(parts[2]))
-        elif len(parts) == 4 and parts[1].isdigit() and parts[3].isdigit():
+        elif len(parts) == 4 and _index(parts[1]) and _index(parts[3]):
             a, b = (parts[0], int(parts[1])), (parts[2], int(parts[3]))
         else:
-            raise InputError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got {line!r}")
+            raise InputError(f"{path}:{n}: expected 'Name i j' or 'Name1 i Name2 j', got "
+                             f"{excerpt(line)}")
         pa, pb = mfr2_image_path(*a), mfr2_image_path(*b)
         for p in (pa, pb):
             if p not in masked:

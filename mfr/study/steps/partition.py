@@ -83,11 +83,13 @@ def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True
         params.update(synthetic_masks=config.synthetic_masks, synthetic_kinds=",".join(kinds),
                       synthetic_detector=DETECTOR)
     fp = partition_fingerprint(root, params)
-    state = claim(out_dir, "partition", fp, config=config, force=force)
+    # the tree is read (its labels, its listing) before the folder is claimed: a bad input
+    # leaves no output folder behind
     part = partition(root, protocol=config.protocol, max_per_subject=config.max_per_subject,
                      seed=config.seed, train_val_fraction=config.train_val_fraction,
                      val_size=config.val_size, verify=verify, inner=inner, split_seed=split_seed,
                      folds=folds, fold=fold, pairs_per_subject=pairs_per_subject)
+    state = claim(out_dir, "partition", fp, config=config, force=force)
     part.up_to_date = state == "complete"
     part = add_synthetic_partners(part, out_dir, config.synthetic_masks, kinds, config.seed,
                                   refresh=not part.up_to_date)
