@@ -67,7 +67,7 @@ def _tiny_rmfrd(tmp_path: Path, subjects: int = 6) -> Path:
 def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_path):
     """The thesis's protocol on the port: the last N layers train (affine frozen), the run
     folder loads back through the registry, and learning rate 0 changes nothing."""
-    from mfr.backbones import load_run_model
+    from mfr.backbones.base import load_run_model
     from mfr.evaluation.embeddings import load_embeddings
     from mfr.study.steps import embed_step, partition_step, train_step
 
@@ -88,7 +88,7 @@ def test_dlib_backbone_fine_tunes_and_lr0_gives_the_pretrained_embeddings(tmp_pa
     model = load_run_model(tmp_path / "train_N8")
     assert model.name == "dlib_resnet" and len(model.layers) == 109
     # the face chips were made once, beside the image cache, and are what alignment gives
-    from mfr.backbones import aligned_cache
+    from mfr.backbones.base import aligned_cache
     from mfr.data.image_cache import ImageCache
 
     cache = ImageCache.open(tmp_path / "baseline" / "cache")

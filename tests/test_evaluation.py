@@ -240,7 +240,7 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     asks for is missing, a second folder of one seed is incomplete; no forward pass."""
     import shutil
 
-    from mfr.thesis_tables.document import write_report
+    from mfr.report.document import write_report
 
     from mfr.study.steps import evaluate_step
 

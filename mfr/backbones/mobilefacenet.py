@@ -29,13 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfr.backbones.base import (
-    Backbone,
-    BackboneFacts,
-    Preprocessing,
-    ReleasedWeights,
-    WeightFile,
-)
+from mfr.backbones.base import Backbone
+from mfr.backbones.facts import BackboneFacts, Preprocessing, ReleasedWeights, WeightFile
 from mfr.core.errors import InputError, MissingError
 
 if TYPE_CHECKING:

@@ -14,19 +14,17 @@ left out where the record says None. The modes the registered backbones take:
 - ``raw`` (InsightFace's MobileFaceNet): float32 RGB pixels as they are; the network's first
   layers compute ``(x - 127.5) * 0.0078125`` themselves.
 
-Works on numpy arrays (returns numpy float32) and on tensors of the active Keras backend
-(returns a backend tensor), via ``keras.ops``.
+Each mode is a backbone's :class:`~mfr.backbones.facts.Preprocessing`, which applies itself
+(numpy arrays in, numpy float32 out; tensors of the active Keras backend in, tensors out).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from mfr.core.errors import InputError
 
-__all__ = ["apply_preprocessing", "preprocess", "preprocessing_modes"]
+__all__ = ["preprocess", "preprocessing_modes"]
 
 
 def preprocessing_modes() -> dict[str, Any]:
@@ -48,36 +46,4 @@ def preprocess(batch: Any, mode: Any = "thesis") -> Any:
         if mode not in modes:
             raise InputError(f"mode must be one of {tuple(modes)}, got {mode!r}")
         mode = modes[mode]
-    return apply_preprocessing(batch, mode)
-
-
-def apply_preprocessing(batch: Any, spec: Any) -> Any:
-    """Channel-last RGB images (..., 3) -> float32 network input, as `spec` (a
-    :class:`~mfr.backbones.base.Preprocessing`) says."""
-    mean = None if spec.mean is None else np.asarray(spec.mean, dtype=np.float32)
-    if isinstance(batch, np.ndarray | np.generic | list | tuple):
-        x = np.asarray(batch).astype(np.float32)
-        _check_channels(x.shape)
-        if spec.channel_order == "BGR":
-            x = x[..., ::-1]  # RGB -> BGR
-        if mean is not None:
-            x = x - mean
-        if spec.scale is not None:
-            x = x * np.float32(spec.scale)
-        return np.ascontiguousarray(x, dtype=np.float32)
-    from keras import ops
-
-    x = ops.cast(batch, "float32")
-    _check_channels(x.shape)
-    if spec.channel_order == "BGR":
-        x = ops.flip(x, axis=-1)  # RGB -> BGR
-    if mean is not None:
-        x = x - ops.convert_to_tensor(mean)
-    if spec.scale is not None:
-        x = x * float(spec.scale)
-    return x
-
-
-def _check_channels(shape) -> None:
-    if len(shape) == 0 or shape[-1] != 3:
-        raise InputError(f"expected channel-last RGB images (..., 3), got shape {tuple(shape)}")
+    return mode.apply(batch)

@@ -7,21 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mfr.backbones.base import (
-    Backbone,
-    BackboneFacts,
-    Preprocessing,
-    ReleasedWeights,
-    WeightFile,
-)
+from mfr.backbones.base import Backbone
+from mfr.backbones.facts import BackboneFacts, Preprocessing
+from mfr.backbones.vggface.release import VGGFACE2_MEAN_BGR, VGGFACE2_RELEASE
 
 if TYPE_CHECKING:
     import keras
 
 __all__ = ["BACKBONE", "SENet50", "VGGFACE2_MEAN_BGR"]
 
-#: keras-vggface version=2 channel means, in BGR order
-VGGFACE2_MEAN_BGR: tuple[float, float, float] = (91.4953, 103.8827, 131.0912)
 
 
 class SENet50(Backbone):
@@ -41,18 +35,7 @@ class SENet50(Backbone):
                           "flipped to BGR, channel means subtracted, as the weights were "
                           "trained (keras-vggface preprocess_input version 2)"),
         ),
-        weights=ReleasedWeights(
-            name="vggface2",
-            label="SENet50 pre-trained (VGGFace2)",
-            files=(WeightFile(
-                "rcmalli_vggface_tf_notop_senet50.h5",
-                "https://github.com/rcmalli/keras-vggface/releases/download/v2.0/"
-                "rcmalli_vggface_tf_notop_senet50.h5"),),
-            source="keras-vggface 0.6's release v2.0 (rcmalli); no checksum published: the "
-                   "file is checked by its layers",
-            licence="keras-vggface is MIT-licensed; the VGGFace2 weights follow the VGGFace2 "
-                    "dataset's terms (research use)",
-            format="keras-vggface legacy HDF5 (.h5), mfr.backbones.formats.legacy_h5"),
+        weights=VGGFACE2_RELEASE,
         settings=("pooling",),
         saved_as="final_trainable.h5: the trained layers, keras-vggface legacy HDF5 layout",
     )

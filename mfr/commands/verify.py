@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from mfr.backbones import BACKBONES, DEFAULT_BACKBONE, backbone_names, get_backbone
-from mfr.backbones.base import RELEASED
 from mfr.backbones.embedders import embedder_names
+from mfr.backbones.facts import RELEASED
 from mfr.commands._common import add_config_flags
 from mfr.core.errors import InputError
 

@@ -8,7 +8,9 @@ is a bug and keeps its traceback. The subclasses also derive from the matching b
 
 from __future__ import annotations
 
-__all__ = ["InputError", "MfrError", "MissingError", "NotADirError", "RunFolderError"]
+from typing import Any
+
+__all__ = ["InputError", "MfrError", "MissingError", "NotADirError", "RunFolderError", "excerpt"]
 
 
 class MfrError(Exception):
@@ -29,3 +31,21 @@ class NotADirError(MfrError, NotADirectoryError):
 
 class RunFolderError(MfrError):
     """An output folder holds another run (or other files) and may not be reused or replaced."""
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to about `limit` characters (``...`` and the full length after):
+    messages quote what they refuse, never all of it."""
+    if isinstance(value, str | bytes):
+        text = repr(value[: limit + 1])
+        n = len(value)
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - a repr that fails is still named
+            text = f"<{type(value).__name__}>"
+        n = len(text)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({n} characters)" if isinstance(value, str | bytes) else (
+            f"{text[:limit]}... (a {type(value).__name__})")
+    return text

@@ -5,7 +5,7 @@ metrics per setting, pair split and distance (:mod:`mfr.evaluation.metrics`, wit
 intervals on the test pairs), a decision threshold chosen on the validation pairs and applied to
 the test pairs, 1:N identification of the masked test images against the unmasked ones, and
 the tables of it all. :mod:`mfr.study.steps` (``evaluate_step``, ``evaluate_dataset_step``) reads
-and writes the folders; :mod:`mfr.thesis_tables.thesis` draws the figures.
+and writes the folders; :mod:`mfr.report.plots` draws the figures.
 
 A study folder (what ``mfr evaluate --study DIR`` reads)::
 
@@ -194,7 +194,7 @@ def evaluate_study(study: Study, threshold_rule: str = "eer", n_resamples: int =
 
 
 def _report_runs(settings: Sequence[Setting]) -> dict[str | int, Path]:
-    """{"pre-trained" or N: run folder} for :mod:`mfr.thesis_tables.thesis` (the first of several embed runs;
+    """{"pre-trained" or N: run folder} for :mod:`mfr.report.thesis_tables` (the first of several embed runs;
     the study seed's run of each N, not its replicates)."""
     runs: dict[str | int, Path] = {}
     for s in settings:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mfr.backbones.dlib_resnet import TOLERANCE
-from mfr.backbones.embedders import Embedder, check_images
+from mfr.backbones.embedders.embedder import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 from mfr.core.progress import progress_bar
 

@@ -12,16 +12,13 @@ thesis's distance of unit embeddings, so that is its own distance.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from mfr.backbones.base import RELEASED
-from mfr.backbones.embedders import Embedder, check_images
+from mfr.backbones.embedders.embedder import Embedder, check_images
+from mfr.backbones.facts import RELEASED
 from mfr.core.errors import InputError, MissingError
-
-if TYPE_CHECKING:
-    from mfr.backbones.base import Backbone
 
 __all__ = ["BackboneEmbedder"]
 
@@ -30,7 +27,7 @@ class BackboneEmbedder(Embedder):
     """A backbone's network as an embedder.
 
     Args:
-        backbone: the :class:`~mfr.backbones.base.Backbone`.
+        backbone: the :class:`~mfr.backbones.base.Backbone` (its :meth:`embedder` makes this).
         weights: its released weights (their name, or ``"vggface2"``: "the released ones" of
             any backbone, the config's convention), a weights file, or None (random init
             seeded with `seed`: pipeline checks only).
@@ -47,7 +44,7 @@ class BackboneEmbedder(Embedder):
             SENet50's ``pooling``, the aligners' ``face_box``); another key is an InputError.
     """
 
-    def __init__(self, backbone: Backbone, weights: str | None = RELEASED,
+    def __init__(self, backbone: Any, weights: str | None = RELEASED,
                  run_dir: str | Path | None = None, image_size: int | None = None,
                  batch_size: int = 64, seed: int = 2021, **settings: Any) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mfr.backbones.embedders import Embedder, check_images
+from mfr.backbones.embedders.embedder import Embedder, check_images
 from mfr.core.errors import InputError, MissingError
 
 __all__ = ["NCNN_OFF", "NcnnMobileFaceNetEmbedder", "ncnn_embed", "ncnn_net"]

@@ -29,6 +29,7 @@ file and what was expected.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,11 @@ import numpy as np
 
 from mfr.core.errors import InputError, MissingError
 
-__all__ = ["STAGES", "DlibLayer", "DlibNet", "expected_layers", "read_dlib_net"]
+__all__ = ["GRADCAM_LAYER", "GRADCAM_SHAPE", "STAGES", "WEIGHTS_FILE", "DlibLayer", "DlibNet",
+           "default_weights_path", "expected_layers", "read_dlib_net"]
+
+#: the released file, shipped in the PyPI package face_recognition_models
+WEIGHTS_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
 #: dlib's ``input_rgb_image`` means (R, G, B), as stored in the file (float32)
 MEAN_RGB = (122.782, 117.001, 104.298)
@@ -55,6 +60,11 @@ STAGES: tuple[tuple[int, int, int, bool], ...] = (
 INPUT_SIZE = 150
 STEM_FILTERS = 32
 EMBEDDING_SIZE = 128
+#: the last layer with a spatial map finer than 2x2, Grad-CAM's (stage 5's output) and its map at
+#: 150 px: the last block (res6a) is 2x2, and only its top-left cell holds the conv branch (1x1,
+#: zero-filled to 2x2 by add_prev); the other three cells are the pooled shortcut alone
+GRADCAM_LAYER = "res5c_relu"
+GRADCAM_SHAPE = (4, 4, 256)
 
 #: the record kinds that are dlib ``add_layer``s (the others are tag/skip wrappers)
 _ADD_LAYERS = ("con", "affine", "relu", "max_pool", "avg_pool", "add_prev", "fc")
@@ -383,3 +393,16 @@ def read_dlib_net(path: str | Path) -> DlibNet:
         raise s.fail("end of file", f"{len(s.data) - s.pos} more bytes")
     _check(s, "embedding size", channels, EMBEDDING_SIZE)
     return DlibNet(path, net_input, layers, loss)
+
+
+def default_weights_path() -> Path:
+    """The ``.dat`` file inside the installed ``face_recognition_models`` (found without importing
+    it: its ``__init__`` needs pkg_resources)."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingError(f"{WEIGHTS_FILE}: the package face_recognition_models is not installed "
+                           f"(pip install face_recognition_models)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE
+    if not path.is_file():
+        raise MissingError(f"{path}: file missing from face_recognition_models")
+    return path

@@ -16,7 +16,7 @@ import keras
 from mfr.backbones import download
 from mfr.backbones.download import WeightsDownloadError, weights_cache_dir
 from mfr.backbones.formats.legacy_h5 import file_layer_names, load_legacy_h5
-from mfr.backbones.senet50 import BACKBONE as SENET50
+from mfr.backbones.vggface.release import VGGFACE2_RELEASE
 from mfr.backbones.vggface.senet50 import VGGFACE_NAMES, build_senet50
 from mfr.core.errors import InputError
 
@@ -24,8 +24,8 @@ __all__ = ["VGGFACE2", "WeightsDownloadError", "check_senet50_file", "get_weight
            "senet50", "vggface2_weights_file", "weights_cache_dir"]
 
 #: the released file, as the backbone's facts give it (name, URL, pin)
-VGGFACE2 = {"file": SENET50.facts.weights.files[0].name, "url": SENET50.facts.weights.files[0].url,
-            "sha256": SENET50.facts.weights.files[0].sha256}
+VGGFACE2 = {"file": VGGFACE2_RELEASE.files[0].name, "url": VGGFACE2_RELEASE.files[0].url,
+            "sha256": VGGFACE2_RELEASE.files[0].sha256}
 
 
 def senet50(

@@ -24,8 +24,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfr.core.errors import InputError, MissingError, NotADirError
-from mfr.core.readers.text import excerpt
+from mfr.core.errors import InputError, MissingError, NotADirError, excerpt
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 

@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mfr.core.errors import InputError
+from mfr.core.errors import InputError, excerpt
 
 __all__ = ["MAX_JSON_BYTES", "MAX_TEXT_BYTES", "decode_text", "excerpt", "finite_number",
            "read_bytes", "read_json", "read_text"]
@@ -29,24 +29,6 @@ MAX_JSON_BYTES = 64 << 20
 
 _BOMS = ((b"\xef\xbb\xbf", None), (b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
          (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
-
-
-def excerpt(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to about `limit` characters (``...`` and the full length after):
-    messages quote what they refuse, never all of it."""
-    if isinstance(value, str | bytes):
-        text = repr(value[: limit + 1])
-        n = len(value)
-    else:
-        try:
-            text = repr(value)
-        except Exception:  # noqa: BLE001 - a repr that fails is still named
-            text = f"<{type(value).__name__}>"
-        n = len(text)
-    if len(text) > limit:
-        return f"{text[:limit]}... ({n} characters)" if isinstance(value, str | bytes) else (
-            f"{text[:limit]}... (a {type(value).__name__})")
-    return text
 
 
 def _size(path: Path, max_bytes: int, expected: str) -> None:

@@ -199,8 +199,8 @@ def evaluate_dataset_step(
         embedder_options: passed on to the embedder (e.g. ``face_box``, dlib's ``landmarks``).
     """
     from mfr.backbones import BACKBONES, get_backbone
-    from mfr.backbones.base import RANDOM_WEIGHTS_WARNING
     from mfr.backbones.embedders import get_embedder
+    from mfr.backbones.facts import RANDOM_WEIGHTS_WARNING
     from mfr.data.datasets import EVERY_PAIR, get_dataset
     from mfr.evaluation.dataset import dataset_markdown, pair_set_entry
     from mfr.evaluation.distances import all_pair_distances, pair_distances
