@@ -166,13 +166,27 @@ def _feature_tables(images, rows, net_in, preprocess, batch_size, progress, desc
 
 
 def _net_and_tables(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                    backbone: Backbone, progress: bool) -> tuple[keras.Model, list]:
+                    backbone: Backbone, progress: bool,
+                    store: tuple[Path, dict[str, Any]] | None = None) -> tuple[keras.Model, list]:
     """The network a step runs and its per-image inputs for `rows` of `images`: the head on
-    cached trunk features (``trunk_cache``), or the whole core on preprocessed images
-    (thesis-style)."""
+    cached trunk features (``trunk_cache``; with `store`, (folder, key), the features of every
+    image kept on disk and shared by the runs of the same key: :mod:`mfr.training.trunk_store`),
+    or the whole core on preprocessed images (thesis-style)."""
     if cfg.trunk_cache:
         split = siamese.split_trunk(core)
         net = split.head
+        if store is not None:
+            from mfr.training.trunk_store import trunk_features
+
+            spec = backbone.preprocessing(cfg.preprocessing)
+            folder, key = store
+            key = {**key, "backbone": backbone.name, "boundary": split.boundary,
+                   "preprocessing": spec.name, "embed_batch_size": cfg.embed_batch_size,
+                   "precision": keras.config.dtype_policy().name,
+                   "backend": keras.backend.backend(), "shape": list(np.shape(images))}
+            features = trunk_features(split.trunk, images, lambda x: backbone.preprocess(x, spec),
+                                      cfg.embed_batch_size, folder, key, progress)
+            return net, [np.ascontiguousarray(f[rows]) for f in features]
 
         def net_in(x):
             f = split.trunk(x, training=False)
@@ -206,9 +220,10 @@ def _compile(model: keras.Model, arrays: list, cfg: StudyConfig, jit_compile,
 
 
 def _siamese_model(core: keras.Model, images, rows: np.ndarray, cfg: StudyConfig,
-                   backbone: Backbone, progress: bool, jit_compile, loss_fn) -> keras.Model:
+                   backbone: Backbone, progress: bool, jit_compile, loss_fn,
+                   store: tuple[Path, dict[str, Any]] | None = None) -> keras.Model:
     """The Siamese model over `rows` of `images`, compiled with `loss_fn` (per pair)."""
-    net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress)
+    net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress, store)
     return _compile(siamese.build_siamese(net, arrays), arrays, cfg, jit_compile, loss_fn)
 
 
@@ -326,6 +341,7 @@ def train_siamese(
     fingerprint: dict[str, Any] | None = None,
     backbone: Backbone | None = None,
     loss: LossSpec | None = None,
+    trunk_store: tuple[Path, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Fine-tune `core`'s last `n` layers on `train` pairs of `images` (uint8 (N, H, W, 3)).
 
@@ -350,6 +366,10 @@ def train_siamese(
 
     `backbone`, `loss`: the config's, as the caller resolved them (:func:`mfr.study.steps.
     train_step` passes its own); looked up from `config` when None.
+
+    `trunk_store`: (folder, key): the frozen trunk's features of every image of `images` kept
+    in the folder and shared by runs of the same key (:mod:`mfr.training.trunk_store`; the key
+    names the weights and the images, the rest is added here); ``trunk_cache`` only.
     """
     cfg = config or StudyConfig()
     if backbone is None:
@@ -410,12 +430,13 @@ def train_siamese(
         image_data = image_sets(train_r, val_r, head=loss.head is not None)
         pk_sizes(cfg.batch_size)  # a batch too small for P x K: an error before any work
         head = loss.make_head(cfg, len(image_data.subjects))
-        net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress)
+        net, arrays = _net_and_tables(core, images, rows, cfg, backbone, progress, trunk_store)
         model = _compile(build_image_model(net, arrays, head), arrays, cfg, jit_compile,
                          loss_fn)
         del arrays
     else:
-        model = _siamese_model(core, images, rows, cfg, backbone, progress, jit_compile, loss_fn)
+        model = _siamese_model(core, images, rows, cfg, backbone, progress, jit_compile, loss_fn,
+                               trunk_store)
     timings["table_s"] = time.perf_counter() - t0
     timings["table_bytes"] = model.table_bytes
     saved = layers + ([head] if head is not None else [])  # checkpointed: the head's too

@@ -42,11 +42,19 @@ class BackboneEmbedder(Embedder):
         seed: the random init's seed.
         settings: the backbone's own config fields (``preprocessing``, and its ``settings``:
             SENet50's ``pooling``, the aligners' ``face_box``); another key is an InputError.
+        trunk_store: a folder where the aligned faces and the frozen trunk's features of the
+            images it is given are kept (keyed by their bytes, the face box, the base weights
+            and N's boundary: :mod:`mfr.training.trunk_store`), so that many runs of one
+            backbone and N embed the same images with one alignment and one trunk pass; each
+            run then computes only its head (the same network: the trunk is frozen).
+        trunk_layers: N, whose boundary splits trunk and head with `trunk_store` (default: the
+            run's ``trainable_layers``; required for a network that was not fine-tuned).
     """
 
     def __init__(self, backbone: Any, weights: str | None = RELEASED,
                  run_dir: str | Path | None = None, image_size: int | None = None,
-                 batch_size: int = 64, seed: int = 2021, **settings: Any) -> None:
+                 batch_size: int = 64, seed: int = 2021, trunk_store: str | Path | None = None,
+                 trunk_layers: int | None = None, **settings: Any) -> None:
         super().__init__()
         from mfr.core.config import StudyConfig
 
@@ -63,9 +71,12 @@ class BackboneEmbedder(Embedder):
         self.trained_layers: list[str] = []
         self.fine_tuned = False
         base: dict[str, Any] = {}
+        self.trunk_layers = trunk_layers
         if self.run_dir is not None:
             base = self._read_run(self.run_dir)
             weights, seed = base.get("weights", weights), int(base.get("seed", seed))
+            if self.trunk_layers is None and self.fine_tuned:
+                self.trunk_layers = self._run_n
             image_size = image_size or base.get("image_size")
             if self.fine_tuned:
                 self.default_distance = "sum_squared"
@@ -87,6 +98,12 @@ class BackboneEmbedder(Embedder):
             raise MissingError(f"{self.weights}: weights file not found (expected "
                                f"{backbone.facts.weights.name}, none, or a "
                                f"{backbone.facts.weights.format.split(',')[0]} file)")
+        self.trunk_store = Path(trunk_store) if trunk_store is not None else None
+        if self.trunk_store is not None:
+            if self.trunk_layers is None:
+                raise InputError(f"{backbone.name} embedder: a trunk store needs N "
+                                 f"(trunk_layers), the boundary of the trunk it keeps")
+            self.trunk_layers = backbone.check_trainable_layers(self.trunk_layers)[0]
         self._model = None
 
     def _read_run(self, run_dir: Path) -> dict[str, Any]:
@@ -106,6 +123,7 @@ class BackboneEmbedder(Embedder):
             raise InputError(f"{record.path}: a {record.backbone} run; --embedder "
                              f"{self.backbone.name} needs a {self.backbone.name} run")
         self.trained_layers = list(meta.get("trainable_layer_names", []))
+        self._run_n = record.trainable_layers
         return dict(record.config)
 
     @property
@@ -129,11 +147,15 @@ class BackboneEmbedder(Embedder):
         check_images(images, self.image_size, f"{self.name} embedder")
         n = len(images)
         flags: dict[str, np.ndarray] = {}
-        if self.backbone.aligns:
-            images, flags = self.backbone.align_faces(np.asarray(images), progress,
-                                                      self.face_box)
-        raw = embed_images(self.model, images, preprocessing=self.backbone.preprocessing(
-            self.preprocessing), batch_size=self.batch_size, progress=progress, normalize=False)
+        if self.trunk_store is not None:
+            raw, flags = self._embed_stored(images, progress)
+        else:
+            if self.backbone.aligns:
+                images, flags = self.backbone.align_faces(np.asarray(images), progress,
+                                                          self.face_box)
+            raw = embed_images(self.model, images, preprocessing=self.backbone.preprocessing(
+                self.preprocessing), batch_size=self.batch_size, progress=progress,
+                normalize=False)
         failed = np.asarray(flags.get("failed", np.zeros(n, bool)), bool)
         no_face = np.asarray(flags.get("no_face_detected", np.zeros(n, bool)), bool)
         raw[failed] = 0.0  # an image the alignment could not use: a zero row, flagged
@@ -143,6 +165,29 @@ class BackboneEmbedder(Embedder):
         if self.default_distance != "euclidean_raw":
             self.norms = None  # its own distance is of unit vectors: no raw lengths to keep
         return out
+
+    def _embed_stored(self, images: np.ndarray, progress: bool
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Raw outputs of the network's head on the stored trunk features of `images` (aligned
+        and passed through the trunk once per store), and the alignment's flags."""
+        import keras
+
+        from mfr.training.siamese import split_trunk
+        from mfr.training.trunk_store import array_digest, head_embeddings, trunk_features
+
+        images_key = array_digest(np.asarray(images))
+        aligned, flags = _stored_alignment(self.backbone, images, images_key, self.face_box,
+                                           self.trunk_store, progress)
+        split = split_trunk(self.model, self.trunk_layers)
+        spec = self.backbone.preprocessing(self.preprocessing)
+        base = self.backbone.weights_fingerprint(self.weights, self.seed)
+        key = {"backbone": self.name, "weights": base, "boundary": split.boundary,
+               "images": images_key, "face_box": self.face_box, "preprocessing": spec.name,
+               "embed_batch_size": self.batch_size, "backend": keras.backend.backend(),
+               "precision": keras.config.dtype_policy().name}
+        features = trunk_features(split.trunk, aligned, lambda x: self.backbone.preprocess(x, spec),
+                                  self.batch_size, self.trunk_store, key, progress)
+        return head_embeddings(split.head, features, self.batch_size), flags
 
     def describe(self) -> dict[str, Any]:
         facts = self.backbone.facts
@@ -171,4 +216,31 @@ class BackboneEmbedder(Embedder):
             out["alignment"] = facts.alignment
         if self.weights is not None and self.weights == facts.weights.name:
             out["licence"] = facts.weights.licence
+        if self.trunk_store is not None:
+            out["trunk_store"] = {"folder": str(self.trunk_store), "n": self.trunk_layers}
         return out
+
+
+def _stored_alignment(backbone: Any, images: np.ndarray, images_key: str, face_box: str | None,
+                      store: Path, progress: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The backbone's aligned faces of `images` and their flags, made once per store (by the
+    images' bytes and the face box) and read back after: ``store/aligned_<digest>.npz``."""
+    import hashlib
+
+    from mfr.core.outputs import atomic_path
+
+    if not backbone.aligns:
+        return np.asarray(images), {}
+    tag = hashlib.sha256(f"{backbone.name}|{face_box}|{images_key}".encode()).hexdigest()[:16]
+    path = store / f"aligned_{tag}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            flags = {k[5:]: f[k] for k in f.files if k.startswith("flag_")}
+            return f["aligned"], flags
+    except (OSError, ValueError, KeyError):
+        pass  # none yet, or damaged: made again
+    aligned, flags = backbone.align_faces(np.asarray(images), progress, face_box)
+    store.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, aligned=aligned, **{f"flag_{k}": np.asarray(v) for k, v in flags.items()})
+    return aligned, flags

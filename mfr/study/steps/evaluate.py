@@ -3,6 +3,7 @@ dataset's pairs with any embedder (`mfr evaluate --data-root`)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ def evaluate_dataset_step(
     data_root: str | Path,
     layout: str,
     out_dir: str | Path,
-    embedder: str = "senet50",
+    embedder: Any = "senet50",
     run_dir: str | Path | None = None,
     progress: bool = True,
     **embedder_options: Any,
@@ -194,7 +195,9 @@ def evaluate_dataset_step(
         config: seed, bootstrap_resamples, max_per_subject, protocol (RMFRD file patterns),
             decoder, embed_batch_size; when `embedder` is the config's backbone also its
             network: weights, preprocessing, image_size and the backbone's own settings.
-        embedder: a backbone (its generic embedder) or a reference embedder.
+        embedder: a backbone (its generic embedder) or a reference embedder, by name; or an
+            :class:`mfr.backbones.embedders.Embedder` made by the caller (its ``describe()``
+            is then what the run depends on; no `run_dir` or options).
         run_dir: a backbone's `mfr train` run folder (its fine-tuned network).
         embedder_options: passed on to the embedder (e.g. ``face_box``, dlib's ``landmarks``).
     """
@@ -219,6 +222,14 @@ def evaluate_dataset_step(
     out = Path(out_dir)
     root = Path(data_root)
     ds, unmasked, masked = _dataset_images(cfg, root, layout)
+    given = None
+    if not isinstance(embedder, str):  # an embedder object: its description names it
+        if run_dir is not None or embedder_options:
+            raise InputError("an embedder object takes no run_dir or options (they are its own)")
+        given = embedder
+        embedder = given.name
+        desc_now = {k: v for k, v in given.describe().items() if not k.startswith("n_")}
+        embedder_options = {"describe": json.dumps(desc_now, sort_keys=True, default=str)}
     fp = {"data_root": str(ds.root.resolve()), "data": listing_digest(ds.root),
           "layout": layout, "embedder": embedder, "options": {k: str(v) for k, v in
                                                               sorted(embedder_options.items())},
@@ -231,7 +242,9 @@ def evaluate_dataset_step(
         name: (masked_vs_unmasked_pairs(unmasked, masked) if name == EVERY_PAIR
                else spec.own_pairs(name, ds.root))
         for name in spec.evaluation_pair_sets}
-    if embedder in BACKBONES:
+    if given is not None:
+        pass
+    elif embedder in BACKBONES:
         backbone = get_backbone(embedder)
         network = {}
         if embedder == cfg.backbone and run_dir is None:  # the config's network
@@ -243,8 +256,9 @@ def evaluate_dataset_step(
     elif run_dir is not None:
         raise InputError(f"--run-dir is a backbone's option (a `mfr train` run of "
                          f"{', '.join(BACKBONES)}), not {embedder}'s")
-    emb_model = get_embedder(embedder, **embedder_options)  # bad options fail before slow work
-    if embedder in BACKBONES and run_dir is None:
+    # bad options fail before slow work
+    emb_model = given if given is not None else get_embedder(embedder, **embedder_options)
+    if given is None and embedder in BACKBONES and run_dir is None:
         get_backbone(embedder).check_weights(emb_model.weights, progress)
     # the run records the config fields this evaluation used: the backbone's when it embeds
     record = cfg if embedder == cfg.backbone else cfg.used_by("evaluate_embedder")

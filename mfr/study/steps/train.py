@@ -17,6 +17,7 @@ from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
+    file_digest,
     read_run,
     state,
 )
@@ -74,6 +75,7 @@ def train_step(
     progress: bool = True,
     force: bool = False,
     require_test: bool = True,
+    trunk_store: str | Path | None = None,
 ):
     """Fine-tune the last `n` layers on a partition's pairs (`mfr train`, one N).
 
@@ -83,7 +85,10 @@ def train_step(
     model is built. A folder holding this run complete is read back, not trained again; with
     more ``epochs`` and `resume` it is continued from its last checkpoint. `require_test`
     False: a partition without test pairs is trained on (one whose runs are judged on other
-    datasets, as MLFW's in the study at scale, :mod:`mfr.study.transfer`).
+    datasets, as MLFW's in the study at scale, :mod:`mfr.study.transfer`). `trunk_store`: a
+    folder where the frozen trunk's features of the image cache are kept and shared by every
+    run of the same backbone, weights, N and images (:mod:`mfr.training.trunk_store`; recorded
+    in the fingerprint: the features are batched over all images, not this run's).
 
     Writes into `out_dir` (default ``results/<profile>/train_N<n>``): ``history.csv``,
     ``checkpoints/``, ``final_trainable.h5`` (:func:`mfr.training.fit.train_siamese`; with a
@@ -111,7 +116,8 @@ def train_step(
     if root is None:
         raise MissingError(f"{cache_dir}: no image cache, and no data root to build it "
                            f"(pass --cache-dir or --data-root)")
-    fp = {"settings": {**train_settings(config, backbone, loss), "trainable_layers": n},
+    fp = {"settings": {**train_settings(config, backbone, loss), "trainable_layers": n,
+                       **({"trunk_store": True} if trunk_store is not None else {})},
           "weights": backbone.weights_fingerprint(config.weights, config.seed),
           **input_fingerprint(pairs_dir, frames, root)}
     run = read_run(out) or {}
@@ -144,10 +150,15 @@ def train_step(
 
     images, _ = backbone.network_inputs(cache.images, progress=progress,
                                         face_box=config.face_box, cache=cache)
+    store = None
+    if trunk_store is not None:  # what the features depend on beyond the network: the images
+        store = (Path(trunk_store), {"weights": fp["weights"],
+                                     "image_cache": file_digest(cache.cache_dir / "cache.json"),
+                                     "face_box": config.face_box if backbone.aligns else None})
     result = train_siamese(backbone.core(config), n, images, idx["train"], idx["val"],
                            idx["test"], config=config, out_dir=out, resume=resume,
                            verbose=verbose, progress=progress, fingerprint=fp,
-                           backbone=backbone, loss=loss)
+                           backbone=backbone, loss=loss, trunk_store=store)
     weights_desc, warning = backbone.describe_weights(config.weights, config.seed)
     dist, metrics = _fine_tuned_distances(config, n, result, kept, cache, out, weights_desc,
                                           warning)
