@@ -10,6 +10,7 @@ import pytest
 
 from mfr.core.errors import InputError, MissingError
 from mfr.evaluation.distances import pair_distances
+from mfr.gallery import index as X
 from mfr.gallery import search as S
 
 
@@ -133,7 +134,7 @@ def test_index_recall_and_exact_rerank(factory, params):
     probes = _unit(rng.standard_normal((100, 32)))
     g = S.templates(gallery, ids)
     exact = S.top_k(probes, g, 5)
-    index = S.SearchIndex.build(g, factory, params=params, shortlist=100)
+    index = X.SearchIndex.build(g, factory, params=params, shortlist=100)
     approx = S.top_k(probes, g, 5, method="index", index=index, threads=1)
     assert _recall(approx.identity_index, exact.identity_index) >= 0.95
     # what the index found is scored exactly: the same similarity as the exact search
@@ -152,7 +153,7 @@ def test_index_asks_again_when_templates_crowd_the_shortlist():
     gallery = np.r_[crowd, _unit(rng.standard_normal((1000, 16)))]
     ids = np.r_[np.zeros(60, int), np.arange(1, 1001)]
     g = S.templates(gallery, ids)
-    index = S.SearchIndex.build(g, "HNSW16,Flat", params={"efSearch": 200}, shortlist=10)
+    index = X.SearchIndex.build(g, "HNSW16,Flat", params={"efSearch": 200}, shortlist=10)
     top = S.top_k(base, g, 3, method="index", index=index)
     assert top.identity_index[0, 0] == 0 and (top.identity_index[0] >= 0).all()
     assert len(set(top.identity_index[0])) == 3
@@ -162,12 +163,12 @@ def test_index_bytes_files_and_determinism(tmp_path):
     pytest.importorskip("faiss")
     gallery, ids, probes = _data(10, n=2000, n_ids=800)
     g = S.templates(gallery, ids)
-    a = S.SearchIndex.build(g, shortlist=64)
-    assert a.to_bytes() == S.SearchIndex.build(g, shortlist=64).to_bytes()  # same seed
-    assert a.to_bytes() != S.SearchIndex.build(g, shortlist=64, seed=7).to_bytes()
+    a = X.SearchIndex.build(g, shortlist=64)
+    assert a.to_bytes() == X.SearchIndex.build(g, shortlist=64).to_bytes()  # same seed
+    assert a.to_bytes() != X.SearchIndex.build(g, shortlist=64, seed=7).to_bytes()
     path = a.write(tmp_path / "gallery.index")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gallery.index"]  # no temp left
-    b = S.SearchIndex.read(path)
+    b = X.SearchIndex.read(path)
     assert b.info == a.info and b.to_bytes() == a.to_bytes()
     ra = S.top_k(probes, g, 5, method="index", index=a)
     rb = S.top_k(probes, g, 5, method="index", index=b)
@@ -176,15 +177,36 @@ def test_index_bytes_files_and_determinism(tmp_path):
     with pytest.raises(InputError, match="other templates"):
         S.top_k(probes, other, 5, method="index", index=b)
     with pytest.raises(InputError, match="not an mfr gallery index"):
-        S.SearchIndex.from_bytes(b"faiss?")
+        X.SearchIndex.from_bytes(b"faiss?")
     with pytest.raises(MissingError):
-        S.SearchIndex.read(tmp_path / "absent.index")
+        X.SearchIndex.read(tmp_path / "absent.index")
     with pytest.raises(InputError, match="faiss index 'NoSuchIndex'"):
-        S.SearchIndex.build(g, "NoSuchIndex")
+        X.SearchIndex.build(g, "NoSuchIndex")
+
+
+def test_index_parameters():
+    pytest.importorskip("faiss")
+    gallery, ids, probes = _data(12, n=1500, n_ids=1500)
+    g = S.templates(gallery, ids)
+    h = X.SearchIndex.build(g, "HNSW8,Flat", build_params={"efConstruction": 20},
+                            params={"efSearch": 16}, shortlist=16)
+    assert h.info["build_params"] == {"efConstruction": 20} and h._index.hnsw.efSearch == 16
+    low = S.top_k(probes, g, 5, method="index", index=h)
+    h.tune({"efSearch": 400}, shortlist=400)
+    assert h.info["params"] == {"efSearch": 400} and h.shortlist == 400
+    assert X.SearchIndex.from_bytes(h.to_bytes())._index.hnsw.efSearch == 400
+    high = S.top_k(probes, g, 5, method="index", index=h)
+    exact = S.top_k(probes, g, 5)
+    assert _recall(high.identity_index, exact.identity_index) == 1.0
+    assert _recall(low.identity_index, exact.identity_index) < 1.0  # the parameters matter
+    with pytest.raises(InputError, match="efConstruction"):
+        X.SearchIndex.build(g, build_params={"efConstruction": 20})  # not an HNSW graph
+    with pytest.raises(InputError, match="faiss index"):
+        h.tune({"nprobe": 3})
 
 
 def test_missing_faiss_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
     g = S.templates(_data(11, n=50)[0])
     with pytest.raises(MissingError, match=r"pip install 'mfr\[index\]'"):
-        S.SearchIndex.build(g)
+        X.SearchIndex.build(g)

@@ -15,10 +15,10 @@ candidates: the result does not depend on the chunk sizes or on the BLAS's summa
 Ties (equal float64 similarity) go to the identity whose best template comes first in the
 gallery (and, within an identity, to its first such template).
 
-**Index** (``method="index"``, ``pip install 'mfr[index]'``): :class:`SearchIndex` asks faiss
-for a shortlist of ``shortlist`` rows per probe; every template of each shortlisted identity is
-scored exactly (float64) and ranked as above, so the reported similarities and distances are
-exact; only an identity missing from the shortlist can be missed (recall < 1). The default
+**Index** (``method="index"``, ``pip install 'mfr[index]'``):
+:class:`mfr.gallery.index.SearchIndex` asks faiss for a shortlist of ``shortlist`` rows per
+probe; every template of each shortlisted identity is scored exactly (float64) and ranked as
+above, so the reported similarities and distances are exact; only an identity missing from the shortlist can be missed (recall < 1). The default
 index, chosen by measurement (``benchmarks/bench_gallery_search.py``,
 ``results/benchmarks/gallery_search_cpu.json``), is faiss's 4-bit product quantiser with
 fast-scan, ``PQ{d/2}x4fs`` (2 dimensions per sub-quantiser, 16 centroids each: d/4 bytes a
@@ -39,31 +39,26 @@ cannot rank by it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mfr.core.errors import InputError, MissingError
+from mfr.core.errors import InputError
+
+if TYPE_CHECKING:
+    from mfr.gallery.index import SearchIndex
 
 __all__ = [
-    "DEFAULT_SHORTLIST",
-    "INDEX_INSTALL",
     "METHODS",
     "SEARCH_METRICS",
-    "SearchIndex",
     "Templates",
     "TopK",
-    "default_factory",
     "distance_to_similarity",
-    "faiss_threads",
+    "rank_candidates",
     "similarity_to_distance",
     "templates",
     "top_k",
@@ -72,17 +67,11 @@ __all__ = [
 METHODS = ("exact", "index")
 #: mfr's distances that are functions of the cosine of two unit vectors
 SEARCH_METRICS = ("sum_squared", "cosine", "l2")
-INDEX_INSTALL = "pip install 'mfr[index]'"
-#: rows the index returns per probe, all re-ranked exactly
-DEFAULT_SHORTLIST = 1000
-#: rows sampled (seeded) to train a quantiser
-DEFAULT_TRAIN_SIZE = 100_000
 #: |norm - 1| allowed of a "unit" embedding (float32 normalisation leaves ~1e-7)
 NORM_TOLERANCE = 1e-4
 PROBE_CHUNK = 256
 GALLERY_CHUNK = 32768
 _BLOCK = 64  # columns per block when a block's top candidates are looked for
-_MAGIC = b"MFR-GALLERY-INDEX 1\n"
 
 
 # --------------------------------------------------------------------------- distances
@@ -295,13 +284,13 @@ def _exact_scores(p64: np.ndarray, probe: np.ndarray, g: Templates, rows: np.nda
     for s in range(0, len(rows), chunk):
         a = p64[probe[s:s + chunk]]
         b = g.vectors[rows[s:s + chunk]].astype(np.float64)
-        out[s:s + chunk] = np.einsum("ij,ij->i", a, b)
+        out[s:s + chunk] = np.vecdot(a, b)
     return out
 
 
-def _rank(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.ndarray,
-          approx: np.ndarray | None, k: int
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def rank_candidates(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.ndarray,
+                    approx: np.ndarray | None, k: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The top k identities of each probe among its candidates (probe, identity code).
 
     With `approx` (float32 scores within :func:`_margin` of the truth), only the candidates
@@ -311,15 +300,16 @@ def _rank(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.ndarray,
     and each probe's number of distinct candidates.
     """
     nq = len(p64)
-    filtered = approx is not None
-    if approx is None:
-        approx = np.zeros(len(probe), dtype=np.float32)
-    order = np.lexsort((-approx, code, probe))
-    probe, code, approx = probe[order], code[order], approx[order]
-    first = np.r_[True, (probe[1:] != probe[:-1]) | (code[1:] != code[:-1])]
-    probe, code, approx = probe[first], code[first], approx[first]
+    if not g.one_per_identity:  # an identity may come more than once (templates, chunks)
+        key = (code, probe) if approx is None else (-approx, code, probe)
+        order = np.lexsort(key)
+        probe, code = probe[order], code[order]
+        approx = None if approx is None else approx[order]
+        first = np.r_[True, (probe[1:] != probe[:-1]) | (code[1:] != code[:-1])]
+        probe, code = probe[first], code[first]
+        approx = None if approx is None else approx[first]
     n_found = np.bincount(probe, minlength=nq)
-    if filtered:
+    if approx is not None:
         order = np.lexsort((-approx, probe))
         probe, code, approx = probe[order], code[order], approx[order]
         pos = np.arange(len(probe)) - np.searchsorted(probe, probe)
@@ -328,17 +318,21 @@ def _rank(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.ndarray,
         kth[probe[at]] = approx[at]
         keep = approx >= kth[probe] - _margin(g.dim)
         probe, code = probe[keep], code[keep]
-    # every template of every kept identity, scored exactly
-    count = g.starts[code + 1] - g.starts[code]
-    group = np.repeat(np.arange(len(code)), count)
-    offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    rows = g.starts[code][group] + offset
-    sim = _exact_scores(p64, probe[group], g, rows)
-    caller_row = g.rows[rows]
-    order = np.lexsort((caller_row, -sim, group))
-    best = order[np.r_[True, group[order][1:] != group[order][:-1]]] if len(order) else order
-    b_probe, b_code = probe[group[best]], code[group[best]]
-    b_sim, b_row = sim[best], caller_row[best]
+    if g.one_per_identity:  # the identity's one template
+        rows = g.starts[code]
+        b_sim, b_row = _exact_scores(p64, probe, g, rows), g.rows[rows]
+        b_probe, b_code = probe, code
+    else:  # every template of every kept identity, scored exactly; the best of each
+        count = g.starts[code + 1] - g.starts[code]
+        group = np.repeat(np.arange(len(code)), count)
+        offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        rows = g.starts[code][group] + offset
+        sim = _exact_scores(p64, probe[group], g, rows)
+        caller_row = g.rows[rows]
+        order = np.lexsort((caller_row, -sim, group))
+        best = order[np.r_[True, group[order][1:] != group[order][:-1]]] if len(order) else order
+        b_probe, b_code = probe[group[best]], code[group[best]]
+        b_sim, b_row = sim[best], caller_row[best]
     order = np.lexsort((b_row, -b_sim, b_probe))
     b_probe, b_code, b_sim, b_row = b_probe[order], b_code[order], b_sim[order], b_row[order]
     pos = np.arange(len(b_probe)) - np.searchsorted(b_probe, b_probe)
@@ -393,207 +387,10 @@ def top_k(probes, gallery: Templates, k: int = 5, *, metric: str = "sum_squared"
         for q0 in range(0, nq, step):
             block = p32[q0:q0 + step]
             if method == "exact":
-                out = _rank(block.astype(np.float64), gallery,
+                out = rank_candidates(block.astype(np.float64), gallery,
                             *_exact_candidates(block, gallery, k, gallery_chunk), k)[:3]
             else:
-                out = index._top_k(block, gallery, k, threads)
+                out = index.top_k_codes(block, gallery, k, threads)
             codes[q0:q0 + step], rows[q0:q0 + step], sims[q0:q0 + step] = out
     return TopK(codes, rows, sims, similarity_to_distance(sims, metric), gallery.labels,
                 metric, method)
-
-
-# --------------------------------------------------------------------------- faiss index
-
-
-def _faiss():
-    try:
-        import faiss
-    except ImportError:
-        raise MissingError(f"the approximate index needs faiss, which is not installed: "
-                           f"{INDEX_INSTALL}") from None
-    return faiss
-
-
-@contextlib.contextmanager
-def faiss_threads(n: int | None) -> Iterator[None]:
-    """faiss's OpenMP threads set to `n` inside the block (None: left as they are)."""
-    if n is None:
-        yield
-        return
-    if n < 1:
-        raise InputError(f"threads must be >= 1, got {n}")
-    faiss = _faiss()
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
-
-
-def default_factory(dim: int) -> str:
-    """The default index: faiss's 4-bit fast-scan product quantiser with 2 dimensions per
-    sub-quantiser (1 where `dim` is odd), scanned in full."""
-    return f"PQ{dim // 2 if dim % 2 == 0 else dim}x4fs"
-
-
-def _seed(index: Any, seed: int, faiss: Any) -> None:
-    """Seed every random choice of a faiss index's training and building: the k-means of its
-    quantisers, the levels of an HNSW graph (faiss's own default seeds otherwise)."""
-    for part in (index, getattr(index, "pq", None)):
-        cp = getattr(part, "cp", None)
-        if cp is not None:
-            cp.seed = int(seed)
-    quantizer = getattr(index, "quantizer", None)
-    if quantizer is not None and quantizer is not index:
-        _seed(faiss.downcast_index(quantizer), seed, faiss)
-    hnsw = getattr(index, "hnsw", None)
-    if hnsw is not None:
-        hnsw.rng = faiss.RandomGenerator(int(seed))
-
-
-class SearchIndex:
-    """A faiss index of a gallery's templates: it gives each probe a shortlist of rows, which
-    :func:`top_k` re-ranks exactly (see the module docstring).
-
-    Build with :meth:`build`; keep with :meth:`to_bytes` / :meth:`write` and get back with
-    :meth:`from_bytes` / :meth:`read` (the bytes hold the faiss index and a JSON header: the
-    factory string, search parameters, shortlist, seed and the fingerprint of the templates it
-    indexes, checked before every search).
-    """
-
-    def __init__(self, index: Any, info: dict[str, Any]):
-        self._index = index
-        self.info = info
-
-    @property
-    def shortlist(self) -> int:
-        return int(self.info["shortlist"])
-
-    @classmethod
-    def build(cls, gallery: Templates, factory: str | None = None, *,
-              params: dict[str, float] | None = None, shortlist: int = DEFAULT_SHORTLIST,
-              train_size: int = DEFAULT_TRAIN_SIZE, seed: int = 2021,
-              threads: int | None = 1) -> SearchIndex:
-        """Train (on `train_size` rows drawn with `seed`, sorted) and fill a faiss index
-        (inner product) of `gallery`'s templates.
-
-        Args:
-            factory: a faiss ``index_factory`` string (default :func:`default_factory`).
-            params: search parameters (faiss ``ParameterSpace`` names: ``efSearch``,
-                ``nprobe``...).
-            shortlist: rows asked of faiss per probe, all re-ranked exactly.
-            threads: faiss threads while building (1, the default, makes an HNSW graph the
-                same bytes every time; its parallel insertion depends on thread timing).
-        """
-        faiss = _faiss()
-        if shortlist < 1:
-            raise InputError(f"shortlist must be >= 1, got {shortlist}")
-        n, dim = gallery.vectors.shape
-        if n == 0:
-            raise InputError("an index of an empty gallery: enrol some templates first")
-        factory = factory or default_factory(dim)
-        params = dict(params or {})
-        try:
-            with faiss_threads(threads):
-                index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-                _seed(index, seed, faiss)
-                if not index.is_trained:
-                    m = min(n, int(train_size))
-                    pick = (np.arange(n) if m == n else
-                            np.sort(np.random.default_rng(seed).choice(n, m, replace=False)))
-                    index.train(np.ascontiguousarray(gallery.vectors[pick]))
-                for s in range(0, n, 1 << 18):
-                    index.add(gallery.vectors[s:s + (1 << 18)])
-                space = faiss.ParameterSpace()
-                for name, value in sorted(params.items()):
-                    space.set_index_parameter(index, name, value)
-        except RuntimeError as e:
-            msg = str(e).strip().splitlines()
-            raise InputError(f"faiss index {factory!r}: {msg[-1] if msg else e}") from None
-        info = {"factory": factory, "params": params, "shortlist": int(shortlist),
-                "seed": int(seed), "train_size": int(min(n, train_size)), "n_rows": int(n),
-                "dim": int(dim), "fingerprint": gallery.fingerprint,
-                "faiss_version": faiss.__version__}
-        return cls(index, info)
-
-    def check(self, gallery: Templates) -> None:
-        """InputError unless this index was built on `gallery`'s templates."""
-        if (self.info["n_rows"], self.info["dim"]) != gallery.vectors.shape:
-            raise InputError(f"the index holds {self.info['n_rows']} x {self.info['dim']} "
-                             f"templates, the gallery {gallery.vectors.shape[0]} x "
-                             f"{gallery.vectors.shape[1]}: rebuild it")
-        if self.info["fingerprint"] != gallery.fingerprint:
-            raise InputError("the index was built on other templates than the gallery's: "
-                             "rebuild it")
-
-    def shortlist_rows(self, probes32: np.ndarray, n: int, threads: int | None = None
-                       ) -> np.ndarray:
-        """(n_probes, n) template rows (grouped order, -1 where fewer) faiss ranks first."""
-        with faiss_threads(threads):
-            _, idx = self._index.search(np.ascontiguousarray(probes32, np.float32), int(n))
-        return idx.astype(np.int64, copy=False)
-
-    def _top_k(self, p32: np.ndarray, g: Templates, k: int, threads: int | None):
-        """Exact top k among the shortlists; a probe whose shortlist holds fewer than k
-        identities (several templates each) is asked again with a shortlist twice as long."""
-        p64 = p32.astype(np.float64)
-        n_rows = len(g.vectors)
-        todo = np.arange(len(p32))
-        size = min(self.shortlist, n_rows)
-        out = (np.full((len(p32), k), -1, dtype=np.int64),
-               np.full((len(p32), k), -1, dtype=np.int64),
-               np.full((len(p32), k), -np.inf, dtype=np.float64))
-        while todo.size:
-            rows = self.shortlist_rows(p32[todo], size, threads)
-            probe, col = np.nonzero(rows >= 0)
-            res = _rank(p64[todo], g, probe, g.codes[rows[probe, col]], None, k)
-            for o, r in zip(out, res[:3], strict=True):
-                o[todo] = r
-            short = (res[3] < min(k, g.n_identities)) & (size < n_rows)
-            todo, size = todo[short], min(2 * size, n_rows)
-        return out
-
-    @property
-    def nbytes(self) -> int:
-        """The size of the serialised faiss index."""
-        return int(_faiss().serialize_index(self._index).size)
-
-    def to_bytes(self) -> bytes:
-        faiss = _faiss()
-        header = json.dumps(self.info, sort_keys=True).encode()
-        body = faiss.serialize_index(self._index).tobytes()
-        return _MAGIC + struct.pack("<Q", len(header)) + header + body
-
-    @classmethod
-    def from_bytes(cls, data: bytes, what: str = "index") -> SearchIndex:
-        faiss = _faiss()
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 8:
-            raise InputError(f"{what}: not an mfr gallery index")
-        (n,) = struct.unpack_from("<Q", data, len(_MAGIC))
-        start = len(_MAGIC) + 8
-        try:
-            info = json.loads(data[start:start + n])
-            index = faiss.deserialize_index(np.frombuffer(data, np.uint8, offset=start + n))
-        except (ValueError, RuntimeError) as e:
-            raise InputError(f"{what}: a damaged mfr gallery index "
-                             f"({str(e).strip().splitlines()[-1][:200]})") from None
-        space = faiss.ParameterSpace()
-        for name, value in sorted(info.get("params", {}).items()):
-            space.set_index_parameter(index, name, value)
-        return cls(index, info)
-
-    def write(self, path: str | Path) -> Path:
-        """Write :meth:`to_bytes` to `path` (a temp file renamed into place)."""
-        from mfr.core.outputs import atomic_path
-
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(self.to_bytes())
-        return Path(path)
-
-    @classmethod
-    def read(cls, path: str | Path) -> SearchIndex:
-        path = Path(path)
-        if not path.is_file():
-            raise MissingError(f"{path}: no such index file")
-        return cls.from_bytes(path.read_bytes(), str(path))
