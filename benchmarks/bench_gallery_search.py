@@ -97,23 +97,29 @@ def make_data(kind: str, n: int, d: int, n_probes: int, seed: int):
 
 def _latencies(fn, probes: np.ndarray, n: int) -> dict:
     fn(probes[:1])  # warm
-    times = []
+    times, cpu = [], time.process_time()
     for i in range(min(n, len(probes))):
         t = time.perf_counter()
         fn(probes[i:i + 1])
         times.append(time.perf_counter() - t)
-    q = np.percentile(times, [50, 90]) * 1e3
-    return {"n": len(times), "median_ms": round(float(q[0]), 3), "p90_ms": round(float(q[1]), 3)}
+    q = np.percentile(times, [10, 50, 90]) * 1e3
+    return {"n": len(times), "p10_ms": round(float(q[0]), 3), "median_ms": round(float(q[1]), 3),
+            "p90_ms": round(float(q[2]), 3),
+            "cpu_share": round((time.process_time() - cpu) / sum(times), 2)}
 
 
 def _batch(fn, probes: np.ndarray, repeats: int):
-    walls, out = [], None
+    """Wall seconds of `repeats` calls; ``cpu_share``: process CPU time over wall time (with
+    one thread, below 1 means the process waited for a core: a busy machine)."""
+    walls, cpus, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn(probes)
         walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
     return {"seconds": [round(w, 3) for w in walls],
-            "median_s": round(statistics.median(walls), 3)}, out
+            "median_s": round(statistics.median(walls), 3),
+            "cpu_share": round(sum(cpus) / sum(walls), 2)}, out
 
 
 def _recall(got: np.ndarray, ref: np.ndarray) -> float:

@@ -4,9 +4,10 @@ of rows per probe, which :func:`mfr.gallery.search.top_k` (``method="index"``) r
 faiss is imported only when an index is built or read; without it, a one-line
 :class:`~mfr.core.errors.MissingError` names the extra. Every random choice is seeded (the
 training sample, the quantisers' k-means, an HNSW graph's levels) and the build runs on one
-thread by default, so the same templates give the same bytes. The bytes (:meth:`SearchIndex.
-to_bytes`, :meth:`SearchIndex.write`, atomic) hold a JSON header (factory string, search
-parameters, shortlist, seed, the fingerprint of the templates) and faiss's own serialisation.
+thread by default, so the same templates give the same bytes. The bytes
+(:meth:`SearchIndex.to_bytes`, :meth:`SearchIndex.write`, atomic) hold a JSON header (factory
+string, search and build parameters, shortlist, seed, the fingerprint of the templates) and
+faiss's own serialisation.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ DEFAULT_SHORTLIST = 1000
 #: rows sampled (seeded) to train a quantiser
 DEFAULT_TRAIN_SIZE = 100_000
 _MAGIC = b"MFR-GALLERY-INDEX 1\n"
-
 
 
 def _faiss():
