@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mfr.core.errors import InputError, MissingError
-from mfr.gallery.search import Templates, rank_candidates
+from mfr.gallery.search import Templates, rank_candidates, score_margin
 
 __all__ = ["DEFAULT_SHORTLIST", "DEFAULT_TRAIN_SIZE", "INDEX_INSTALL", "SearchIndex",
            "default_factory", "faiss_threads"]
@@ -208,15 +208,25 @@ class SearchIndex:
                np.full((len(p32), k), -np.inf, dtype=np.float64))
         while todo.size:
             rows = self.shortlist_rows(p32[todo], size, threads)
-            probe, col = np.nonzero(rows >= 0)
-            rows = rows[probe, col]
-            # float32 scores (within the search's error margin of the exact ones) so that
-            # only the shortlist's best few are scored in float64
-            approx = np.empty(len(rows), dtype=np.float32)
-            for s in range(0, len(rows), 1 << 16):
-                approx[s:s + (1 << 16)] = np.vecdot(g.vectors[rows[s:s + (1 << 16)]],
-                                                    p32[todo[probe[s:s + (1 << 16)]]])
-            res = rank_candidates(p64[todo], g, probe, g.codes[rows], approx, k)
+            valid = rows >= 0
+            # float32 scores (within score_margin of the exact ones), block by block of
+            # probes (BLAS per probe, ~16 MB of gathered templates at a time), so that only
+            # the shortlist's best few are scored in float64
+            approx = np.empty(rows.shape, dtype=np.float32)
+            step = max(1, (1 << 22) // (rows.shape[1] * g.dim))
+            for s in range(0, len(rows), step):
+                block = g.vectors[np.maximum(rows[s:s + step], 0)]
+                approx[s:s + step] = np.matmul(block, p32[todo[s:s + step], :, None])[..., 0]
+            approx[~valid] = -np.inf
+            if g.one_per_identity:  # a row is an identity: keep those near the k-th best
+                m = rows.shape[1]
+                kth = np.partition(approx, m - min(k, m), axis=1)[:, m - min(k, m)]
+                probe, col = np.nonzero(valid & (approx >= (kth - score_margin(g.dim))[:, None]))
+                res = rank_candidates(p64[todo], g, probe, g.codes[rows[probe, col]], None, k)
+            else:  # rank_candidates takes each identity's best row
+                probe, col = np.nonzero(valid)
+                res = rank_candidates(p64[todo], g, probe, g.codes[rows[probe, col]],
+                                      approx[probe, col], k)
             for o, r in zip(out, res[:3], strict=True):
                 o[todo] = r
             short = (res[3] < min(k, g.n_identities)) & (size < n_rows)

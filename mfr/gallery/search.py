@@ -59,6 +59,7 @@ __all__ = [
     "TopK",
     "distance_to_similarity",
     "rank_candidates",
+    "score_margin",
     "similarity_to_distance",
     "templates",
     "top_k",
@@ -131,7 +132,7 @@ def _unit_rows(x, what: str, dim: int | None = None) -> np.ndarray:
     return a
 
 
-def _margin(dim: int) -> float:
+def score_margin(dim: int) -> float:
     """Twice the worst-case error of a float32 dot product of two (near-)unit vectors of
     length `dim` (gamma_d = d u / (1 - d u), u = 2^-24), with slack: 4 d 2^-24."""
     return 4.0 * dim * 2.0 ** -24
@@ -256,7 +257,7 @@ def _exact_candidates(p32: np.ndarray, g: Templates, k: int, gallery_chunk: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate (probe, identity code, float32 score) of a block of probes, chunk by chunk of
     the gallery (an identity split over two chunks appears twice, with partial maxima)."""
-    margin = _margin(g.dim)
+    margin = score_margin(g.dim)
     ps, cs, ss = [], [], []
     n = len(g.vectors)
     for g0 in range(0, n, gallery_chunk):
@@ -293,7 +294,7 @@ def rank_candidates(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.n
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The top k identities of each probe among its candidates (probe, identity code).
 
-    With `approx` (float32 scores within :func:`_margin` of the truth), only the candidates
+    With `approx` (float32 scores within :func:`score_margin` of the truth), only the candidates
     within the margin of the probe's k-th best are scored exactly; without, all are. Every
     template of a candidate identity is scored in float64; ranked by (-similarity, the best
     template's caller row). Returns (n_probes, k) identity codes, caller rows, similarities,
@@ -316,7 +317,7 @@ def rank_candidates(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.n
         kth = np.full(nq, -np.inf, dtype=np.float64)
         at = pos == k - 1
         kth[probe[at]] = approx[at]
-        keep = approx >= kth[probe] - _margin(g.dim)
+        keep = approx >= kth[probe] - score_margin(g.dim)
         probe, code = probe[keep], code[keep]
     if g.one_per_identity:  # the identity's one template
         rows = g.starts[code]
