@@ -271,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from mfr.gallery.index import faiss_threads
 
-    blas = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
-            for p in threadpool_info() if p.get("user_api") == "blas"]
     result: dict = {
         "benchmark": "gallery_search",
         "command": " ".join(["python", "benchmarks/bench_gallery_search.py", *(argv or
@@ -282,10 +280,10 @@ def main(argv: list[str] | None = None) -> int:
                     "simd": sorted(f for f in cpu_flags() if f.startswith(("avx", "fma", "amx"))),
                     "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                        / 2**30, 1),
-                    "platform": platform.platform(),
+                    "platform": platform.platform(), "niceness": os.nice(0),
                     "note": "a machine shared with other jobs: see each size's load averages"},
         "versions": {**versions(), "faiss": faiss.__version__,
-                     "faiss_compile": faiss.get_compile_options(), "blas": blas},
+                     "faiss_compile": faiss.get_compile_options()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "distributions": {
             "random": "gallery and probes: normalised standard Gaussians (uniform on the sphere)",
@@ -296,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         "results": [],
     }
     with threadpool_limits(args.threads), faiss_threads(args.threads):
+        result["versions"]["blas"] = [  # as pinned for the timings
+            {k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+            for p in threadpool_info() if p.get("user_api") == "blas"]
+        result["versions"]["faiss_threads"] = faiss.omp_get_max_threads()
         for kind in args.distributions:
             for n in args.sizes:
                 cfgs = index_configs(n, args.dim, n == args.select_size)
