@@ -22,7 +22,7 @@ empty; :func:`verification_metrics` never raises for that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,10 @@ __all__ = [
     "identification",
     "identification_ranks",
     "missing_class",
+    "percentile_interval",
     "roc",
+    "subject_distances",
+    "subject_draws",
     "subject_weights",
     "verification_metrics",
 ]
@@ -331,6 +334,26 @@ def _weighted_stats(ds: np.ndarray, ys: np.ndarray, w: np.ndarray, ends: np.ndar
     return out
 
 
+def subject_draws(n_subjects: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """The subject bootstrap's draws: for each of `n_resamples` resamples, how many times each
+    of `n_subjects` subjects is drawn (S draws with replacement,
+    ``np.random.default_rng(seed).integers``); nothing when there are no subjects."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples if n_subjects else 0):
+        yield np.bincount(rng.integers(0, n_subjects, size=n_subjects), minlength=n_subjects)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> dict[str, Any]:
+    """``{"low", "high", "n_valid"}``: the (1-confidence)/2 and (1+confidence)/2 percentiles
+    (numpy's linear) of the finite `values` (None when there are none)."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = v[np.isfinite(v)]
+    lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+    return {"low": float(np.percentile(ok, lo_q)) if ok.size else None,
+            "high": float(np.percentile(ok, hi_q)) if ok.size else None,
+            "n_valid": int(ok.size)}
+
+
 def subject_weights(draw_counts: np.ndarray, u_code: np.ndarray, m_code: np.ndarray) -> np.ndarray:
     """How many times each pair enters a subject resample: a drawn subject brings every pair
     whose unmasked or masked image is theirs, so a pair counts once per draw of its unmasked
@@ -382,21 +405,13 @@ def bootstrap_subjects(
     ds, ys, u_code, m_code = d[order], y[order], u_code[order], m_code[order]
     ends = np.r_[np.flatnonzero(np.diff(ds) != 0), len(ds) - 1] if len(ds) else np.zeros(0, int)
     n_s = len(subjects)
-    rng = np.random.default_rng(seed)
     samples = {k: np.full(n_resamples, np.nan) for k in BOOTSTRAP_STATS}
-    for r in range(n_resamples):
-        counts = np.bincount(rng.integers(0, n_s, size=n_s), minlength=n_s) if n_s else []
-        w = subject_weights(np.asarray(counts), u_code, m_code)
+    for r, counts in enumerate(subject_draws(n_s, n_resamples, seed)):
+        w = subject_weights(counts, u_code, m_code)
         if len(ds) and w.sum():
             for k, v in _weighted_stats(ds, ys, w, ends).items():
                 samples[k][r] = v
-    lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
-    intervals = {}
-    for k, v in samples.items():
-        ok = v[np.isfinite(v)]
-        intervals[k] = {"low": float(np.percentile(ok, lo_q)) if ok.size else None,
-                        "high": float(np.percentile(ok, hi_q)) if ok.size else None,
-                        "n_valid": int(ok.size)}
+    intervals = {k: percentile_interval(v, confidence) for k, v in samples.items()}
     return {"unit": "subject", "n_resamples": int(n_resamples), "seed": int(seed),
             "confidence": float(confidence), "n_subjects": int(n_s), "intervals": intervals}
 
@@ -419,6 +434,22 @@ def distance_matrix(a: np.ndarray, b: np.ndarray, metric: str = "sum_squared") -
     return cdist(a, b, metric=_CDIST[metric])
 
 
+def subject_distances(dist: np.ndarray, gallery_subjects: Sequence[str]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's distance to each gallery subject: that of the subject's nearest gallery
+    image. Returns the subjects (sorted) and a (n_probes, n_subjects) float64 matrix."""
+    dist = np.asarray(dist, np.float64)
+    g = np.asarray(gallery_subjects, dtype=str).ravel()
+    if dist.ndim != 2 or dist.shape[1] != len(g):
+        raise InputError(f"distance matrix {dist.shape} does not match {len(g)} gallery images")
+    subjects, g_code = np.unique(g, return_inverse=True)
+    order = np.argsort(g_code, kind="stable")
+    starts = np.searchsorted(g_code[order], np.arange(len(subjects)))
+    per_subject = (np.minimum.reduceat(dist[:, order], starts, axis=1) if len(g)
+                   else np.zeros((len(dist), 0)))
+    return subjects, per_subject
+
+
 def identification_ranks(dist: np.ndarray, probe_subjects: Sequence[str],
                          gallery_subjects: Sequence[str]) -> np.ndarray:
     """Rank (1 = best) of each probe's true subject among the gallery's subjects.
@@ -433,11 +464,7 @@ def identification_ranks(dist: np.ndarray, probe_subjects: Sequence[str],
     if dist.shape != (len(p), len(g)):
         raise InputError(f"distance matrix {dist.shape} does not match {len(p)} probes x "
                          f"{len(g)} gallery images")
-    subjects, g_code = np.unique(g, return_inverse=True)
-    order = np.argsort(g_code, kind="stable")
-    starts = np.searchsorted(g_code[order], np.arange(len(subjects)))
-    per_subject = (np.minimum.reduceat(dist[:, order], starts, axis=1) if len(g)
-                   else np.zeros((len(p), 0)))
+    subjects, per_subject = subject_distances(dist, g)
     index = {s: k for k, s in enumerate(subjects.tolist())}
     true = np.array([index.get(s, -1) for s in p.tolist()], dtype=np.int64)
     has = true >= 0
@@ -490,22 +517,12 @@ def bootstrap_identification(ranks: np.ndarray, probe_subjects: Sequence[str],
     keep = r > 0
     r, p = r[keep], p[keep]
     subjects, code = np.unique(p, return_inverse=True)
-    n_s = len(subjects)
-    rng = np.random.default_rng(seed)
     samples = {k: np.full(n_resamples, np.nan) for k in ks}
-    for i in range(n_resamples):
-        if not n_s:
-            break
-        w = np.bincount(rng.integers(0, n_s, size=n_s), minlength=n_s)[code]
+    for i, counts in enumerate(subject_draws(len(subjects), n_resamples, seed)):
+        w = counts[code]
         if w.sum():
             for k in ks:
                 samples[k][i] = float(np.average(r <= k, weights=w))
-    lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
-    out = {}
-    for k, v in samples.items():
-        ok = v[np.isfinite(v)]
-        out[f"rank_{k}"] = {"low": float(np.percentile(ok, lo_q)) if ok.size else None,
-                            "high": float(np.percentile(ok, hi_q)) if ok.size else None,
-                            "n_valid": int(ok.size)}
+    out = {f"rank_{k}": percentile_interval(v, confidence) for k, v in samples.items()}
     return {"unit": "probe subject", "n_resamples": int(n_resamples), "seed": int(seed),
             "confidence": float(confidence), "intervals": out}
