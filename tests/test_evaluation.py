@@ -241,7 +241,6 @@ def test_several_seeds_of_one_n_report_their_spread(tmp_path):
     import shutil
 
     from mfr.report.document import write_report
-
     from mfr.study.steps import evaluate_step
 
     study = make_study(tmp_path / "s", layers=(10,), trained=(10,))
