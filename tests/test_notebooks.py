@@ -26,6 +26,7 @@ PARAMETERS = {
     "06_pairs.ipynb": ("pairs_csv", "out_dir", "embedder", "model", "weights", "preprocessing",
                        "threshold", "detect", "seed"),
     "07_recipes.ipynb": ("profile", "data_root", "out_dir", "seeds", "only"),
+    "08_transfer.ipynb": ("profile", "data_root", "eval_roots", "out_dir"),
 }
 
 

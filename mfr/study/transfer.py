@@ -397,7 +397,11 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
 
     t = time.perf_counter()
     pairs_dir = out / "partition"
-    partition_step(cfg0, pairs_dir)
+    import warnings
+
+    with warnings.catch_warnings():  # MLFW has no test split here: the real sets are the test
+        warnings.filterwarnings("ignore", message="test split has 0 genuine")
+        partition_step(cfg0, pairs_dir)
     frames = read_partition(pairs_dir, required=("train", "val"))
     seconds["partition"] = time.perf_counter() - t
 
@@ -627,12 +631,12 @@ def _names_hygiene(plan: TransferPlan) -> dict[str, Any]:
     """People of a real set whose name is also in the training set's (or in two real sets):
     :func:`mfr.data.identities.shared_identities` (names are a first filter:
     :func:`_near_duplicates` looks at the faces)."""
-    from mfr.data.datasets import load_dataset
+    from mfr.data.datasets import get_dataset, load_dataset
     from mfr.data.identities import shared_identities
 
     sets = {"train": load_dataset(plan.config.data_root, "balanced")}
     for es in plan.eval_sets:
-        sets[es.name] = load_dataset(es.data_root, "balanced")
+        sets[es.name] = get_dataset(es.layout).load(Path(es.data_root), "balanced")
     found = shared_identities(sets)
     return {"by_name": found,
             "by_name_note": "names compared normalised (accents, case, separators, part order); "
