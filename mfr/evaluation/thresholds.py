@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.provenance import differences, read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "PAIR_SET_ORDER", "Threshold", "parse_threshold",
@@ -69,6 +70,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MissingError(f"{path}: thresholds file not found (expected the thresholds.json "
                            f"of `mfr evaluate`)")
+    check_recorded(path)  # a thresholds.json of `mfr evaluate`: the bytes it recorded
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -38,6 +38,7 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     first; genuine pairs, then impostors."""
     import json
 
+    from mfr.core.integrity import check_recorded
     from mfr.data.pairs import read_pairs, select_pairs
 
     pairs_dir = Path(pairs_dir)
@@ -47,7 +48,7 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{record}: expected the run.json of `mfr partition` with its "
                          f"data_root") from None
-    test = read_pairs(pairs_dir / "test.csv")
+    test = read_pairs(check_recorded(pairs_dir / "test.csv"))
     genuine = select_pairs(test, seed).head(n)
     imp = test[test["label"] == 0].sort_values(["masked_path", "unmasked_path"], kind="stable")
     rng = np.random.default_rng([seed, 1])

@@ -52,6 +52,9 @@ class SENet50Embedder(Embedder):
                 raise MissingError(f"{self.run_dir}: not a finished `mfr train` run folder "
                                    f"(expected run.json and final_trainable.h5) nor an `mfr "
                                    f"embed` one (run.json)")
+            from mfr.backbones.run_model import check_run_weights
+
+            check_run_weights(self.run_dir, meta)  # the files the run recorded, or one line
             cfg = meta.get("config", {})
             self.trained_layers = list(meta.get("trainable_layer_names", []))
             weights = cfg.get("weights", weights)
