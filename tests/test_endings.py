@@ -204,6 +204,7 @@ def _kernel_of(driver: int) -> int:
     raise AssertionError(f"no kernel under process {driver}")
 
 
+@pytest.mark.slow  # a study's driver (TensorFlow imported) and a kernel: 15-30 s
 def test_ctrl_c_in_a_study_ends_the_kernels_step_in_order(tmp_path):
     p, out = _study(tmp_path)
     try:
@@ -220,6 +221,7 @@ def test_ctrl_c_in_a_study_ends_the_kernels_step_in_order(tmp_path):
     assert step["status"] == "interrupted"
 
 
+@pytest.mark.slow  # a study's driver (TensorFlow imported) and a kernel: 15-30 s
 def test_a_dead_kernel_fails_its_step_and_its_run(tmp_path):
     p, out = _study(tmp_path)
     try:
