@@ -208,3 +208,17 @@ def test_a_lock_held_by_this_process_is_kept_and_released_once(tmp_path):
     with locks.locked(tmp_path / "y", wait=True):
         assert (tmp_path / ".y.lock").is_file()
     assert not (tmp_path / ".y.lock").exists() and time.perf_counter() - t0 < 1
+
+
+def test_a_filesystem_without_locks_is_said_not_fatal(tmp_path, monkeypatch, capsys):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = locks.acquire(tmp_path / "x")
+    assert "its filesystem has no file locks" in capsys.readouterr().err
+    locks.release(tmp_path / "x")
+    assert not path.exists()

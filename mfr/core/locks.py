@@ -42,6 +42,8 @@ __all__ = ["FolderLockedError", "acquire", "held", "holder", "lock_path", "locke
 
 #: lock file -> open descriptor holding the flock, for the locks this process holds
 _HELD: dict[Path, int] = {}
+#: flock's errors on a filesystem that has no file locks (some network and FUSE mounts)
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class FolderLockedError(RunFolderError):
@@ -104,6 +106,12 @@ def acquire(folder: str | Path, *, wait: bool = False, what: str = "output folde
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
+                if e.errno in _NO_LOCKS:  # a filesystem without file locks: said, not fatal
+                    print(f"WARNING: {folder}: its filesystem has no file locks ({path}: "
+                          f"{e.strerror}); written without one: run one mfr at a time here",
+                          file=sys.stderr, flush=True)
+                    _HELD[path] = fd
+                    return path
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
                 if not wait:
