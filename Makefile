@@ -8,10 +8,14 @@ export MFR_KERAS2_PYTHON ?= $(CURDIR)/.venv-keras2/bin/python
 # TensorFlow's C++ start-up banners say nothing a user needs
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help setup setup-keras2 _need-setup test test-tf test-jax test-onednn lint demo study bench clean
+# `make demo` writes here, not into the committed sample results/demo: a study's files record
+# the machine that made them (its paths, CPU, times, and floats to their last bits)
+DEMO_OUT ?= results/demo-run
+
+.PHONY: help setup setup-keras2 _need-setup test test-tf test-jax test-onednn lint demo demo-sample study bench clean
 
 help:  ## this list
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/:.*## /\t/' -e 's/\$$\$$/$$/g'
 
 $(PY):
 	@echo "no $(PY) yet: making it (make setup)"
@@ -51,7 +55,10 @@ test-onednn: _need-setup  ## the tests that read stderr again, TensorFlow's oneD
 
 test: lint test-tf test-jax test-onednn  ## what CI runs: ruff, the tests under TensorFlow and JAX, stderr with oneDNN on
 
-demo: $(PY)  ## the whole study offline on a generated sample (mfr study --profile demo)
+demo: $(PY)  ## the whole study offline on a generated sample, into results/demo-run (mfr study --profile demo)
+	$(MFR) study --profile demo --out $(DEMO_OUT)
+
+demo-sample: _need-setup  ## rewrite the committed sample results/demo (it records this machine: commit it from one)
 	$(MFR) study --profile demo --out results/demo
 
 study: _need-setup  ## the thesis's study: RMFRD ($$MFR_DATA), VGGFace2 weights, a GPU advised
@@ -60,5 +67,10 @@ study: _need-setup  ## the thesis's study: RMFRD ($$MFR_DATA), VGGFace2 weights,
 bench: _need-setup  ## re-measure the partition benchmark
 	$(PY) benchmarks/bench_partition.py
 
-clean:  ## remove what runs wrote (results/demo's committed files come back with git checkout)
-	rm -rf .pytest_cache .ruff_cache
+clean:  ## remove what the demo, tests and tools wrote: results/demo-run, the sample's data, cache and arrays (its committed files stay; results/thesis too)
+	rm -rf .pytest_cache .ruff_cache $(DEMO_OUT) results/demo/synthetic results/demo/cache
+	find results/demo -type d \( -name embeddings -o -name checkpoints \) -prune -exec rm -rf {} +
+	find results/demo -type f \( -name '*.npy' -o -name '*.npz' -o -name '*.h5' -o -name '*.svg' \
+	  -o -name distances.csv -o -name '.*.lock' -o -name '.*.tmp' \) -delete
+	rm -f results/demo/partition/train.csv results/demo/partition/val.csv results/demo/partition/test.csv
+	find mfr tests benchmarks -type d -name __pycache__ -prune -exec rm -rf {} +

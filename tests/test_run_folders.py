@@ -120,7 +120,8 @@ def test_partition_set_is_never_mixed(parted, tmp_path, capsys, monkeypatch):
         mfr.study.steps.partition_step(mfr.core.config.load_config("thesis", data_root=str(tree), seed=7),
                                  out, force=True)
     monkeypatch.setattr(mfr.data.partition, "write_json", real)
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    run = json.loads((out / "run.json").read_text())  # marked by the step itself, not the CLI
+    assert run["status"] == "failed" and run["error"].startswith("ZeroDivisionError")
     assert not (out / "stats.json").exists()
     capsys.readouterr()
     assert main(["embed", "--pairs", str(out), "--out", str(tmp_path / "e"),
@@ -143,6 +144,9 @@ def test_resume_checks_inputs_settings_and_epochs(parted, tmp_path, capsys):
     shutil.copytree(pairs, other, ignore=shutil.ignore_patterns("cache"))
     val = pd.read_csv(other / "val.csv")
     val.iloc[::-1].to_csv(other / "val.csv", index=False)
+    part = json.loads((other / "run.json").read_text())  # a partition that recorded this val.csv
+    part["outputs"]["val.csv"] = provenance.file_digest(other / "val.csv")
+    (other / "run.json").write_text(json.dumps(part))
     assert main(["train", "--pairs", str(other), "--out", str(out), *TRAIN, "--epochs", "2",
                  "--resume"]) == 2
     assert "pairs.val.csv" in _err(capsys)
@@ -152,7 +156,9 @@ def test_resume_checks_inputs_settings_and_epochs(parted, tmp_path, capsys):
     run = json.loads((out / "run.json").read_text())
     assert run["epochs_trained"] == 3 and run["config"]["epochs"] == 3
     assert len(pd.read_csv(out / "history.csv")) == 3
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch_003.npz"]
+    assert [p.name for p in (out / "checkpoints").glob("*.npz")] == ["epoch_003.npz"]
+    assert list(json.loads((out / "checkpoints" / "checkpoints.json").read_text())) == [
+        "epoch_003.npz"]  # the sha256 of each checkpoint kept, as it was saved
 
 
 def test_empty_splits_are_refused_before_slow_work(parted, tmp_path, capsys):
@@ -160,6 +166,9 @@ def test_empty_splits_are_refused_before_slow_work(parted, tmp_path, capsys):
     empty = tmp_path / "pairs"
     shutil.copytree(pairs, empty, ignore=shutil.ignore_patterns("cache"))
     pd.DataFrame(columns=COLUMNS).to_csv(empty / "test.csv", index=False)  # header only
+    part = json.loads((empty / "run.json").read_text())  # as a partition that wrote it records
+    part["outputs"]["test.csv"] = provenance.file_digest(empty / "test.csv")
+    (empty / "run.json").write_text(json.dumps(part))
     assert main(["train", "--pairs", str(empty), "--out", str(tmp_path / "t"), "--epochs", "1",
                  *TRAIN]) == 2
     assert "test.csv: no pairs" in _err(capsys) and not (tmp_path / "t").exists()

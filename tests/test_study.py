@@ -90,7 +90,8 @@ def test_a_changed_input_reruns_what_depends_on_it_and_a_failure_names_the_noteb
     assert "step baseline failed" in msg and str(out / "notebooks" / "02_baseline.ipynb") in msg
     assert "test.csv" in msg
     ledger = json.loads((out / "study.json").read_text())
-    assert ledger["steps"]["baseline"]["status"] == "running"
+    assert ledger["steps"]["baseline"]["status"] == "failed"  # never left "running"
+    assert "step baseline failed" in ledger["steps"]["baseline"]["error"]
     assert ledger["steps"]["finetune_N10"]["status"] == "complete"  # finished steps are kept
 
 

@@ -146,7 +146,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         mp.setattr(losses, "contrastive_loss", lambda margin: lambda y, d: d * float("nan"))
         with pytest.raises(NonFiniteLossError, match=r"epoch 2, batch 1 of 3"):
             _run_tiny(True, epochs=2, out=tmp_path, resume=True)
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch_001.npz"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("*.npz")) == ["epoch_001.npz"]
     assert ckpt.read_bytes() == good
     assert len(pd.read_csv(tmp_path / "history.csv")) == 1
     res, _ = _run_tiny(True, epochs=2, out=tmp_path, resume=True)
@@ -245,7 +245,7 @@ def test_train_cli_resume_after_kill(study, tmp_path):
     _cli([*common, "--out", tmp_path / "full"])
     killed = _kill_after_first_checkpoint([*common, "--out", tmp_path / "cut"])
     assert killed.returncode == -9
-    left = [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()]
+    left = [p.name for p in (tmp_path / "cut" / "checkpoints").glob("*.npz")]
     assert len(left) == 1 and left[0] != f"epoch_{epochs:03d}.npz"  # the latest only, mid-run
     refused = _cli([*common, "--out", tmp_path / "cut"], check=False)
     assert refused.returncode == 2 and "--resume" in refused.stderr

@@ -32,7 +32,7 @@ from mfr.backbones.facts import (
     Preprocessing,
     validate_trainable_layers,
 )
-from mfr.core.errors import InputError, MissingError
+from mfr.core.errors import InputError, MfrError, MissingError
 
 if TYPE_CHECKING:
     import keras
@@ -187,6 +187,7 @@ class Backbone:
                                f"layers (final_trainable.h5, written when `mfr train` ends)")
         known = set(StudyConfig.__dataclass_fields__)
         cfg = StudyConfig().replace(**{k: v for k, v in config.items() if k in known})
+        self.check_run_files(run_dir, meta)
         core = self.core(cfg)
         if fine_tuned:
             loaded = self.load_trained(core, trained, strict=False)
@@ -198,6 +199,40 @@ class Backbone:
                 raise InputError(f"{trained}: holds layers {sorted(loaded)}, but {meta_path} "
                                  f"lists trainable_layer_names {sorted(expected)}")
         return core
+
+    def check_run_files(self, run_dir: str | Path, meta: Any) -> None:
+        """The files a run's network is built from are the ones the run used: its
+        ``final_trainable.h5`` as its run.json's outputs record it, and the weights file it
+        started from (the released ones or a path: its fingerprint's sha256). A file that
+        changed since is a one-line InputError naming it. Released weights not downloaded yet
+        are left to the download's own sha256 check."""
+        from collections.abc import Mapping
+
+        from mfr.core.integrity import check_recorded
+        from mfr.core.provenance import file_digest
+
+        run_dir = Path(run_dir)
+        if (run_dir / "final_trainable.h5").is_file():
+            check_recorded(run_dir / "final_trainable.h5")
+        fp = meta.get("fingerprint")
+        recorded = fp.get("weights") if isinstance(fp, Mapping) else None
+        config = meta.get("config") or {}
+        weights = config.get("weights") if isinstance(config, Mapping) else None
+        if not isinstance(recorded, str) or "sha256:" not in recorded or weights is None:
+            return  # a random init, or a record without the weights' digest
+        try:
+            path = (self.pretrained_file() if weights == self.facts.weights.name
+                    else Path(weights))
+        except MfrError:
+            return  # released, not there yet: fetched later and checked by its own sha256
+        if not Path(path).is_file():
+            return  # a path: building the network says it is missing
+        digest = recorded.rsplit("sha256:", 1)[1]
+        now = file_digest(path)
+        if now != digest:
+            raise InputError(f"{path}: not the weights file the run {run_dir} started from "
+                             f"(sha256 {now[:12]}...; {run_dir / 'run.json'} records "
+                             f"{digest[:12]}...); the run's network cannot be rebuilt from it")
 
     # ------------------------------------------------------------------ inputs
 

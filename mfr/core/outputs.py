@@ -34,19 +34,35 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
 
     The file gets the permissions of any new file (0666 less the umask), not mkstemp's 0600.
+    An OSError while writing it (a full disk, a quota, a permission) names `path`, the file
+    that could not be written (``e.filename``), not the temporary one or none.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+    except OSError as e:
+        raise _naming(e, path) from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.filename not in (None, str(tmp_path), tmp_path):
+            raise  # another file's fault, already named
+        raise _naming(e, path) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """The same OSError (errno, so the same subclass) naming `path` as its file (one without
+    an errno, numpy's short write, says it could not be written)."""
+    what = e.strerror or f"could not be written ({' '.join(str(e).split())})"
+    return OSError(e.errno, what, str(path))
 
 
 @contextlib.contextmanager

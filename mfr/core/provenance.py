@@ -23,41 +23,47 @@ another command, another fingerprint           refused (``force``: replaced whol
 files but no run.json                          refused, always (not mfr's to delete)
 =============================================  ======================================
 
-A claimed folder is locked (:func:`lock`: ``.<name>.lock`` beside it, holding the process id
-and the time) until :func:`complete`, or until the CLI's error path calls :func:`abandon`:
-a second process claiming the same folder is refused with one line naming the first; the
-lock of a process that died is taken over. :func:`abandon` never leaves a folder marked
-``running``: a complete run that was reopened and failed before changing its outputs gets its
-record back; any other gets ``status: failed`` and the error (resumable as before).
+A claimed folder is locked (:func:`lock`, :mod:`mfr.core.locks`: an ``flock`` on
+``.<name>.lock`` beside the folder's real path, so an alias through a symbolic link is the
+same folder) until :func:`complete`, or until the run ends otherwise: a second process
+claiming the same folder is refused with one line naming the first; the lock of a process that
+died is simply taken (the kernel dropped it). Every way a run can end marks it: the CLI's
+error and signal paths and :func:`marks_its_runs` (the step functions, in notebooks and
+scripts) call :func:`abandon`, and so does the end of the process (``atexit``); the study
+runner marks a folder whose kernel died (:func:`release_unfinished`). :func:`abandon` never
+leaves a folder marked ``running``: a complete run that was reopened and failed before
+changing its outputs gets its record back; any other gets ``status: failed`` and the error
+(resumable as before).
 :func:`check_apart` refuses an output folder that is, holds or lies in one of the command's
 input folders (a ``--force`` there would delete the input).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import os
 import shutil
-import socket
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from mfr.core import locks
 from mfr.core.errors import MfrError, RunFolderError
 from mfr.core.outputs import run_metadata, write_json
 from mfr.core.run_record import RUN_FILE, read_json_record
 
-__all__ = ["RUN_FILE", "abandon", "check_apart", "claim", "complete", "differences",
-           "file_digest", "listing_digest", "lock", "read_run", "state", "unlock"]
+__all__ = ["RUN_FILE", "abandon", "check_apart", "claim", "complete", "differences", "ending",
+           "file_digest", "listing_digest", "lock", "marks_its_runs", "read_run",
+           "release_unfinished", "state", "unlock"]
 
+T = TypeVar("T")
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 #: Folders this process claimed and has not completed: folder -> its record before the claim.
 _CLAIMS: dict[Path, dict[str, Any] | None] = {}
-#: Lock files this process holds.
-_LOCKS: set[Path] = set()
 
 
 def file_digest(path: str | Path) -> str:
@@ -79,16 +85,19 @@ def listing_digest(root: str | Path, paths: Iterable[str] | None = None) -> str:
 
     Cheap (no file is read) and changes when a file is added, removed, renamed or rewritten.
     `paths`: only these (relative to `root`; a missing one is recorded as missing); default:
-    every file under `root`, walked in sorted order.
+    every file under `root`, walked in sorted order, except what mfr itself writes there: a
+    folder below `root` holding a run record, a study ledger or an image cache's record
+    (an ``--out`` or ``--cache-dir`` inside the data root), and lock and temporary files,
+    so that writing a run's outputs inside its data root does not change the data it read.
     """
     root = Path(root)
     h = hashlib.sha256()
     if paths is None:
         paths = []
         for d, dirs, files in os.walk(root):
-            dirs.sort()
+            dirs[:] = sorted(x for x in dirs if not _mfr_folder(Path(d) / x))
             rel = Path(d).relative_to(root)
-            paths.extend((rel / f).as_posix() for f in sorted(files))
+            paths.extend((rel / f).as_posix() for f in sorted(files) if not _mfr_file(f))
     for p in paths:
         try:
             st = os.stat(root / p)
@@ -97,6 +106,18 @@ def listing_digest(root: str | Path, paths: Iterable[str] | None = None) -> str:
             entry = f"{p}\tmissing\n"
         h.update(entry.encode("utf-8", "surrogateescape"))
     return h.hexdigest()
+
+
+#: the files that mark a folder as mfr's own output (a run, a study, an image cache)
+_MFR_RECORDS = (RUN_FILE, "study.json", ".mfr-image-cache.json")
+
+
+def _mfr_folder(folder: Path) -> bool:
+    return any(os.path.isfile(folder / name) for name in _MFR_RECORDS)
+
+
+def _mfr_file(name: str) -> bool:
+    return name.startswith(".") and (name.endswith(".lock") or name.endswith(".tmp"))
 
 
 def read_run(out_dir: str | Path) -> dict[str, Any] | None:
@@ -219,39 +240,41 @@ def complete(out_dir: str | Path, command: str, fingerprint: Mapping[str, Any], 
     """Write the final ``run.json``: status complete, and the sha256 of each output file
     (paths relative to `out_dir`; folders are listed file by file)."""
     out = Path(out_dir)
-    _CLAIMS.pop(out.resolve(), None)
     digests: dict[str, str] = {}
     for name in outputs:
         p = out / name
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         for f in files:
             digests[f.relative_to(out).as_posix()] = file_digest(f)
-    try:
-        return write_json(out / RUN_FILE, run_metadata(_used(config, command), command=command,
-                                                       status="complete",
-                                                       fingerprint=fingerprint,
-                                                       outputs=digests, **details))
-    finally:
-        unlock(out)
+    # until the record is written the run is not complete: a failure here is abandoned
+    path = write_json(out / RUN_FILE, run_metadata(_used(config, command), command=command,
+                                                   status="complete", fingerprint=fingerprint,
+                                                   outputs=digests, **details))
+    _CLAIMS.pop(out.resolve(), None)
+    unlock(out)
+    return path
 
 
 def _outputs_intact(out: Path, run: Mapping[str, Any]) -> bool:
+    outputs = run.get("outputs")
+    if not isinstance(outputs, Mapping):
+        return False
     try:
-        return all(file_digest(out / name) == digest
-                   for name, digest in (run.get("outputs") or {}).items())
+        return all(file_digest(out / name) == digest for name, digest in outputs.items())
     except OSError:
         return False
 
 
-def abandon(reason: str) -> list[Path]:
+def abandon(reason: str, only: Iterable[Path] | None = None) -> list[Path]:
     """The error path of a command: every folder this process claimed and did not complete
-    is unlocked and never left ``running``: a complete run reopened (``--resume``) whose
-    outputs are unchanged gets its complete record back; any other is marked
-    ``status: failed`` with `reason` (the same run is resumed by the next claim, as an
+    (`only`: of these) is unlocked and never left ``running``: a complete run reopened
+    (``--resume``) whose outputs are unchanged gets its complete record back; any other is
+    marked ``status: failed`` with `reason` (the same run is resumed by the next claim, as an
     interrupted one is). Returns the folders."""
     done = []
     for out, before in list(_CLAIMS.items()):
-        _CLAIMS.pop(out, None)
+        if only is not None and out not in only:
+            continue
         with contextlib.suppress(OSError):
             if (before is not None and before.get("status") == "complete"
                     and _outputs_intact(out, before)):
@@ -259,6 +282,7 @@ def abandon(reason: str) -> list[Path]:
             elif (run := read_run(out)) is not None and run.get("status") == "running":
                 write_json(out / RUN_FILE, {**run, "status": "failed", "error": reason})
         unlock(out)
+        _CLAIMS.pop(out, None)  # last: cut short (a second signal), the next call redoes it
         done.append(out)
     return done
 
@@ -266,74 +290,80 @@ def abandon(reason: str) -> list[Path]:
 # --------------------------------------------------------------------------- locks
 
 
-def _lock_path(out: Path) -> Path:
-    out = Path(os.path.abspath(out))
-    return out.parent / f".{out.name}.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def lock(out_dir: str | Path) -> Path:
-    """Take the run folder's lock (``.<name>.lock`` beside it: the folder itself may be
-    replaced whole): made exclusively, holding this process's id, host and start time.
-
-    Held by another live process on this host: :class:`RunFolderError` naming it. Held by a
-    process that is gone (killed): taken over. Held by this process: kept."""
-    path = _lock_path(Path(out_dir))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunFolderError(f"{Path(out_dir)}: cannot write here ({path.parent}: "
-                             f"{e.strerror}); choose another output folder") from None
-    mine = f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid_s, host, since = (path.read_text(encoding="utf-8").split() + ["", "", ""])[:3]
-            except OSError:
-                continue  # released meanwhile: try again
-            pid = int(pid_s) if pid_s.isdigit() else -1
-            if pid == os.getpid() and host == socket.gethostname():
-                _LOCKS.add(path)
-                return path
-            if pid > 0 and host == socket.gethostname() and _alive(pid):
-                raise RunFolderError(f"{Path(out_dir)}: is being written by process {pid} "
-                                     f"since {since} (lock {path}); wait for it to finish, "
-                                     f"or choose another output folder") from None
-            if pid > 0 and host != socket.gethostname():
-                raise RunFolderError(f"{Path(out_dir)}: is being written by process {pid} on "
-                                     f"{host} since {since} (lock {path}); if that process is "
-                                     f"gone, delete the lock") from None
-            with contextlib.suppress(FileNotFoundError):  # a dead process's: take it over
-                path.unlink()
-            continue
-        except OSError as e:
-            raise RunFolderError(f"{Path(out_dir)}: cannot write here ({e.strerror}); choose "
-                                 f"another output folder") from None
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(mine)
-        _LOCKS.add(path)
-        return path
-    raise RunFolderError(f"{Path(out_dir)}: could not take its lock {path}; try again")
+    """Take the run folder's lock (:mod:`mfr.core.locks`: ``.<name>.lock`` beside the folder's
+    real path, the folder itself may be replaced whole), or :class:`RunFolderError` naming
+    the live process that holds it. A dead process's lock is simply taken (the kernel dropped
+    it); this process's is kept."""
+    return locks.acquire(out_dir)
 
 
 def unlock(out_dir: str | Path) -> None:
     """Release the lock this process holds on a run folder (nothing if it holds none)."""
-    path = _lock_path(Path(out_dir))
-    if path in _LOCKS:
-        _LOCKS.discard(path)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    locks.release(out_dir)
+
+
+def release_unfinished(run_dir: str | Path, reason: str) -> bool:
+    """Mark a run folder that another process claimed and left ``running`` (it was killed,
+    or its kernel died) ``failed`` with `reason`, if no live process holds its lock now;
+    whether it was marked. The study runner's word for a step whose kernel it lost."""
+    out = Path(run_dir)
+    run = read_run(out)
+    if run is None or run.get("status") != "running" or locks.held(out):
+        return False
+    try:
+        locks.acquire(out)
+    except RunFolderError:
+        return False  # still being written: its process marks it
+    try:
+        run = read_run(out)
+        if run is None or run.get("status") != "running":
+            return False
+        write_json(out / RUN_FILE, {**run, "status": "failed", "error": reason})
+        return True
+    finally:
+        locks.release(out)
+
+
+def marks_its_runs(fn: Callable[..., T]) -> Callable[..., T]:
+    """A step function that never leaves a run folder it claimed ``running`` nor locked,
+    however it ends: an exception (or Ctrl-C, or a diverging training) marks each folder
+    it claimed and did not complete ``failed`` with the error (:func:`abandon`), and so
+    does a return before :func:`complete` (a bug: said so). For steps called from
+    notebooks and scripts; the CLI does the same for a whole command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        before = set(_CLAIMS)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as e:
+            abandon(ending(e), only=set(_CLAIMS) - before)
+            raise
+        left = set(_CLAIMS) - before
+        if left:
+            abandon(f"{fn.__name__} returned before completing its run", only=left)
+        return result
+
+    return wrapper
+
+
+def ending(e: BaseException) -> str:
+    """How a run ended, in one line, for its record's ``error``."""
+    if isinstance(e, KeyboardInterrupt):
+        return f"interrupted ({e})" if str(e) else "interrupted"
+    if isinstance(e, MemoryError):
+        return "MemoryError: out of memory"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+@atexit.register
+def _abandon_at_exit() -> None:
+    """A process that ends with runs it claimed and did not complete (a notebook kernel shut
+    down after a failed cell, a script that returned early) marks and unlocks them."""
+    if _CLAIMS:
+        abandon("the process ended before the run completed")
 
 
 # --------------------------------------------------------------------------- apart

@@ -18,10 +18,18 @@ A cache is reused only when it was made the same way from the same files (:func:
 the one check `mfr embed` and `mfr train` both make); else it is rebuilt. Its space is reserved
 on disk before any image is decoded, so a full disk is an ``OSError`` with a message, never a
 crash of the memory-mapped write; temporary files of a killed build are removed by the next.
+
+One process at a time builds or opens a cache folder: its lock (:mod:`mfr.core.locks`,
+``.<name>.lock`` beside the folder's real path) is held while a cache is checked, built or
+opened, and a second process waits for it (saying whom it waits for), then reuses what the
+first built. So two runs sharing a ``--cache-dir`` never delete each other's temporary files or
+record. An image that cannot be read is listed and skipped; a failure that is not the image's
+(out of memory, too many open files) stops the build, and no cache is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -38,7 +46,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mfr.core.errors import InputError, MissingError
+from mfr.core import locks
+from mfr.core.errors import InputError, MissingError, RunFolderError
 from mfr.core.outputs import atomic_path, run_metadata, write_csv, write_json
 from mfr.core.progress import progress_bar
 from mfr.core.provenance import listing_digest
@@ -52,6 +61,24 @@ __all__ = ["CACHE_FORMAT", "ImageCache", "build_image_cache", "build_partition_c
 CACHE_FORMAT = 2
 #: The folder's record, written before anything else: mfr made this folder, for which images.
 RECORD = ".mfr-image-cache.json"
+#: OSErrors of the machine, not of an image: they stop a build instead of being listed
+_NOT_THE_IMAGES = (errno.ENOMEM, errno.EMFILE, errno.ENFILE, errno.ENOSPC)
+
+
+@contextlib.contextmanager
+def _locked(cache_dir: Path):
+    """The cache folder's lock for the block, waited for; a folder whose parent cannot hold a
+    lock file (read-only media) is read without it."""
+    try:
+        cm = locks.locked(cache_dir, wait=True, what="--cache-dir")
+        cm.__enter__()
+    except RunFolderError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        cm.__exit__(None, None, None)
 
 
 
@@ -129,7 +156,8 @@ def reusable(cache_dir: str | Path, paths: Sequence[str], size: int,
     `decoder` from `data_root` (None: the data root it records) and none of its source files
     changed since (same sizes and modification times); else None."""
     try:
-        cache = ImageCache.open(cache_dir)
+        with _locked(Path(cache_dir)):  # not while another process builds it
+            cache = ImageCache.open(cache_dir)
     except (FileNotFoundError, ValueError, OSError, json.JSONDecodeError):
         return None
     m = cache.meta
@@ -203,22 +231,24 @@ def build_image_cache(
     if not paths:
         raise InputError(f"no image paths to cache under {data_root}")
     cache_dir = Path(cache_dir)
-    if not rebuild and (cache := reusable(cache_dir, paths, size, data_root, decoder)) is not None:
-        return cache
-
-    made = _claim_cache_folder(cache_dir, data_root, paths)
-    try:
-        return _build(data_root, paths, cache_dir, size, progress, num_workers, decoder, config)
-    except BaseException:
-        if made:  # a folder that was empty is left empty
-            (cache_dir / RECORD).unlink(missing_ok=True)
-        raise
+    with locks.locked(cache_dir, wait=True, what="--cache-dir"):  # one build at a time
+        if not rebuild and (cache := reusable(cache_dir, paths, size, data_root,
+                                              decoder)) is not None:
+            return cache
+        made = _claim_cache_folder(cache_dir, data_root, paths)
+        try:
+            return _build(data_root, paths, cache_dir, size, progress, num_workers, decoder,
+                          config)
+        except BaseException:
+            if made:  # a folder that was empty is left empty
+                (cache_dir / RECORD).unlink(missing_ok=True)
+            raise
 
 
 def _build(data_root: Path, paths: list[str], cache_dir: Path, size: int, progress: bool,
            num_workers: int | None, decoder: str, config: Any) -> ImageCache:
     (cache_dir / "cache.json").unlink(missing_ok=True)  # no longer complete from here on
-    for stale in cache_dir.glob(".*.tmp"):  # left by a killed build
+    for stale in cache_dir.glob(".*.tmp"):  # left by a killed build (the lock is ours)
         stale.unlink()
     n = len(paths)
     workers = num_workers or min(4, os.cpu_count() or 1)
@@ -228,6 +258,12 @@ def _build(data_root: Path, paths: list[str], cache_dir: Path, size: int, progre
     def _load(p: str):
         try:
             return load_image(data_root / p, size, decoder), None
+        except MemoryError:
+            raise  # the machine's, not the image's: never "could not be read"
+        except OSError as e:
+            if e.errno in _NOT_THE_IMAGES:
+                raise
+            return None, f"{type(e).__name__}: {e}".replace("\n", " ")
         except Exception as e:  # noqa: BLE001 - any unreadable image is listed, never fatal
             return None, f"{type(e).__name__}: {e}".replace("\n", " ")
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mfr.core.errors import InputError, MissingError, NotADirError
+from mfr.core.provenance import marks_its_runs
 from mfr.core.readers.paths import list_folder
 from mfr.data.datasets.common import IMAGE_EXTENSIONS
 from mfr.data.datasets.rmfrd import MASKED_DIR, RMFRD_DIRNAME, UNMASKED_DIR, detect
@@ -388,6 +389,7 @@ def _save_jpeg(path: Path, image: np.ndarray) -> None:
     Image.fromarray(image).save(path, format="JPEG", quality=JPEG_QUALITY)
 
 
+@marks_its_runs
 def mask_tree(src_root: str | Path, out_root: str | Path, seed: int = 0,
               kinds: Sequence[str] = tuple(MASK_KINDS), per_image: int = 1,
               detector: str = "mtcnn", crop_fallback: bool = False, force: bool = False,

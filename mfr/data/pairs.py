@@ -129,12 +129,16 @@ def _subject_folder(p: str) -> str:
 
 
 def read_pair_csvs(pairs_dir: str | Path, splits: Sequence[str] = SPLITS) -> dict[str, pd.DataFrame]:
-    """Read ``<pairs_dir>/<split>.csv`` for each split (FileNotFoundError naming a missing one)."""
+    """Read ``<pairs_dir>/<split>.csv`` for each split (FileNotFoundError naming a missing one;
+    InputError naming one changed since its partition recorded it,
+    :func:`mfr.core.integrity.check_recorded`)."""
+    from mfr.core.integrity import check_recorded
+
     pairs_dir = Path(pairs_dir)
     if not pairs_dir.is_dir():
         raise MissingError(f"{pairs_dir}: pairs directory not found (expected the output "
                                 f"directory of `mfr partition`, with train/val/test.csv)")
-    return {split: read_pairs(pairs_dir / f"{split}.csv") for split in splits}
+    return {split: read_pairs(check_recorded(pairs_dir / f"{split}.csv")) for split in splits}
 
 
 def own_pair_sets(pairs_dir: str | Path) -> list[str]:

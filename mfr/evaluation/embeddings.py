@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.outputs import run_metadata, save_npy, write_csv, write_json
 from mfr.core.progress import progress_bar
 from mfr.core.run_record import read_json_record
@@ -138,8 +139,9 @@ def load_embeddings(out_dir: str | Path) -> Embeddings:
     if not run.is_file():
         raise MissingError(f"{run}: no complete embeddings here (expected embeddings.npy, "
                                 f"index.csv and run.json from save_embeddings)")
-    index = pd.read_csv(out_dir / "index.csv", dtype={"path": str}, keep_default_na=False)
-    vectors = np.load(out_dir / "embeddings.npy")
+    index = pd.read_csv(check_recorded(out_dir / "index.csv"), dtype={"path": str},
+                        keep_default_na=False)
+    vectors = np.load(check_recorded(out_dir / "embeddings.npy"), allow_pickle=False)
     if len(index) != len(vectors):
         raise InputError(f"{out_dir / 'index.csv'}: {len(index)} paths but embeddings.npy has "
                          f"{len(vectors)} rows")

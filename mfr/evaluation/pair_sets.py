@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.evaluation import metrics as M
 
 #: the distances evaluated (the thesis's RQ3): its squared distance of normalised embeddings,
@@ -39,11 +40,13 @@ def _entry(setting: str, path: Path, reason: str) -> dict[str, str]:
 
 
 def read_distances(run_dir: str | Path, distances: Sequence[str] = EVAL_DISTANCES) -> pd.DataFrame:
-    """A run folder's distances.csv (subjects as strings); ValueError naming a missing column."""
+    """A run folder's distances.csv (subjects as strings), the bytes its run recorded
+    (:func:`mfr.core.integrity.check_recorded`); ValueError naming a missing column."""
     path = Path(run_dir) / "distances.csv"
     if not path.is_file():
         raise MissingError(f"{path}: no distances (expected the output of `mfr embed` or "
                                 f"`mfr train`)")
+    check_recorded(path)
     df = pd.read_csv(path, dtype={"unmasked_subject": str, "masked_subject": str,
                                   "unmasked_path": str, "masked_path": str},
                      keep_default_na=False)

@@ -91,6 +91,7 @@ def _other_partition(s: Setting, partition_dir: Path) -> str | None:
 def _setting_metrics(s: Setting, study: Study, rule: str, n_resamples: int, seed: int,
                      distances: Sequence[str]) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """One setting's entry of metrics.json, and what it could not evaluate (incomplete)."""
+    from mfr.core.integrity import ChangedOutputError
     from mfr.evaluation.embeddings import load_embeddings
 
     notes: list[dict[str, str]] = []
@@ -129,6 +130,8 @@ def _setting_metrics(s: Setting, study: Study, rule: str, n_resamples: int, seed
         try:
             entry["identification"] = identification_metrics(
                 load_embeddings(emb_dir), probes, gallery, distances, n_resamples, seed)
+        except ChangedOutputError:
+            raise  # not the run's embeddings: no number is made from them
         except ValueError as e:
             entry["identification"] = {"null_reason": f"{emb_dir}: {e}"}
             notes.append(_entry(s.key, s.run_dir, f"identification: {e}"))

@@ -28,6 +28,7 @@ from typing import Any
 
 from mfr.backbones.dlib_resnet import FACE_RECOGNITION_TOLERANCE  # dlib's fact, re-exported
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.provenance import differences, read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "Threshold", "evaluated_run", "pair_set_order",
@@ -84,6 +85,7 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise MissingError(f"{path}: thresholds file not found (expected the thresholds.json "
                            f"of `mfr evaluate`)")
+    check_recorded(path)  # a thresholds.json of `mfr evaluate`: the bytes it recorded
     data = read_json(path, "the thresholds.json of `mfr evaluate`")
     if not ("settings" in data or "pair_sets" in data):
         raise InputError(f"{path}: not a thresholds.json of `mfr evaluate` (expected 'settings' "

@@ -394,6 +394,7 @@ def run_gradcam(
     Images come from an image cache that holds them (``pairs_dir/cache``, the runs'
     ``cache_dir``), else from `data_root` (default: the first run's recorded data root;
     :func:`mfr.study.steps.gradcam_step` passes the partition's)."""
+    from mfr.core.integrity import check_recorded
     from mfr.data import faces
     from mfr.data.pairs import read_pairs
     from mfr.explain.gradcam import require_tensorflow
@@ -403,7 +404,7 @@ def run_gradcam(
     backbone, layer, size = _check_settings(settings, n_images, random_draws, layer)
     fixed = faces.FIXED_FRACTION if fixed_fraction is None else fixed_fraction
     pairs_dir, out = Path(pairs_dir), Path(out_dir)
-    candidates = select_pairs(read_pairs(pairs_dir / "test.csv"), seed)
+    candidates = select_pairs(read_pairs(check_recorded(pairs_dir / "test.csv")), seed)
     source, root = _image_source(settings, pairs_dir, data_root, size)
     pairs, images, skipped = _pick_pairs(candidates, source, n_images, pairs_dir)
     # the images the network takes (dlib's face chips), explained and lined up at their size

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mfr.core.config import StudyConfig
+from mfr.core.integrity import check_recorded
 from mfr.core.outputs import write_text
 from mfr.core.provenance import read_run
 
@@ -112,7 +113,8 @@ def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
 def _seeds_line(ev: Path) -> str:
     """One line per fine-tuned N run with several seeds: its AUC's spread across the seeds
     beside one run's subject-bootstrap interval (from ``evaluation/metrics.json``)."""
-    spread = json.loads((ev / "metrics.json").read_text(encoding="utf-8")).get("seeds", {})
+    path = check_recorded(ev / "metrics.json")
+    spread = json.loads(path.read_text(encoding="utf-8")).get("seeds", {})
     parts = []
     for g in spread.values():
         a = g["stats"]["auc"]

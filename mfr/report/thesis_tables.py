@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.run_record import read_json_record
 from mfr.core.runs import RUN_FILE, read_run, setting_label
 from mfr.core.runs import random_init as run_random_init
@@ -62,7 +63,7 @@ def run_summary(run_dir: str | Path, split: str = "test", metric: str = "sum_squ
     if not path.is_file():
         raise MissingError(f"{path}: no summary (expected the output folder of `mfr embed` "
                                 f"or `mfr train`)")
-    s = read_json_record(path, "the summary.json of `mfr embed` or `mfr train`")
+    s = read_json_record(check_recorded(path), "the summary.json of `mfr embed` or `mfr train`")
     try:
         return s["splits"][split][metric]
     except KeyError:
@@ -150,6 +151,6 @@ def loss_history(runs: Mapping[int, str | Path]) -> pd.DataFrame:
     """Per-epoch train and validation loss of training runs, long format (Figs 5.1, 5.2)."""
     frames = []
     for n, run_dir in runs.items():
-        h = pd.read_csv(Path(run_dir) / "history.csv")
+        h = pd.read_csv(check_recorded(Path(run_dir) / "history.csv"))
         frames.append(h.assign(setting=run_label(n, run_dir)))
     return pd.concat(frames, ignore_index=True)

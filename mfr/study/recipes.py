@@ -48,6 +48,7 @@ import pandas as pd
 
 from mfr.core.config import CONFIG_DIR, StudyConfig, _read_profile
 from mfr.core.errors import InputError, MissingError
+from mfr.core.provenance import marks_its_runs
 from mfr.core.readers.text import excerpt
 
 __all__ = ["Recipe", "RecipesPlan", "auc_figure", "load_recipes", "run_recipes",
@@ -218,6 +219,7 @@ class _Ledger:
         return result
 
 
+@marks_its_runs
 def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | None = None,
                 only: Sequence[str] | None = None, progress: bool = True,
                 log: Callable[[str], None] = print) -> pd.DataFrame:
@@ -225,7 +227,8 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     each seed of `seeds` (default: the config's ``seeds``, else its seed; the config's own seed
     is always run: its run carries the bootstrap intervals). Writes ``recipes.csv``,
     ``recipes.md``, ``recipes_auc.png`` and ``run.json`` under `out_dir`, returns the table."""
-    from mfr.core.outputs import write_csv, write_json, write_text
+    from mfr.core.outputs import write_csv, write_text
+    from mfr.core.provenance import claim, complete, lock, unlock
     from mfr.study.steps import embed_step, partition_step, train_step
 
     cfg0 = plan.config
@@ -239,6 +242,14 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
         raise InputError(f"--only: no recipe {unknown} in {plan.path} (it has {names})")
     needed = _needed(plan.recipes, only)
     out = Path(out_dir)
+    fp = recipes_fingerprint(cfg0)
+    lock(out)  # the claim every command makes: another command's folder is refused
+    try:
+        _adopt_record(out, fp)
+        claim(out, "recipes", fp, config=cfg0, reopen=True)
+    except BaseException:
+        unlock(out)
+        raise
     ledger = _Ledger(out / "times.json")
     t_start = time.perf_counter()
     for r in plan.recipes:
@@ -315,15 +326,40 @@ def run_recipes(plan: RecipesPlan, out_dir: str | Path, seeds: Sequence[int] | N
     wall = time.perf_counter() - t_start
     md = recipes_markdown(table, cfg0, plan.path, seeds, ledger.data)
     write_text(out / "recipes.md", md)
-    write_json(out / "run.json", {
-        "command": "recipes", "profile": str(plan.path), "config": cfg0.to_dict(),
-        "recipes": [{**vars(r), "seeds": list(r.seeds) if r.seeds else None}
-                    for r in plan.recipes], "only": only, "seeds": seeds,
-        "distance": DISTANCE, "bootstrap_resamples": cfg0.bootstrap_resamples,
-        "seconds_this_invocation": round(wall, 1),
-        "seconds_computed": ledger.data, "outputs": ["recipes.csv", "recipes.md", *fig_files]})
+    complete(out, "recipes", fp, config=cfg0,
+             outputs=["recipes.csv", "recipes.md", *fig_files], profile=str(plan.path),
+             recipes=[{**vars(r), "seeds": list(r.seeds) if r.seeds else None}
+                      for r in plan.recipes], only=only, seeds=seeds, distance=DISTANCE,
+             bootstrap_resamples=cfg0.bootstrap_resamples,
+             seconds_this_invocation=round(wall, 1), seconds_computed=ledger.data)
     log(f"recipes: wrote {out / 'recipes.csv'} ({len(table)} rows, {wall:.0f} s)")
     return table
+
+
+def recipes_fingerprint(config: StudyConfig) -> dict[str, Any]:
+    """What a comparison folder is of: the data and the partition every row shares (its
+    recipes, seeds and ``--only`` may change between invocations: each run folder under it
+    has its own record, and the table is that invocation's)."""
+    root = Path(config.data_root).expanduser().resolve() if config.data_root else None
+    return {"data_root": str(root) if root else None,
+            "partition": {k: getattr(config, k) for k in FIXED_FIELDS
+                          if k not in ("data_root", "seeds", "profile")}}
+
+
+def _adopt_record(out: Path, fp: dict[str, Any]) -> None:
+    """A comparison folder made before `mfr recipes` claimed its folder (a run.json of
+    command recipes without a fingerprint, or none beside a times.json) is taken as this
+    comparison's, so that it is resumed, not refused as another run's."""
+    from mfr.core.outputs import write_json
+    from mfr.core.provenance import read_run
+
+    run = read_run(out)
+    if run is None and (out / "times.json").is_file() and not (out / "run.json").exists():
+        write_json(out / "run.json", {"command": "recipes", "fingerprint": fp,
+                                      "status": "running"})
+    elif run is not None and run.get("command") == "recipes" and "fingerprint" not in run:
+        old = {k: v for k, v in run.items() if k != "outputs"}  # then a list of names
+        write_json(out / "run.json", {**old, "fingerprint": fp, "status": "complete"})
 
 
 def _needed(recipes: Sequence[Recipe], only: Sequence[str]) -> set[str]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -259,14 +260,22 @@ def _check_study_folder(out: Path) -> None:
                          f"folder; choose another --out")
 
 
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(busy: dict[str, bool] | None = None):
     """A kernel manager that talks to its kernel over local sockets (IPC), not TCP: nothing
     on the network, and no plain-text warning from every kernel.
 
     Each kernel gets socket paths of its own (``$TMPDIR/mfr-kernel-<random>-<n>``): jupyter's
     default, ``kernel-ipc-<n>`` in the working directory, is picked by looking for free
     numbers, which two kernels started at once in the same study folder (the Ray executor)
-    can both pick, and then talk to each other's kernel."""
+    can both pick, and then talk to each other's kernel.
+
+    `busy` (``{"busy": bool}``, kept by :func:`run_notebook`'s cell hooks): whether a cell is
+    running. jupyter_client interrupts (SIGINT) every kernel it shuts down; a kernel that ran
+    its last cell has nothing to interrupt, and one caught between messages logs
+    ``KeyboardInterrupt caught in kernel.`` on stderr. So only a busy kernel (a study
+    interrupted mid-cell) is interrupted, and given up to 5 s to end its cell (its step then
+    marks its run) before it is asked to shut down."""
+    import asyncio
     import tempfile
     import uuid
 
@@ -275,31 +284,119 @@ def _ipc_kernel_manager():
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+        _quiet_shutdown = False
 
         @default("ip")
         def _ip_default(self) -> str:
             return os.path.join(tempfile.gettempdir(), f"mfr-kernel-{uuid.uuid4().hex[:16]}")
 
+        async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            if busy is not None and busy.get("busy") and not now:
+                # shut down mid-cell (the study was interrupted): stop the cell, and let it
+                # end in order (its run marked) before the kernel is asked to go
+                busy["stopped"] = True
+                await super()._async_interrupt_kernel()
+                for _ in range(100):
+                    if not busy.get("busy"):
+                        break
+                    await asyncio.sleep(0.05)
+            self._quiet_shutdown = busy is not None
+            try:
+                await super()._async_shutdown_kernel(now=now, restart=restart)
+            finally:
+                self._quiet_shutdown = False
+
+        shutdown_kernel = _async_shutdown_kernel
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self._quiet_shutdown:
+                await super()._async_interrupt_kernel()
+
+        interrupt_kernel = _async_interrupt_kernel
+
     return IPCKernelManager
+
+
+class StudyInterrupted(KeyboardInterrupt):
+    """The study was interrupted (Ctrl-C, SIGTERM) while a step's notebook ran."""
+
+
+def check_kernel(kernel: str) -> None:
+    """A Jupyter kernel named `kernel` is installed; else a one-line MissingError saying how
+    to install one (before any step runs)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        raise MissingError(_no_kernel(kernel)) from None
+
+
+def _no_kernel(kernel: str) -> str:
+    return (f"no Jupyter kernel named {kernel!r} (`jupyter kernelspec list` shows the installed "
+            f"ones); install one with `python -m ipykernel install --user --name {kernel}` in "
+            f"mfr's environment, or pass --kernel NAME")
 
 
 def run_notebook(step: Step, context: StepContext) -> Path:
     """Run a step's notebook with papermill (the executors' default step runner, here or on
-    a Ray worker); StudyStepError names the executed notebook on failure."""
+    a Ray worker); StudyStepError names the executed notebook on failure, StudyInterrupted
+    says a cell was interrupted (Ctrl-C or SIGTERM to the study).
+
+    The kernel runs in a fresh empty folder, never the study folder: the folder a kernel
+    starts in is first on its import path (and IPython and matplotlib read their config files
+    there), so a ``matplotlib.py`` or ``numpy.py`` in a study folder copied from elsewhere
+    would run. Every path a notebook gets is absolute."""
+    import shutil
+    import signal
+    import tempfile
+
     import papermill as pm
+    from jupyter_client.kernelspec import NoSuchKernel
+    from nbclient.exceptions import DeadKernelError
 
     out, kernel, progress = context.out_dir, context.kernel, context.progress
     nb_out = out / "notebooks" / step.output_notebook
     nb_out.parent.mkdir(parents=True, exist_ok=True)
+    busy = {"busy": False}
+
+    def running(**_: Any) -> None:
+        busy["busy"] = True
+
+    def ran(**_: Any) -> None:
+        busy["busy"] = False
+
+    _quiet_interrupted_cell(busy)
+    empty = tempfile.mkdtemp(prefix="mfr-kernel-cwd-")
+    # nbclient sets its own SIGINT/SIGTERM handlers while a notebook runs and leaves
+    # Python's defaults after it: the CLI's (an orderly end) are put back
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         pm.execute_notebook(str(NOTEBOOK_DIR / step.notebook), str(nb_out),
-                            parameters=step.parameters, kernel_name=kernel, cwd=str(out),
+                            parameters=step.parameters, kernel_name=kernel, cwd=empty,
                             progress_bar=progress, log_output=False,
-                            kernel_manager_class=_ipc_kernel_manager())
+                            kernel_manager_class=_ipc_kernel_manager(busy),
+                            on_cell_execute=running, on_cell_executed=ran, on_cell_error=ran)
     except pm.PapermillExecutionError as e:
+        if e.ename == "KeyboardInterrupt":
+            raise StudyInterrupted(f"step {step.name}; the executed notebook: {nb_out}") from None
         raise StudyStepError(f"step {step.name} failed ({e.ename}: "
                              f"{' '.join(str(e.evalue).split())[:300]}); the executed notebook "
                              f"with the error: {nb_out}") from None
+    except DeadKernelError:
+        if busy.get("stopped"):
+            raise StudyInterrupted(f"step {step.name}; the executed notebook so far: "
+                                   f"{nb_out}") from None
+        raise StudyStepError(f"step {step.name} failed: its kernel died (killed, or out of "
+                             f"memory); the executed notebook so far: {nb_out}") from None
+    except NoSuchKernel:
+        raise MissingError(_no_kernel(kernel)) from None
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
+        if threading.current_thread() is threading.main_thread():
+            for s, handler in handlers.items():
+                if handler is not None:
+                    signal.signal(s, handler)
     return nb_out
 
 
@@ -312,6 +409,23 @@ def _write_profile(out: Path, config: StudyConfig) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     return write_text(out / "profile.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _quiet_interrupted_cell(busy: dict[str, bool]) -> None:
+    """An interrupted study (Ctrl-C in papermill's cell loop) leaves the cell's task to end
+    on its own with the KeyboardInterrupt the kernel reports, and asyncio would print that
+    task's traceback ("Task exception was never retrieved") after `mfr study` said it was
+    interrupted: that one is dropped, everything else goes to asyncio's own handler."""
+    from jupyter_core.utils import ensure_event_loop
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    def handler(loop: Any, context: dict[str, Any]) -> None:
+        if busy.get("stopped") and isinstance(context.get("exception"),
+                                              CellExecutionError | DeadKernelError):
+            return
+        loop.default_exception_handler(context)
+
+    ensure_event_loop().set_exception_handler(handler)
 
 
 def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *,
@@ -365,6 +479,8 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
                          f"{', '.join(valid)} (or finetune: every N)")
     executor = executor or LocalExecutor()
     executor.check()  # e.g. Ray installed, its address answers: before anything starts
+    if isinstance(executor, LocalExecutor) and executor.runner is None:
+        check_kernel(kernel)  # here (a Ray worker's kernel is checked where it runs)
     _check_can_run(config, profile)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the kernels' TensorFlow: no banners
     out.mkdir(parents=True, exist_ok=True)
@@ -379,8 +495,12 @@ def run_study(profile: str | Path = "demo", out_dir: str | Path | None = None, *
     result = StudyResult(out, ledger)
     chosen = [s for s in steps if only is None or s.name == only
               or (only == "finetune" and s.name.startswith("finetune_"))]
-    executor.run(chosen, _Ledger(ledger, ledger_path, by_name, config, out, force, result),
-                 StepContext(out, kernel, progress), run_notebook)
+    schedule = _Ledger(ledger, ledger_path, by_name, config, out, force, result)
+    try:
+        executor.run(chosen, schedule, StepContext(out, kernel, progress), run_notebook)
+    except BaseException as e:  # an error, Ctrl-C, SIGTERM: no step is left "running"
+        schedule.unfinished(e)
+        raise
     ledger["versions"] = versions()
     ledger["numerics"] = numerics()
     write_json(ledger_path, ledger)
@@ -424,7 +544,8 @@ class _Ledger:
         # (stale, or a study committed or copied from elsewhere) replaces what its folder
         # holds; a step interrupted with these parameters resumes (training from its last
         # checkpoint); a step with no record lets its folder decide (up to date, or refused).
-        interrupted = (record is not None and record.get("status") == "running"
+        interrupted = (record is not None
+                       and record.get("status") in ("running", "failed", "interrupted")
                        and record.get("parameters") == step.parameters)
         replace_folder = self.force or (record is not None and not interrupted)
         params = {**step.parameters, **({"force": True} if replace_folder and "force" in
@@ -433,6 +554,27 @@ class _Ledger:
                                            "notebook": f"notebooks/{step.output_notebook}"}
         write_json(self.path, self.ledger)
         return replace(step, parameters=params)
+
+    def unfinished(self, e: BaseException) -> None:
+        """The study stopped (`e`): every step still recorded ``running`` becomes
+        ``interrupted`` (Ctrl-C, a signal) or ``failed``, with the error, and so does its run
+        folder when the notebook's kernel left it ``running`` and is gone
+        (:func:`mfr.core.provenance.release_unfinished`). Resumed by the next `mfr study`."""
+        from mfr.core.provenance import ending, release_unfinished
+
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        why = ending(e)
+        changed = False
+        for name, record in self.ledger["steps"].items():
+            if record.get("status") != "running":
+                continue
+            record.update(status=status, error=why)
+            changed = True
+            if name in self.steps:
+                release_unfinished(self.steps[name].run_dir, f"mfr study: step {name} {status}"
+                                                             f" ({why})")
+        if changed:
+            write_json(self.path, self.ledger)
 
     def end(self, step: Step, seconds: float) -> None:
         """Record a step that finished: complete, its duration and the inputs it ran on."""

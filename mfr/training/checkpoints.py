@@ -3,7 +3,9 @@
 One ``.npz`` per completed epoch, ``<out_dir>/checkpoints/epoch_<E>.npz`` (E 1-based), written
 atomically. By default only the latest is kept (one checkpoint of N=30 with Adam is ~79 MB);
 the final weights also go to ``final_trainable.h5``. A checkpoint records the fingerprint of the
-run that made it, and is only resumed by a run with the same fingerprint.
+run that made it, and is only resumed by a run with the same fingerprint; ``checkpoints.json``
+beside them records each one's sha256 as it was saved, and a checkpoint whose bytes differ
+(swapped, edited) is refused when it is resumed from, naming it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from mfr.core.errors import InputError
-from mfr.core.outputs import atomic_path
-from mfr.core.provenance import differences
+from mfr.core.errors import InputError, MfrError
+from mfr.core.outputs import atomic_path, write_json
+from mfr.core.provenance import differences, file_digest
+from mfr.core.run_record import read_json_record
 
 __all__ = ["CHECKPOINT_FORMAT", "latest_checkpoint", "load_checkpoint", "read_checkpoint_meta",
            "save_checkpoint"]
 
 CHECKPOINT_FORMAT = 1
+#: the sha256 of each checkpoint as it was saved, beside them
+RECORD = "checkpoints.json"
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
@@ -92,7 +97,23 @@ def save_checkpoint(out_dir: str | Path, epoch: int, model: keras.Model, layers:
         for old in _checkpoints(out_dir):
             if old != path:
                 old.unlink(missing_ok=True)
+    write_json(checkpoint_dir(out_dir) / RECORD,
+               {p.name: file_digest(p) for p in _checkpoints(out_dir)})
     return path
+
+
+def check_digest(path: str | Path) -> None:
+    """InputError naming a checkpoint whose bytes are not those recorded when it was saved
+    (``checkpoints.json``); one the record does not list (saved before records) passes."""
+    path = Path(path)
+    record = path.parent / RECORD
+    try:
+        recorded = read_json_record(record, "the checkpoints' record").get(path.name)
+    except MfrError:
+        return
+    if isinstance(recorded, str) and file_digest(path) != recorded:
+        raise InputError(f"{path}: not the checkpoint this run saved (its sha256 differs from "
+                         f"the one {record} records); delete it to start over, or --force")
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
@@ -102,7 +123,9 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
 
 
 def check_fingerprint(path: str | Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's metadata if it was made by a run with `fingerprint`, else ValueError."""
+    """The checkpoint's metadata if it was made by a run with `fingerprint` and is the file it
+    saved (:func:`check_digest`), else InputError."""
+    check_digest(path)
     meta = read_checkpoint_meta(path)
     theirs, ours = meta.get("fingerprint"), json.loads(json.dumps(fingerprint, default=str))
     if theirs != ours:

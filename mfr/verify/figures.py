@@ -12,6 +12,8 @@ from typing import Any
 __all__ = ["pairs_figure"]
 
 _COLOURS = {"yes": "tab:green", "no": "tab:red"}
+#: characters of a title line that fit the figure's width at its font size
+_TITLE_CHARS = 58
 
 
 def _caption(row: dict[str, Any]) -> str:
@@ -56,5 +58,8 @@ def pairs_figure(result: Any, title: str = "", max_pairs: int = 30):
              f"{result.distance_name}; no threshold: undecided")
     if result.embedder.get("random_init"):
         head += "\nrandom init: distances say nothing about faces"
+    # each line wrapped to the figure's width (4.6 in at 10 pt: about 58 characters), so a
+    # long title is never cut at the edges
+    head = "\n".join(textwrap.fill(line, _TITLE_CHARS) for line in head.split("\n"))
     fig.suptitle(head, fontsize=10)
     return fig

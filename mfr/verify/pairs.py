@@ -37,6 +37,7 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     the unmasked photo, image_b the masked one, absolute paths under the data root the
     partition recorded; and that data root. Picked with the seed, one masked subject per pair
     first; genuine pairs, then impostors."""
+    from mfr.core.integrity import check_recorded
     from mfr.core.readers.text import read_json
     from mfr.data.pairs import read_pairs, select_pairs
 
@@ -47,7 +48,7 @@ def partition_photo_pairs(pairs_dir: str | Path, n: int = 5, seed: int = 2021
     if not isinstance(root, str) or not root:
         raise InputError(f"{record}: expected {expected}")
     root = Path(root)
-    test = read_pairs(pairs_dir / "test.csv")
+    test = read_pairs(check_recorded(pairs_dir / "test.csv"))
     genuine = select_pairs(test, seed).head(n)
     imp = test[test["label"] == 0].sort_values(["masked_path", "unmasked_path"], kind="stable")
     rng = np.random.default_rng([seed, 1])

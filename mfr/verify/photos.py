@@ -311,8 +311,7 @@ class Verification:
             out.append(f"image {tag}: {f.name} ({f.width}x{f.height} {f.mode}): {face}")
         model = f"model: {e['name']}, weights {e.get('weights_desc', e.get('weights'))}"
         if e.get("run_dir"):
-            model += f", run {e['run_dir']} ({len(e.get('fine_tuned_layers') or [])} " \
-                     f"fine-tuned layers)"
+            model += f", run {e['run_dir']} ({_fine_tuned_words(e)})"
         prep = e.get("preprocessing_words") or e.get("preprocessing")  # the backbone's words
         out.append(model + (f"; input preprocessing {prep}" if prep else ""))
         out.append("preprocessing: " + preprocessing_words([self.a, self.b],
@@ -376,3 +375,22 @@ def verify_pair(image_a: str | Path | np.ndarray, image_b: str | Path | np.ndarr
     notes = [f"{f.name}: {n}" for f in (a, b) for n in f.notes]
     notes += embedder_notes(embedder, [a, b])
     return Verification(a, b, d, distance, thr, embedder.describe(), notes)
+
+
+def _fine_tuned_words(e: dict[str, Any]) -> str:
+    """What a run's network fine-tuned, with both counts: the thesis's N (the last N of the
+    network's layers, weightless ones included) and the layers among them whose weights were
+    trained (batch norm frozen): N = 30 of SENet50 trains 8 layers."""
+    k = len(e.get("fine_tuned_layers") or [])
+    n = None
+    try:
+        from mfr.core.runs import read_run
+
+        n = read_run(e["run_dir"]).trainable_layers
+    except (OSError, ValueError):
+        pass
+    if n is None:
+        return f"{k} fine-tuned layers" if k else "pre-trained, nothing fine-tuned"
+    return (f"N = {n}: its last {n} layers fine-tuned, counted as the thesis counts them, "
+            f"weightless layers included; {k} of them hold the weights that were trained, "
+            f"batch norm frozen")

@@ -122,6 +122,7 @@ class BackboneEmbedder(Embedder):
         if record.backbone != self.backbone.name:
             raise InputError(f"{record.path}: a {record.backbone} run; --embedder "
                              f"{self.backbone.name} needs a {self.backbone.name} run")
+        self.backbone.check_run_files(run_dir, meta)  # the files it recorded, or one line
         self.trained_layers = list(meta.get("trainable_layer_names", []))
         self._run_n = record.trainable_layers
         return dict(record.config)

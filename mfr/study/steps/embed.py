@@ -15,11 +15,13 @@ import pandas as pd
 from mfr.backbones import get_backbone
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.outputs import write_csv, write_json, write_text
 from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
+    marks_its_runs,
 )
 from mfr.data.image_cache import ImageCache
 from mfr.data.pairs import (
@@ -59,6 +61,7 @@ class EmbedRun:
         return thesis_tables.summary_table(self.summary["splits"][split][metric], label=label)
 
 
+@marks_its_runs
 @with_precision
 def embed_step(
     config: StudyConfig,
@@ -117,8 +120,9 @@ def embed_step(
     all_pairs = {**pairs, **read_pair_csvs(pairs_dir, others)}
     if claim(out_dir, "embed", fp, config=cfg, force=force) == "complete":
         emb = load_embeddings(out_dir / "embeddings")
-        return EmbedRun(out_dir, pd.read_csv(out_dir / "distances.csv"),
-                        json.loads((out_dir / "summary.json").read_text(encoding="utf-8")),
+        return EmbedRun(out_dir, pd.read_csv(check_recorded(out_dir / "distances.csv")),
+                        json.loads(check_recorded(out_dir / "summary.json").read_text(
+                            encoding="utf-8")),
                         emb, ImageCache.open(cache_dir), pd.DataFrame())
 
     cache = image_cache_for(root, all_pairs, cache_dir, cfg, progress)

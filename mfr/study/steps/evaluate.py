@@ -21,6 +21,7 @@ from mfr.core.provenance import (
     claim,
     complete,
     listing_digest,
+    marks_its_runs,
     read_run,
 )
 from mfr.data.image_cache import build_image_cache
@@ -35,6 +36,7 @@ from mfr.report.plots import save_figures
 from mfr.study.steps.settings import config_settings
 
 
+@marks_its_runs
 def evaluate_step(study_dir: str | Path, out_dir: str | Path | None = None,
                   config: StudyConfig | None = None, progress: bool = True, force: bool = False):
     """Chapter 5 for a study folder (`mfr evaluate --study DIR`), from its stored distances
@@ -158,6 +160,7 @@ def _dataset_images(config: StudyConfig, data_root: Path, layout: str):
     return ds, frame(unmasked), frame(masked)
 
 
+@marks_its_runs
 @with_precision
 def evaluate_dataset_step(
     config: StudyConfig,

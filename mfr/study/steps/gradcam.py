@@ -13,11 +13,13 @@ from mfr.core.provenance import (
     claim,
     complete,
     file_digest,
+    marks_its_runs,
     read_run,
 )
 from mfr.study.steps.inputs import recorded_pairs_dir, require_complete, resolve_data_root
 
 
+@marks_its_runs
 @with_precision
 def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
                  model_dir: str | Path | None = None, config: StudyConfig | None = None,

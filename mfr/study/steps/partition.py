@@ -10,6 +10,7 @@ from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError
 from mfr.core.provenance import (
     claim,
+    marks_its_runs,
 )
 from mfr.study.steps.settings import config_settings
 
@@ -43,6 +44,7 @@ def prepare_sample(out_dir: str | Path, config: StudyConfig | None = None,
     return Sample(tree, pairs_dir)
 
 
+@marks_its_runs
 def partition_step(config: StudyConfig, out_dir: str | Path, verify: bool = True,
                    force: bool = False, inner: bool = False, split_seed: int | None = None,
                    folds: int = 0, fold: int = 0, pairs_per_subject: int | None = None):

@@ -12,12 +12,14 @@ import pandas as pd
 from mfr.backbones import get_backbone
 from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
+from mfr.core.integrity import check_recorded
 from mfr.core.outputs import write_csv, write_json
 from mfr.core.precision import with_precision
 from mfr.core.provenance import (
     claim,
     complete,
     file_digest,
+    marks_its_runs,
     read_run,
     state,
 )
@@ -62,6 +64,7 @@ def default_train_dir(config: StudyConfig, n: int) -> Path:
     return Path("results") / config.profile / setting_dir_name(n)
 
 
+@marks_its_runs
 @with_precision
 def train_step(
     config: StudyConfig,
@@ -134,9 +137,10 @@ def train_step(
     check_cache_source(root, frames, cache_dir, config)
     claimed = claim(out, "train", fp, config=config, force=force, reopen=reopen)
     if claimed == "complete":
-        return TrainResult(pd.read_csv(out / "history.csv"), run["trainable_layer_names"],
+        history = pd.read_csv(check_recorded(out / "history.csv"))
+        return TrainResult(history, run["trainable_layer_names"],
                            run["trainable_params"], run["path"], engine=run["engine"],
-                           resumed_from=len(pd.read_csv(out / "history.csv")), out_dir=out)
+                           resumed_from=len(history), out_dir=out)
     if checkpoints.latest_checkpoint(out) is not None and not resume:
         raise InputError(f"{out}: holds checkpoints of an earlier run; resume it (--resume) or "
                          f"choose another output directory")

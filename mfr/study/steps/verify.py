@@ -13,6 +13,7 @@ from mfr.core.provenance import (
     claim,
     complete,
     file_digest,
+    marks_its_runs,
     read_run,
 )
 from mfr.study.steps.inputs import require_complete
@@ -73,6 +74,7 @@ def verify_step(image_a: str | Path, image_b: str | Path, embedder: str = "senet
     return verify_pair(image_a, image_b, emb, spec, detect)
 
 
+@marks_its_runs
 @with_precision
 def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str = "dlib_reference",
                       model: str | Path | None = None, weights: str | None = "vggface2",
