@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from mfr.study.executors import get_executor
     from mfr.study.runner import run_study
 
-    overrides = given_config_flags(args)
+    # the study's own options that share a field's name (--profile, --data-root, --seeds) are
+    # passed as themselves, not as config flags
+    overrides = {k: v for k, v in given_config_flags(args).items() if k not in _OWN}
     if overrides:  # each flag checked against the profile first: a bad value names its flag
         apply_flags(load_config(args.profile), overrides)
 

@@ -367,6 +367,7 @@ def run_notebook(step: Step, context: StepContext) -> Path:
         busy["busy"] = False
 
     _quiet_interrupted_cell(busy)
+    _absolute_path_variables()  # the kernel starts elsewhere: its path variables must not move
     empty = tempfile.mkdtemp(prefix="mfr-kernel-cwd-")
     # nbclient sets its own SIGINT/SIGTERM handlers while a notebook runs and leaves
     # Python's defaults after it: the CLI's (an orderly end) are put back
@@ -398,6 +399,20 @@ def run_notebook(step: Step, context: StepContext) -> Path:
                 if handler is not None:
                     signal.signal(s, handler)
     return nb_out
+
+
+def _absolute_path_variables() -> None:
+    """mfr's folder variables (``MFR_DATA``, ``KERAS_HOME``, each backbone's weights folder,
+    e.g. ``MFR_MOBILEFACENET_DIR``) made absolute against this process's folder before a kernel
+    starts in another: a relative one would name another folder there."""
+    from mfr.backbones import backbone_names, get_backbone
+
+    names = {"MFR_DATA", "KERAS_HOME"} | {
+        v for v in (get_backbone(n).facts.weights.env_dir for n in backbone_names()) if v}
+    for name in sorted(names):
+        value = os.environ.get(name)
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            os.environ[name] = os.path.abspath(os.path.expanduser(value))
 
 
 def _write_profile(out: Path, config: StudyConfig) -> Path:
