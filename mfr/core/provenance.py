@@ -52,12 +52,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mfr.core import locks
-from mfr.core.errors import MfrError, RunFolderError
+from mfr.core.errors import RunFolderError
 from mfr.core.outputs import run_metadata, write_json
-from mfr.core.run_record import RUN_FILE, read_json_record
+from mfr.core.run_record import RUN_FILE, read_run
 
 __all__ = ["RUN_FILE", "abandon", "check_apart", "claim", "complete", "differences", "ending",
-           "file_digest", "listing_digest", "lock", "marks_its_runs", "read_run",
+           "file_digest", "listing_digest", "lock", "marks_its_runs",
            "release_unfinished", "state", "unlock"]
 
 T = TypeVar("T")
@@ -120,16 +120,6 @@ def _mfr_file(name: str) -> bool:
     return name.startswith(".") and (name.endswith(".lock") or name.endswith(".tmp"))
 
 
-def read_run(out_dir: str | Path) -> dict[str, Any] | None:
-    """The folder's run.json, or None when it has none (or one that is not a JSON object):
-    the lenient look-up of :func:`claim` (such a folder is "foreign"); readers of a run's
-    record use :func:`mfr.core.runs.read_run`, which says what is wrong."""
-    try:
-        return read_json_record(Path(out_dir) / RUN_FILE, "a run record")
-    except MfrError:
-        return None
-
-
 def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     """The keys at which two fingerprints differ, dotted (e.g. ``config.learning_rate``)."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -146,7 +136,7 @@ def state(out_dir: str | Path, command: str, fingerprint: Mapping[str, Any]) -> 
     out = Path(out_dir)
     if not out.exists() or (out.is_dir() and not any(_visible(out))):
         return "absent"
-    run = read_run(out)
+    run = read_run(out, lenient=True)
     if run is None:
         return "foreign"
     if run.get("command") != command or run.get("fingerprint") != _jsonable(fingerprint):
@@ -196,7 +186,7 @@ def _claim(out: Path, command: str, fingerprint: Mapping[str, Any], *, config: A
         raise RunFolderError(f"{out}: holds files that no mfr run recorded ({shown}); choose "
                              f"an empty or new folder for mfr {command}")
     if now == "other":
-        run = read_run(out) or {}
+        run = read_run(out, lenient=True) or {}
         if not force:
             if run.get("command") != command:
                 what = f"an `mfr {run.get('command')}` run"
@@ -214,7 +204,7 @@ def _claim(out: Path, command: str, fingerprint: Mapping[str, Any], *, config: A
         shutil.rmtree(out)
     elif now == "complete":
         now = "running"
-    before = read_run(out) if now == "running" else None
+    before = read_run(out, lenient=True) if now == "running" else None
     try:
         out.mkdir(parents=True, exist_ok=True)
         for stale in out.glob(".*.tmp"):
@@ -279,7 +269,7 @@ def abandon(reason: str, only: Iterable[Path] | None = None) -> list[Path]:
             if (before is not None and before.get("status") == "complete"
                     and _outputs_intact(out, before)):
                 write_json(out / RUN_FILE, before)
-            elif (run := read_run(out)) is not None and run.get("status") == "running":
+            elif (run := read_run(out, lenient=True)) is not None and run.get("status") == "running":
                 write_json(out / RUN_FILE, {**run, "status": "failed", "error": reason})
         unlock(out)
         _CLAIMS.pop(out, None)  # last: cut short (a second signal), the next call redoes it
@@ -308,7 +298,7 @@ def release_unfinished(run_dir: str | Path, reason: str) -> bool:
     or its kernel died) ``failed`` with `reason`, if no live process holds its lock now;
     whether it was marked. The study runner's word for a step whose kernel it lost."""
     out = Path(run_dir)
-    run = read_run(out)
+    run = read_run(out, lenient=True)
     if run is None or run.get("status") != "running" or locks.held(out):
         return False
     try:
@@ -316,7 +306,7 @@ def release_unfinished(run_dir: str | Path, reason: str) -> bool:
     except RunFolderError:
         return False  # still being written: its process marks it
     try:
-        run = read_run(out)
+        run = read_run(out, lenient=True)
         if run is None or run.get("status") != "running":
             return False
         write_json(out / RUN_FILE, {**run, "status": "failed", "error": reason})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mfr.core.errors import InputError, MissingError
+from mfr.core.errors import InputError, MfrError, MissingError
 
 __all__ = ["RUN_FILE", "RunRecord", "random_init", "read_json_record", "read_run"]
 
@@ -28,7 +28,15 @@ def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
     line naming the file and it: absent (:class:`MissingError`), unreadable, not JSON or not a
     JSON object (:class:`InputError`).
     """
+    import stat
+
     path = Path(path)
+    try:  # a FIFO or a device would block the read: refused before it
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InputError(f"{path}: not a regular file (expected {what})")
+    except OSError:
+        pass  # absent or unreadable: said below
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -50,12 +58,13 @@ def read_json_record(path: str | Path, what: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Mapping):
     """What a run folder's ``run.json`` says (written by :mod:`mfr.core.provenance`).
 
     The named fields are those every step writes; ``data`` is the whole record, step details
-    included (``trainable_layers``, ``pairs_dir``, ``cache_dir``, ``data_root``, ...). The
-    record holds no times: run.json deliberately has none (byte-identical reruns).
+    included (``trainable_layers``, ``pairs_dir``, ``cache_dir``, ``data_root``, ...); the
+    record reads as that mapping too (``record["fingerprint"]``, ``record.get("status")``).
+    The record holds no times: run.json deliberately has none (byte-identical reruns).
     """
 
     path: Path  # the run.json
@@ -97,10 +106,30 @@ class RunRecord:
         """A field of the record (``data.get``)."""
         return self.data.get(key, default)
 
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
 
-def read_run(run_dir: str | Path, what: str = "a run folder of mfr") -> RunRecord:
-    """The run folder's ``run.json`` as a :class:`RunRecord`; a one-line error naming the file
-    when it is absent, not JSON, not an object, or its config is not an object."""
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __bool__(self) -> bool:  # a record is there, even an empty one
+        return True
+
+
+def read_run(run_dir: str | Path, what: str = "a run folder of mfr", *,
+             lenient: bool = False) -> RunRecord | None:
+    """The run folder's ``run.json`` as a :class:`RunRecord` -- the one reader of run records:
+    a one-line error naming the file when it is absent, not JSON, not an object, or its config
+    is not an object; with `lenient` (the look-up of :func:`mfr.core.provenance.claim`, where
+    such a folder is "foreign"), None instead."""
+    if lenient:
+        try:
+            return read_run(run_dir, what)
+        except MfrError:
+            return None
     path = Path(run_dir) / RUN_FILE
     data = read_json_record(path, f"the {RUN_FILE} of {what}")
     config = data.get("config", {})

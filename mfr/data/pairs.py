@@ -146,10 +146,10 @@ def own_pair_sets(pairs_dir: str | Path) -> list[str]:
     beside train/val/test: MFR2's pairs.txt as ``mfr2_pairs``), as its run.json records them
     (``own_pair_sets``; for a partition written before that record, the CSV files among its
     outputs other than the splits); [] when there is no run.json."""
-    from mfr.core.provenance import read_run
+    from mfr.core.run_record import read_run
 
-    run = read_run(Path(pairs_dir))
-    if not isinstance(run, dict):
+    run = read_run(Path(pairs_dir), lenient=True)
+    if run is None:
         return []
     if isinstance(run.get("own_pair_sets"), list):
         from mfr.core.readers.paths import name_part

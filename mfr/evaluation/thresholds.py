@@ -29,7 +29,8 @@ from typing import Any
 from mfr.backbones.dlib_resnet import FACE_RECOGNITION_TOLERANCE  # dlib's fact, re-exported
 from mfr.core.errors import InputError, MissingError
 from mfr.core.integrity import check_recorded
-from mfr.core.provenance import differences, read_run
+from mfr.core.provenance import differences
+from mfr.core.run_record import read_run
 
 __all__ = ["FACE_RECOGNITION_TOLERANCE", "Threshold", "evaluated_run", "pair_set_order",
            "parse_threshold", "read_thresholds", "resolve_threshold", "stale_reason",
@@ -169,15 +170,15 @@ def stale_reason(path: Path, run_dir: Path) -> str | None:
     """Why the study thresholds in `path` no longer hold for `run_dir` (it was trained again
     after the evaluation beside `path` read it), or None: they hold, or the evaluation has no
     record to tell (a thresholds.json on its own)."""
-    evaluation = read_run(path.parent)
-    if not isinstance(evaluation, dict) or evaluation.get("command") != "evaluate":
+    evaluation = read_run(path.parent, lenient=True)
+    if evaluation is None or evaluation.get("command") != "evaluate":
         return None
     runs = (evaluation.get("fingerprint") or {}).get("runs") or {}
     recorded = runs.get(run_dir.name) if isinstance(runs, dict) else None
     if recorded is None:
         return None
-    now = read_run(run_dir)
-    now = evaluated_run(now) if isinstance(now, dict) else {}
+    now = read_run(run_dir, lenient=True)
+    now = evaluated_run(now) if now is not None else {}
     changed = differences(recorded, now)
     if not changed:
         return None

@@ -46,14 +46,11 @@ import hashlib
 import struct
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from mfr.core.errors import InputError
-
-if TYPE_CHECKING:
-    from mfr.gallery.index import SearchIndex
 
 __all__ = [
     "METHODS",
@@ -350,7 +347,7 @@ def rank_candidates(p64: np.ndarray, g: Templates, probe: np.ndarray, code: np.n
 
 
 def top_k(probes, gallery: Templates, k: int = 5, *, metric: str = "sum_squared",
-          method: str = "exact", index: SearchIndex | None = None,
+          method: str = "exact", index: Any = None,
           probe_chunk: int = PROBE_CHUNK, gallery_chunk: int = GALLERY_CHUNK,
           threads: int | None = None) -> TopK:
     """The `k` most similar identities of each probe (see the module docstring).

@@ -20,7 +20,7 @@ from typing import Any
 from mfr.core.config import StudyConfig
 from mfr.core.integrity import check_recorded
 from mfr.core.outputs import write_text
-from mfr.core.provenance import read_run
+from mfr.core.run_record import read_run
 
 __all__ = ["write_report"]
 
@@ -77,7 +77,7 @@ def _what_ran(out: Path, config: StudyConfig, ledger: dict[str, Any],
               steps: Sequence[Any]) -> list[str]:
     v = ledger.get("versions", {})
     extra = sorted(set(config.seeds) - {config.seed})
-    part = read_run(out / "partition") or {}
+    part = read_run(out / "partition", lenient=True) or {}
     fp = part.get("fingerprint", {})
     data = ("a generated sample of drawn faces (synthetic RMFRD layout)"
             if config.data_root is None else f"`{fp.get('data_root', config.data_root)}`")

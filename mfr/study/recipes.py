@@ -351,9 +351,9 @@ def _adopt_record(out: Path, fp: dict[str, Any]) -> None:
     command recipes without a fingerprint, or none beside a times.json) is taken as this
     comparison's, so that it is resumed, not refused as another run's."""
     from mfr.core.outputs import write_json
-    from mfr.core.provenance import read_run
+    from mfr.core.run_record import read_run
 
-    run = read_run(out)
+    run = read_run(out, lenient=True)
     if run is None and (out / "times.json").is_file() and not (out / "run.json").exists():
         write_json(out / "run.json", {"command": "recipes", "fingerprint": fp,
                                       "status": "running"})

@@ -46,8 +46,8 @@ from mfr.core.config import CONFIG_DIR, StudyConfig, load_config
 from mfr.core.errors import InputError, MfrError, MissingError
 from mfr.core.numerics import numerics
 from mfr.core.outputs import versions, write_json
-from mfr.core.provenance import file_digest, listing_digest, read_run
-from mfr.core.run_record import read_json_record
+from mfr.core.provenance import file_digest, listing_digest
+from mfr.core.run_record import read_json_record, read_run
 from mfr.core.runs import setting_dir_name
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def step_names(steps: Sequence[Step]) -> list[str]:
 
 def _run_record(run_dir: Path) -> str | None:
     """A digest of what a run folder's run.json says made it and what it wrote."""
-    run = read_run(run_dir)
+    run = read_run(run_dir, lenient=True)
     if run is None or run.get("status") != "complete":
         return None
     blob = json.dumps({"fingerprint": run.get("fingerprint"), "outputs": run.get("outputs")},
@@ -202,7 +202,7 @@ def _up_to_date(step: Step, record: dict[str, Any] | None, inputs: dict[str, Any
                 out: Path) -> bool:
     """The step ran before with these parameters and inputs, its run folder is complete and
     was written by its command, and its executed notebook is there."""
-    run = read_run(step.run_dir) or {}
+    run = read_run(step.run_dir, lenient=True) or {}
     return (record is not None and record.get("status") == "complete"
             and record.get("parameters") == step.parameters and record.get("inputs") == inputs
             and run.get("status") == "complete" and run.get("command") == _COMMANDS[step.notebook]
@@ -253,8 +253,8 @@ def _check_study_folder(out: Path) -> None:
     says so), whose record a study inside it would leave wrong."""
     run = out / "run.json"
     if run.exists():
-        run_record = read_run(out)
-        command = run_record.get("command") if isinstance(run_record, dict) else None
+        run_record = read_run(out, lenient=True)
+        command = run_record.get("command") if run_record is not None else None
         command = command or "a step"
         raise InputError(f"{out}: is the run folder of mfr {command} (see {run}), not a study "
                          f"folder; choose another --out")

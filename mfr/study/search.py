@@ -87,7 +87,7 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
     done), ``face_box.csv``, ``search.csv`` and ``search.md``; returns the chosen values."""
     from mfr.backbones import get_backbone
     from mfr.core.outputs import write_csv, write_json, write_text
-    from mfr.core.provenance import read_run
+    from mfr.core.run_record import read_run
     from mfr.study.steps import embed_step, train_step
 
     backbone = get_backbone(config.backbone)
@@ -128,14 +128,14 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
             run = out / f"train_{opt}_lr{lr:g}"
             for e in epochs:
                 key = f"{run.name} epochs={e}"
-                meta = read_run(run) or {}
+                meta = read_run(run, lenient=True) or {}
                 if not (key in ledger and meta.get("status") == "complete"
                         and ledger[key]["fingerprint"] == meta.get("fingerprint")):
                     cfg = config.replace(face_box=box, optimizer=opt, learning_rate=float(lr),
                                          epochs=e, trainable_layers=(n,))
                     train_step(cfg, n, pairs, run, cache_dir=cache, resume=True,
                                progress=progress)
-                    ledger[key] = {"fingerprint": read_run(run)["fingerprint"],
+                    ledger[key] = {"fingerprint": read_run(run, lenient=True)["fingerprint"],
                                    "score": score_run(run)}
                     write_json(ledger_path, ledger)
                 score = ledger[key]["score"]

@@ -22,8 +22,8 @@ from mfr.core.provenance import (
     complete,
     listing_digest,
     marks_its_runs,
-    read_run,
 )
+from mfr.core.run_record import read_run
 from mfr.data.image_cache import build_image_cache
 from mfr.data.pairs import (
     drop_failed_pairs,
@@ -111,7 +111,7 @@ def _follows_study(out: Path, root: str, fp: dict[str, Any]) -> bool:
     """Whether `out` holds an evaluation of the study at `root` with these settings, made
     before its run folders changed (a setting or seed added, a run redone): it is replaced,
     as the evaluation follows the study's runs. Any other run there is refused by claim."""
-    run = read_run(out) or {}
+    run = read_run(out, lenient=True) or {}
     return (run.get("command") == "evaluate" and run.get("study") == root
             and (run.get("fingerprint") or {}).get("settings") == fp["settings"])
 
@@ -126,7 +126,7 @@ def evaluate_fingerprint(study_dir: str | Path, config: StudyConfig) -> dict[str
     study = Path(study_dir)
     runs = {}
     for d in sorted(p for p in study.iterdir() if p.is_dir()) if study.is_dir() else []:
-        run = read_run(d)
+        run = read_run(d, lenient=True)
         if run is not None and run.get("command") in ("partition", "embed", "train"):
             runs[d.name] = evaluated_run(run)
     return {"settings": config_settings(config, EVALUATE_SETTINGS), "runs": runs}
@@ -236,7 +236,7 @@ def evaluate_dataset_step(
     fp = {"data_root": str(ds.root.resolve()), "data": listing_digest(ds.root),
           "layout": layout, "embedder": embedder, "options": {k: str(v) for k, v in
                                                               sorted(embedder_options.items())},
-          "run": (read_run(run_dir) or {}).get("fingerprint") if run_dir else None,
+          "run": (read_run(run_dir, lenient=True) or {}).get("fingerprint") if run_dir else None,
           "settings": config_settings(cfg, ("bootstrap_resamples", "seed", "max_per_subject",
                                       "protocol", "decoder", "weights", "preprocessing",
                                       "pooling", "image_size", "precision"))}

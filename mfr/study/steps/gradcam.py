@@ -14,8 +14,8 @@ from mfr.core.provenance import (
     complete,
     file_digest,
     marks_its_runs,
-    read_run,
 )
+from mfr.core.run_record import read_run
 from mfr.study.steps.inputs import recorded_pairs_dir, require_complete, resolve_data_root
 
 
@@ -68,7 +68,7 @@ def gradcam_step(out_dir: str | Path, study_dir: str | Path | None = None,
                                              settings[0].config)
     models = []
     for s in settings:
-        run = read_run(s.run_dir) if s.run_dir is not None else None
+        run = read_run(s.run_dir, lenient=True) if s.run_dir is not None else None
         models.append({"name": s.name, "run": run.get("fingerprint") if run else None,
                        "trained": (run or {}).get("outputs", {}).get("final_trainable.h5"),
                        "weights": None if run else get_backbone(

@@ -12,9 +12,8 @@ from mfr.core.config import StudyConfig
 from mfr.core.errors import InputError, MissingError
 from mfr.core.provenance import (
     file_digest,
-    read_run,
 )
-from mfr.core.run_record import read_json_record
+from mfr.core.run_record import read_json_record, read_run
 
 
 def recorded_pairs_dir(run_dir: str | Path) -> Path | None:
@@ -24,8 +23,8 @@ def recorded_pairs_dir(run_dir: str | Path) -> Path | None:
     and taken where its ``test.csv`` is the one the run's fingerprint names: never a
     partition of the same name that the run was not made from. MissingError when none is."""
     run_dir = Path(run_dir)
-    run = read_run(run_dir)
-    recorded = run.get("pairs_dir") if isinstance(run, dict) else None
+    run = read_run(run_dir, lenient=True)
+    recorded = run.get("pairs_dir") if run is not None else None
     if not recorded:
         return None
     path = Path(recorded)
@@ -96,7 +95,7 @@ def _recorded_root(record: Path, key: str = "data_root") -> Path | None:
 def require_complete(folder: Path, what: str) -> None:
     """An input folder written by mfr must hold a finished run (a hand-made one is taken as
     it is): a partition killed halfway is not read."""
-    run = read_run(folder)
+    run = read_run(folder, lenient=True)
     if run is not None and run.get("status") in ("running", "failed"):
         raise InputError(f"{folder}: the {what} there did not finish (its run.json says "
                          f"status {run['status']}); run it again")

@@ -20,9 +20,9 @@ from mfr.core.provenance import (
     complete,
     file_digest,
     marks_its_runs,
-    read_run,
     state,
 )
+from mfr.core.run_record import read_run
 from mfr.core.runs import setting_dir_name
 from mfr.data.image_cache import ImageCache
 from mfr.data.pairs import (
@@ -123,7 +123,7 @@ def train_step(
                        **({"trunk_store": True} if trunk_store is not None else {})},
           "weights": backbone.weights_fingerprint(config.weights, config.seed),
           **input_fingerprint(pairs_dir, frames, root)}
-    run = read_run(out) or {}
+    run = read_run(out, lenient=True) or {}
     done = run.get("epochs_trained", 0)
     reopen = False
     if state(out, "train", fp) == "complete" and not force and config.epochs != done:

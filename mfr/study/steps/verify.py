@@ -14,8 +14,8 @@ from mfr.core.provenance import (
     complete,
     file_digest,
     marks_its_runs,
-    read_run,
 )
+from mfr.core.run_record import read_run
 from mfr.study.steps.inputs import require_complete
 
 
@@ -123,7 +123,7 @@ def verify_pairs_step(pairs_csv: str | Path, out_dir: str | Path, embedder: str 
     spec = parse_threshold(threshold) if isinstance(threshold, str) else threshold
     emb = verify_embedder(embedder, model, weights, preprocessing, seed, progress)
     images = sorted(set(pairs["image_a"]) | set(pairs["image_b"]))
-    run = read_run(model) if model is not None else None
+    run = read_run(model, lenient=True) if model is not None else None
     # the images by content (a pairs table holds few): the same drawn faces in another
     # temporary folder are the same input
     fp = {"pairs": source,
