@@ -75,6 +75,9 @@ def dataset_markdown(metrics: Mapping[str, Any], pair_sets: Sequence[str]) -> st
              f"{metrics['bootstrap']['seed']}).", ""]
     if emb.get("random_init"):
         lines += ["> **random init: these numbers say nothing about faces.**", ""]
+    licence = emb.get("licence") or emb.get("weights_licence")
+    if licence:  # the released weights' terms, wherever they are used
+        lines += [f"Weights licence: {licence}.", ""]
     rows = []
     for name in pair_sets:
         e = metrics[name]

@@ -801,6 +801,8 @@ def transfer_markdown(table: pd.DataFrame, faces: pd.DataFrame, verdict: dict[st
                       seconds: dict[str, float]) -> str:
     """``transfer.md``: the verdict, a table per real set, MLFW validation, the face finder's
     stages, identity hygiene and the time it took."""
+    from mfr.backbones import get_backbone
+
     cfg = plan.config
     v = verdict
     c = v["chosen"]
@@ -813,6 +815,8 @@ def transfer_markdown(table: pd.DataFrame, faces: pd.DataFrame, verdict: dict[st
              f"thesis's; the same ranking as cosine). Intervals: 95% subject bootstrap "
              f"({cfg.bootstrap_resamples} resamples) of seed {cfg.seed}; ± : mean and sd over "
              f"seeds {', '.join(map(str, plan.seeds))}.", "",
+             "Weights licences: " + "; ".join(
+                 get_backbone(b.backbone).licence_note() for b in plan.backbones) + ".", "",
              f"**Chosen on MLFW validation**: {c['backbone']} {c['network']} (N={c['n']}, lr "
              f"{c['lr']:g}, {c['epochs']} epochs; validation AUC {c['mlfw_val_auc']:.3f}). "
              f"**Goal** ({v['goal']}): **{'met' if v['met'] else 'not met'}**: EER halved on "

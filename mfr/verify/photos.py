@@ -330,6 +330,8 @@ class Verification:
                        f"threshold {t.value:.4g})")
         if e.get("random_init"):
             out.append(f"WARNING: {RANDOM_INIT_WARNING}")
+        if e.get("licence") or e.get("weights_licence"):  # the released weights' terms
+            out.append(f"weights licence: {e.get('licence') or e.get('weights_licence')}")
         out += [f"note: {n}" for n in self.notes]
         return out
 
