@@ -87,6 +87,7 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
     done), ``face_box.csv``, ``search.csv`` and ``search.md``; returns the chosen values."""
     from mfr.backbones import get_backbone
     from mfr.core.outputs import write_csv, write_json, write_text
+    from mfr.core.provenance import claim, complete
     from mfr.core.run_record import read_run
     from mfr.study.steps import embed_step, train_step
 
@@ -103,6 +104,11 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
     for lr in learning_rates:
         config.replace(learning_rate=float(lr))  # each checked as the config checks it
     out = Path(out_dir)
+    fp = {"config": config.to_dict(), "n": n, "optimizers": list(optimizers),
+          "learning_rates": [float(x) for x in learning_rates], "epochs": epochs,
+          "face_boxes": list(face_boxes) if face_boxes else None}
+    _adopt_record(out, fp)  # a search folder made before `mfr search` claimed its folder
+    claim(out, "search", fp, config=config, reopen=True)  # another command's folder: refused
     pairs, cache = out / "partition", out / "cache"
     inner_partition(config, pairs)
 
@@ -150,7 +156,20 @@ def search(config: StudyConfig, out_dir: str | Path, n: int,
               "eer_held_out": float(best["eer"])}
     write_json(out / "chosen.json", chosen)
     write_text(out / "search.md", _markdown(config, n, box_table, table, chosen))
+    complete(out, "search", fp, config=config,
+             outputs=["face_box.csv", "search.csv", "chosen.json", "search.md", "scores.json"])
     return chosen
+
+
+def _adopt_record(out: Path, fp: dict[str, Any]) -> None:
+    """A search folder made before `mfr search` claimed its folder (its chosen.json and
+    scores.json, no run.json) is taken as this search's, so that it is resumed, not refused
+    as another run's."""
+    from mfr.core.outputs import write_json
+
+    if (out / "scores.json").is_file() and not (out / "run.json").exists():
+        write_json(out / "run.json", {"command": "search", "fingerprint": fp,
+                                      "status": "running"})
 
 
 def _markdown(config: StudyConfig, n: int, boxes: pd.DataFrame, table: pd.DataFrame,
