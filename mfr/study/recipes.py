@@ -84,6 +84,8 @@ class RecipesPlan:
     config: StudyConfig
     recipes: list[Recipe]
     path: Path
+    #: the profile's top-level keys that the caller reserved (``extra_keys``), as given
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _profile_path(profile: str | Path) -> Path:
@@ -97,13 +99,17 @@ def _profile_path(profile: str | Path) -> Path:
     return path
 
 
-def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
+def load_recipes(profile: str | Path, extra_keys: Sequence[str] = (),
+                 **values: Any) -> RecipesPlan:
     """The recipes profile `profile` (a name in ``configs/`` or a YAML path) with `values` set
     on its base config; every recipe checked (its keys, its overrides as the config checks
-    them, its base) before any work. Bad input: one :class:`InputError` naming the file."""
+    them, its base) before any work. `extra_keys`: top-level keys that are not config fields,
+    taken out before the config is made and returned in ``extra`` (`mfr splits`' folds).
+    Bad input: one :class:`InputError` naming the file."""
     path = _profile_path(profile)
     loaded = _read_profile(path)
     raw = loaded.pop("recipes", None)
+    extra = {k: loaded.pop(k) for k in extra_keys if k in loaded}
     loaded.setdefault("profile", path.stem)
     try:
         config = StudyConfig().replace(**loaded).replace(**values)
@@ -158,7 +164,7 @@ def load_recipes(profile: str | Path, **values: Any) -> RecipesPlan:
             raise InputError(f"{where}: {e}") from None
         if train:
             _one_n(cfg, where)
-    return RecipesPlan(config, recipes, path)
+    return RecipesPlan(config, recipes, path, extra)
 
 
 def _one_n(cfg: StudyConfig, where: str) -> int:
