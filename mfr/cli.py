@@ -17,7 +17,7 @@ from mfr import __version__
 from mfr.core.errors import MfrError
 
 COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "search",
-            "data", "mask", "recipes")
+            "data", "mask", "recipes", "gallery", "identify")
 
 
 def _module(name: str):
