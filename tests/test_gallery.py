@@ -163,6 +163,13 @@ def test_no_face_unreadable_and_other_files_are_listed_never_enrolled(tree, tmp_
     p = kept.photos()
     row = p[p["path"].str.endswith("grey.png")].iloc[0]
     assert row["status"] == "ok" and bool(row["no_face_detected"]) and row["template"] == 0
+    # a probe with no face found: a row saying so, not searched (or, kept, searched and marked)
+    r = kept.identify([folder / "zoe" / "grey.png"], no_face="skip", threshold=1.0)
+    assert r[0].decision == "not searched" and r[0].candidates == []
+    assert r[0].status == "no face found (dlib_reference's face finder, hog)"
+    r = kept.identify([folder / "zoe" / "grey.png"], threshold=1.0)
+    assert r[0].decision == "zoe" and r[0].no_face_detected
+    assert "[no face found: embedded from the fall-back]" in "\n".join(r.lines())
     with pytest.raises(InputError, match="empty"):
         Gallery(hog).identify_embeddings(np.eye(128, dtype=np.float32)[:1])
 
@@ -301,6 +308,10 @@ def test_an_index_searches_as_the_exact_search(tree, embedder, tmp_path):
     probes = sorted((tree / "probes").iterdir())
     exact = g.identify(probes, k=3, threshold=1.0).table()
     assert g.identify(probes, k=3, threshold=1.0, method="index").table().equals(exact)
+    # no threshold documented for this distance: candidates listed, no decision made up
+    r = g.identify(probes[:1])
+    assert r[0].decision == "undecided" and r.threshold.value is None and r[0].candidates
+    assert "--fpir F" in r.threshold.source
     with pytest.raises(InputError, match="raw Euclidean distance is searched exactly"):
         Gallery(embedder, index=True)
 
@@ -353,6 +364,11 @@ def test_cli_gallery_and_identify(tree, tmp_path, capsys):
     assert "added: ann, bob, cy" in out and "3 identities, 6 templates" in out
     rc, out, _ = _run(capsys, "gallery", "list", "--gallery", g)
     assert rc == 0 and "no change on disk since enrolment" in out
+    rc, out, err = _run(capsys, "gallery", "enrol", tree / "people", "--gallery", tmp_path / "L",
+                        *emb, "--no-detect", "--no-progress", "--executor", "local")
+    assert rc == 0 and "in 1 shard(s) of at most 1024 on the local executor" in out, err
+    for f in g.iterdir():  # the same gallery, byte for byte
+        assert (tmp_path / "L" / f.name).read_bytes() == f.read_bytes()
     probe = tree / "probes" / "ann.png"
     rc, out, err = _run(capsys, "identify", probe, tmp_path / "missing.png", "--gallery", g,
                         "--top-k", "2", "--threshold", "1.5", "--json", "--no-progress")
@@ -451,7 +467,7 @@ def test_sharded_enrolment_on_ray_gives_the_same_bytes(tmp_path):
     sharded = Gallery(emb, detect=False)
     u = enrol_sharded(sharded, tmp_path / "people", RayExecutor(num_cpus=1), 64,
                       work_dir=tmp_path / "w")
-    assert "70 photos embedded in 2 shard(s)" in u.notes[-1]
+    assert "70 photos embedded in 2 shard(s) of at most 64 on Ray" in u.notes[-1]
     sharded.save(tmp_path / "sharded")
     for f in sorted(p.name for p in (tmp_path / "plain").iterdir()):
         assert (tmp_path / "plain" / f).read_bytes() == (tmp_path / "sharded" / f).read_bytes()

@@ -152,9 +152,10 @@ def enrol_sharded(gallery: Any, folder: str | Path, executor: Any = None,
     root = _abs(folder)
     if root not in gallery.roots:
         gallery.roots = sorted([*gallery.roots, root])
+    where = {"LocalExecutor": "the local executor", "RayExecutor": "Ray"}.get(
+        type(executor).__name__, type(executor).__name__) if steps else "no executor"
     update.notes.append(f"{len(todo)} photos embedded in {len(steps)} shard(s) of at most "
-                        f"{shard_size} on the {type(executor).__name__ if steps else 'no'} "
-                        f"executor")
+                        f"{shard_size} on {where}")
     shutil.rmtree(work, ignore_errors=True)
     with contextlib.suppress(OSError):  # the work folder, when no other enrolment's is there
         work.parent.rmdir()
