@@ -22,7 +22,7 @@ from mfr import __version__
 from mfr.core.errors import MfrError
 
 COMMANDS = ("partition", "embed", "train", "evaluate", "gradcam", "verify", "study", "search",
-            "data", "mask", "recipes", "splits", "transfer")
+            "data", "mask", "recipes", "splits", "transfer", "gallery", "identify")
 
 
 def _module(name: str):

