@@ -70,3 +70,31 @@ def test_no_test_hooks_in_the_package():
     for path in PACKAGE.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"MFR_TEST|PYTEST|pytest", text), path
+
+
+def test_the_cli_checks_arguments_before_any_slow_import():
+    """Parsing every command's arguments and checking its inputs (a missing file, a bad
+    number, a bad profile: the one-line errors) import no Keras, TensorFlow or JAX: the config,
+    the registries and the backbones' facts are read without them."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from mfr.cli import COMMANDS, build_parser\n"
+            "from mfr.commands._common import check_inputs\n"
+            "from mfr.core.config import StudyConfig\n"
+            "from mfr.backbones import backbone_names, get_backbone\n"
+            "build_parser(COMMANDS)\n"
+            "for n in backbone_names():\n"
+            "    StudyConfig(backbone=n).used_by('train'); get_backbone(n).facts\n"
+            "args = build_parser(('verify',)).parse_args(['verify', 'a.jpg', 'b.jpg'])\n"
+            "try:\n"
+            "    check_inputs(args)\n"
+            "except Exception:\n"
+            "    pass\n"
+            "heavy = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules]\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout

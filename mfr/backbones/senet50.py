@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from mfr.backbones.base import Backbone
 from mfr.backbones.facts import BackboneFacts, Preprocessing
-from mfr.backbones.vggface.release import VGGFACE2_MEAN_BGR, VGGFACE2_RELEASE
+from mfr.backbones.vggface_release import VGGFACE2_MEAN_BGR, VGGFACE2_RELEASE
 
 if TYPE_CHECKING:
     import keras

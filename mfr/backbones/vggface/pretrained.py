@@ -16,8 +16,8 @@ import keras
 from mfr.backbones import download
 from mfr.backbones.download import WeightsDownloadError, weights_cache_dir
 from mfr.backbones.formats.legacy_h5 import file_layer_names, load_legacy_h5
-from mfr.backbones.vggface.release import VGGFACE2_RELEASE
 from mfr.backbones.vggface.senet50 import VGGFACE_NAMES, build_senet50
+from mfr.backbones.vggface_release import VGGFACE2_RELEASE
 from mfr.core.errors import InputError
 
 __all__ = ["VGGFACE2", "WeightsDownloadError", "check_senet50_file", "get_weights_file",
