@@ -45,7 +45,8 @@ def build_parser(names: tuple[str, ...] = COMMANDS) -> argparse.ArgumentParser:
         mod = _module(name)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, allow_abbrev=False)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        # a command's own check of how its options go together, said before its files'
+        p.set_defaults(_run=mod.run, _check=getattr(mod, "check_args", None))
     return parser
 
 
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         with _orderly_signals():
             from mfr.commands._common import check_inputs, check_out_apart
 
+            if args._check is not None:
+                args._check(args)  # options that contradict each other: before any file's check
             check_inputs(args)  # before any slow import: each input is what it should be
             check_out_apart(args)  # before any work: an --out that would delete an input
             status = int(args._run(args) or 0)

@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from mfr.study.steps import verify_step
 
     given = vars(args)
-    _check_pairs_mode(args)
-    if args.backbone and args.embedder not in (None, args.backbone):
-        raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
+    check_args(args)
     args.embedder = embedder = args.embedder or args.backbone or DEFAULT_BACKBONE
     flags = ("weights", "preprocessing", "pooling", "face_box", "seed")
     own = sorted(k for k in flags if k in given)
@@ -124,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n".join(result.lines()))
     return 0
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The options' own contradictions, said before any file is read."""
+    _check_pairs_mode(args)
+    if args.backbone and args.embedder not in (None, args.backbone):
+        raise InputError(f"--backbone {args.backbone} and --embedder {args.embedder} disagree")
 
 
 def _check_pairs_mode(args: argparse.Namespace) -> None:

@@ -170,9 +170,10 @@ class StudyConfig:
                                   "(a class-margin head on the training subjects), dlib_metric "
                                   "(dlib's loss_metric)", tuple(LOSSES))
     optimizer: str = _f("sgd", "optimizer", ("sgd", "adam", "rmsprop"))
-    learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are; at most "
-                                     "1: fine-tuning rates are 1e-5..1e-2; a larger step is no fine-tuning)",
-                              minimum=0.0, maximum=1.0)
+    learning_rate: float = _f(1e-5, "learning rate (0: the weights stay as they are; "
+                                     "fine-tuning rates are 1e-5..1e-2, random weights' "
+                                     "gradients are small enough to want more; at most 100)",
+                              minimum=0.0, maximum=100.0)
     momentum: float = _f(0.0, "momentum (sgd, rmsprop)", minimum=0.0, below=1.0)
     batch_size: int = _f(32, "training pairs per SGD step (at most 4096: 8192 face images "
                              "through the network at once)", minimum=1, maximum=4096)
