@@ -125,3 +125,26 @@ def test_a_bad_transfer_profile_is_one_line(tmp_path):
         with pytest.raises(InputError, match=words) as e:
             load_transfer(path)
         assert "\n" not in str(e.value)
+
+
+def test_a_diverging_setting_is_one_failed_setting_not_the_studys_end(tmp_path, monkeypatch):
+    from mfr.study.transfer import load_transfer, run_transfer
+    from mfr.training import losses
+
+    # the contrastive recipe's loss is infinite from its first batch; the triplet one trains
+    monkeypatch.setattr(losses, "contrastive_loss",
+                        lambda margin: lambda y, d: d + float("inf"))
+    mlfw, real = _trees(tmp_path)
+    plan = load_transfer(_profile(tmp_path, mlfw, real))
+    out = tmp_path / "out"
+    result = run_transfer(plan, out, progress=False)
+    choice = pd.read_csv(out / "choice.csv", keep_default_na=False, na_values=[""])
+    failed = choice[choice["recipe"] == "contrastive-2"]
+    assert len(failed) == 2 and failed["auc"].isna().all()
+    assert failed["diverged"].str.contains("epoch 1, batch 1").all()
+    assert choice.loc[choice["recipe"] == "triplet", "auc"].notna().all()
+    table = pd.read_csv(out / "transfer.csv")
+    assert set(table["network"]) == {"pretrained", "triplet"}
+    assert list(result.verdict["diverged_runs"]) == ["contrastive-2_N3_lr0.001_s2021"]
+    assert "contrastive-2_N3_lr0.001_s2021: " in (out / "transfer.md").read_text()
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"

@@ -312,8 +312,29 @@ class _Net:
                                             self.config.embed_batch_size))
 
 
+def _train(cfg: StudyConfig, n: int, pairs_dir: Path, run: Path, cache_dir: Path, store: Path,
+           diverged: dict[str, str], progress: bool) -> None:
+    """One run of the grid (`mfr train`'s step, resumed when it was cut). A run whose loss
+    stops being finite is one setting that failed, not the study's end: its finite epochs'
+    checkpoints stay and are scored; `diverged` says where it stopped (a rerun trains its
+    diverging epoch again, and it diverges again: the same seed, the same order)."""
+    from mfr.study.steps import train_step
+    from mfr.training.fit import NonFiniteLossError
+
+    try:
+        train_step(cfg, n, pairs_dir, run, cache_dir=cache_dir, resume=True, progress=False,
+                   require_test=False, trunk_store=store)
+    except NonFiniteLossError as e:
+        diverged[run.name] = " ".join(str(e).split())
+        _log(progress, f"{run.name}: diverged ({diverged[run.name]})")
+
+
+def _checkpoint_path(run: Path, epoch: int) -> Path:
+    return run / "checkpoints" / f"epoch_{epoch:03d}.npz"
+
+
 def _checkpoint(run: Path, epoch: int) -> Path:
-    path = run / "checkpoints" / f"epoch_{epoch:03d}.npz"
+    path = _checkpoint_path(run, epoch)
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint of epoch {epoch} (expected every epoch's: "
                          f"keep_all_checkpoints)")
@@ -330,9 +351,13 @@ def _scores(vectors: np.ndarray, pairs: Any) -> dict[str, float]:
     return {"auc": m["auc"], "eer": m["eer"], "fnmr_at_fmr_1pct": m["fnmr_at_fmr_1pct"]}
 
 
-def _best(rows: pd.DataFrame) -> pd.Series:
-    """Highest AUC; ties: lower EER, fewer epochs, the grid's order."""
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """Highest AUC; ties: lower EER, fewer epochs, the grid's order. Epochs a diverged run
+    never finished (no score) are no candidates; None when no row has a score."""
     order = rows.assign(_neg=-rows["auc"], _row=np.arange(len(rows)))
+    order = order[order["auc"].notna()]
+    if not len(order):
+        return None
     return order.sort_values(["_neg", "eer", "epochs", "_row"], kind="stable").iloc[0]
 
 
@@ -384,7 +409,7 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
     from mfr.core.outputs import write_csv, write_json, write_text
     from mfr.core.provenance import claim, complete, file_digest
     from mfr.data.image_cache import ImageCache
-    from mfr.study.steps import partition_step, train_step
+    from mfr.study.steps import partition_step
     from mfr.study.steps.prepare import keep_readable, read_partition
 
     t_start = time.perf_counter()
@@ -406,6 +431,7 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
     seconds["partition"] = time.perf_counter() - t
 
     choice_rows: list[dict[str, Any]] = []
+    diverged: dict[str, str] = {}  # run folder name -> where its loss stopped being finite
     networks: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (backbone, row) -> per seed
     nets: dict[tuple[str, int], _Net] = {}
     for b in plan.backbones:
@@ -421,8 +447,7 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
                                               keep_all_checkpoints=True, trainable_layers=(n,))
                     run = _run_dir(out, b, recipe.name, n, lr, cfg0.seed)
                     _log(progress, f"{b.backbone} {run.name}")
-                    train_step(cfg, n, pairs_dir, run, cache_dir=cache_dir, resume=True,
-                               progress=False, require_test=False, trunk_store=store)
+                    _train(cfg, n, pairs_dir, run, cache_dir, store, diverged, progress)
         seconds[f"{b.backbone}: train grid"] = time.perf_counter() - t
 
         t = time.perf_counter()  # every (run, epoch) scored on MLFW's validation pairs
@@ -442,17 +467,22 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
         net.load(None)
         pre = _scores(net.embed(feats[b.trainable_layers[0]]), val)
         choice_rows.append({"backbone": b.backbone, "recipe": "pretrained", "n": 0, "lr": 0.0,
-                            "epochs": 0, "seed": cfg0.seed, **pre})
+                            "epochs": 0, "seed": cfg0.seed, **pre, "diverged": ""})
         for recipe in plan.recipes:
             for n in b.trainable_layers:
                 for lr in plan.learning_rates:
                     run = _run_dir(out, b, recipe.name, n, lr, cfg0.seed)
                     for e in range(1, plan.epochs + 1):
-                        nets[(b.backbone, n)].load(_checkpoint(run, e))
-                        s = _scores(nets[(b.backbone, n)].embed(feats[n]), val)
+                        note = diverged.get(run.name, "")
+                        if note and not _checkpoint_path(run, e).is_file():
+                            s = {"auc": np.nan, "eer": np.nan, "fnmr_at_fmr_1pct": np.nan}
+                        else:
+                            nets[(b.backbone, n)].load(_checkpoint(run, e))
+                            s = _scores(nets[(b.backbone, n)].embed(feats[n]), val)
+                            note = ""
                         choice_rows.append({"backbone": b.backbone, "recipe": recipe.name,
                                             "n": n, "lr": lr, "epochs": e, "seed": cfg0.seed,
-                                            **s})
+                                            **s, "diverged": note})
         seconds[f"{b.backbone}: scoring"] = time.perf_counter() - t
 
         t = time.perf_counter()  # the chosen settings, trained again with the other seeds
@@ -461,6 +491,9 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
                                                  "n": b.trainable_layers[0], **pre}]
         for recipe in plan.recipes:
             best = _best(mine[mine["recipe"] == recipe.name])
+            if best is None:  # every setting of it diverged before its first epoch ended
+                _log(progress, f"{b.backbone} {recipe.name}: every setting diverged")
+                continue
             n, lr, e = int(best["n"]), float(best["lr"]), int(best["epochs"])
             rows = [{"seed": cfg0.seed, "n": n, "lr": lr, "epochs": e, "auc": best["auc"],
                      "eer": best["eer"], "fnmr_at_fmr_1pct": best["fnmr_at_fmr_1pct"],
@@ -471,8 +504,9 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
                                           keep_all_checkpoints=True, trainable_layers=(n,))
                 run = _run_dir(out, b, recipe.name, n, lr, seed)
                 _log(progress, f"{b.backbone} {run.name} (chosen setting, seed {seed})")
-                train_step(cfg, n, pairs_dir, run, cache_dir=cache_dir, resume=True,
-                           progress=False, require_test=False, trunk_store=store)
+                _train(cfg, n, pairs_dir, run, cache_dir, store, diverged, progress)
+                if run.name in diverged:  # this seed diverged before the chosen epoch
+                    continue
                 ckpt = _checkpoint(run, e)
                 net = nets[(b.backbone, n)]
                 net.load(ckpt)
@@ -489,6 +523,7 @@ def run_transfer(plan: TransferPlan, out_dir: str | Path, progress: bool = True,
     hygiene["near_duplicates"] = near
     table = _table(plan, networks, real)
     verdict = _verdict(plan, table)
+    verdict["diverged_runs"] = dict(sorted(diverged.items()))
     write_csv(out / "transfer.csv", table, float_format=FLOAT_FORMAT)
     write_csv(out / "faces.csv", faces, float_format=FLOAT_FORMAT)
     seconds["total (this invocation)"] = time.perf_counter() - t_start
@@ -880,6 +915,11 @@ def transfer_markdown(table: pd.DataFrame, faces: pd.DataFrame, verdict: dict[st
                          f"{nd['n_images']} {name} photos nearer to a training photo than "
                          f"{nd['bar']:.3f} ({nd['bar_rule']}); people: "
                          f"{', '.join(map(str, nd['subjects_below_bar'])) or 'none'}.")
+    if v.get("diverged_runs"):
+        lines += ["", "## Runs whose loss stopped being finite", "",
+                  "Their finished epochs were scored and could be chosen; the rest could not.",
+                  ""]
+        lines += [f"- {k}: {note}" for k, note in v["diverged_runs"].items()]
     lines += ["", "## Time", ""]
     lines += [f"- {k}: {v:.0f} s" for k, v in seconds.items()]
     return "\n".join(lines) + "\n"
