@@ -360,7 +360,7 @@ def test_out_of_range_numbers_through_every_command(corpus, tmp_path, command, o
 @pytest.mark.parametrize("cls", ["huge", "fifo"])  # every class in-process, below
 def test_bad_photo_through_verify(corpus, tmp_path, cls):
     bad = corpus.images[cls]
-    r = _run(["verify", str(corpus.image), str(bad), "--embedder", "dlib"], tmp_path)
+    r = _run(["verify", str(corpus.image), str(bad), "--embedder", "dlib_reference"], tmp_path)
     _refused(r.returncode, r.stderr, "verify", str(bad), None)
 
 
@@ -406,7 +406,7 @@ def test_bad_mfr2_labels_through_partition_and_evaluate(corpus, tmp_path, cls):
     tree = corpus.mfr2_trees[cls]
     for args in (["partition", "--data-root", str(tree), "--out", str(tmp_path / "o")],
                  ["evaluate", "--data-root", str(tree), "--layout", "mfr2", "--embedder",
-                  "dlib", "--out", str(tmp_path / "o")]):
+                  "dlib_reference", "--out", str(tmp_path / "o")]):
         r = _run(args, tmp_path)
         _refused(r.returncode, r.stderr, args[0], "mfr2_labels.txt", tmp_path / "o")
 
@@ -453,14 +453,14 @@ def test_out_of_range_number_is_one_line(corpus, tmp_path, capsys, command, opti
                                  "directory"])
 def test_bad_photo_is_refused_before_any_model(corpus, capsys, cls):
     bad = corpus.images[cls]
-    rc, err = _in_process(["verify", str(corpus.image), str(bad), "--embedder", "dlib"], capsys)
+    rc, err = _in_process(["verify", str(corpus.image), str(bad), "--embedder", "dlib_reference"], capsys)
     _refused(rc, err, "verify", str(bad), None)
 
 
 @pytest.mark.parametrize("cls", ["settings_list", "embedder_list", "threshold_text", "a_list"])
 def test_thresholds_of_the_wrong_shape_are_refused_before_any_model(corpus, capsys, cls):
     bad = corpus.thresholds[cls]
-    rc, err = _in_process(["verify", str(corpus.image), str(corpus.image), "--embedder", "dlib",
+    rc, err = _in_process(["verify", str(corpus.image), str(corpus.image), "--embedder", "dlib_reference",
                            "--threshold", str(bad)], capsys)
     _refused(rc, err, "verify", str(bad), None)
 

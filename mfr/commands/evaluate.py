@@ -25,7 +25,7 @@ HELP = ("evaluate a study folder (--study DIR) or a dataset directly (--data-roo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mfr.backbones.embedders import embedder_names
+    from mfr.backbones.embedders import embedder_arg, embedder_names
     from mfr.data.datasets import dataset_names
 
     parser.add_argument("--study", type=Path, default=None, metavar="DIR",
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "with --data-root)")
     parser.add_argument("--layout", choices=dataset_names(), default=None,
                         help="the dataset (with --data-root): its layout and pair sets")
-    parser.add_argument("--embedder", default="senet50", choices=embedder_names(),
+    parser.add_argument("--embedder", default="senet50", choices=embedder_names(), type=embedder_arg,
                         help="a backbone (its network: the released weights, --weights, or "
                              "--run-dir; default senet50) or a reference implementation "
                              "(dlib_reference: dlib's own C++) (with --data-root)")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mfr.backbones import BACKBONES, backbone_names
-from mfr.backbones.embedders import embedder_names
+from mfr.backbones.embedders import embedder_arg, embedder_names
 from mfr.backbones.facts import RELEASED
 from mfr.commands._common import add_config_flags
 from mfr.core.errors import InputError
@@ -35,7 +35,7 @@ _EMBEDDER_FLAGS = ("weights", "preprocessing", "pooling", "face_box", "seed")
 
 def add_embedder_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
     """--embedder / --model and the backbone's flags (:func:`embedder_from_args`)."""
-    parser.add_argument("--embedder", choices=embedder_names(), default=None,
+    parser.add_argument("--embedder", choices=embedder_names(), type=embedder_arg, default=None,
                         help=f"{purpose}: a backbone ({', '.join(backbone_names())}: its "
                              f"released weights, --weights, or --model a run) or a reference "
                              f"implementation (dlib_reference, mobilefacenet_ncnn)")

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from mfr.backbones import BACKBONES, DEFAULT_BACKBONE, backbone_names, get_backbone
-from mfr.backbones.embedders import embedder_names
+from mfr.backbones.embedders import embedder_arg, embedder_names
 from mfr.backbones.facts import RELEASED
 from mfr.commands._common import add_config_flags
 from mfr.core.errors import InputError
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "no face: keep (embedded from its fall-back, as for two photos, "
                              "and noted; default) or skip (its pairs get no distance and the "
                              "reason)")
-    parser.add_argument("--embedder", choices=embedder_names(), default=None,
+    parser.add_argument("--embedder", choices=embedder_names(), type=embedder_arg, default=None,
                         help="a backbone (" + ", ".join(backbone_names()) + "; default "
                              "senet50, the thesis's network): its released weights, --weights, "
                              "or --model a run; or a reference implementation (dlib_reference: "

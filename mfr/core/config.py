@@ -99,7 +99,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
                                              "threshold_rule"),
     "gradcam": _WHO + _IMAGES + ("weights", "gradcam_images", "precision"),
     # a dataset embedded by another network than the config's backbone (`mfr evaluate
-    # --embedder dlib`): the embedder's own facts are recorded beside, not the backbone's
+    # --embedder dlib_reference`): the embedder's own facts are recorded beside, not the backbone's
     "evaluate_embedder": ("profile", "seed", "data_root", "max_per_subject", "embed_batch_size",
                           "precision", "bootstrap_resamples", "threshold_rule"),
 }

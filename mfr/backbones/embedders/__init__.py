@@ -28,7 +28,7 @@ from mfr.backbones.embedders.embedder import Embedder, check_images
 from mfr.core.errors import InputError
 
 __all__ = ["REFERENCE_EMBEDDERS", "Embedder", "check_images", "documented_threshold",
-           "embedder_names", "get_embedder"]
+           "embedder_arg", "embedder_names", "get_embedder"]
 
 #: name -> "module:Class" (imported lazily): independent implementations of released networks
 REFERENCE_EMBEDDERS: dict[str, str] = {
@@ -52,6 +52,16 @@ def documented_threshold(name: str) -> tuple[str, float, str] | None:
         return getattr(getattr(importlib.import_module(module), cls), "documented_threshold",
                        None)
     return None
+
+
+def embedder_arg(name: str) -> str:
+    """`name` as a command line gives it (argparse's ``type``): an embedder's old name is
+    refused with its new one, not with the list alone."""
+    if name in _RENAMED:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"the embedder {name!r} is now {_RENAMED[name]!r}")
+    return name
 
 
 def embedder_names() -> list[str]:
