@@ -233,8 +233,12 @@ def test_layers_names_counts(model):
     kinds = [type(x).__name__ for x in model.layers]
     assert {k: kinds.count(k) for k in set(kinds)} == {
         "InputLayer": 1, "Rescaling": 2, "ZeroPadding2D": 17, "Conv2D": 32,
-        "DepthwiseConv2D": 17, "BatchNormalization": 50, "PReLU": 33, "Add": 12, "Flatten": 1,
-        "Dense": 1}
+        "DepthwiseConv2D": 16, "GlobalDepthwiseConv2D": 1, "BatchNormalization": 50,
+        "PReLU": 33, "Add": 12, "Flatten": 1, "Dense": 1}
+    # the global depthwise 7x7 on 7x7 computed as a product and a sum: a DepthwiseConv2D still
+    gdc = model.get_layer("conv_6dw7_7_conv2d")
+    assert type(gdc).__name__ == "GlobalDepthwiseConv2D"
+    assert isinstance(gdc, keras.layers.DepthwiseConv2D) and gdc.kernel.shape == (7, 7, 512, 1)
     assert tuple(model.get_layer(GRADCAM_LAYER).output.shape[1:]) == GRADCAM_SHAPE
     assert tuple(model.get_layer("conv_1_conv2d").output.shape[1:]) == (56, 56, 64)  # pad 1/1
     fc1 = model.get_layer("fc1")
@@ -413,3 +417,23 @@ def test_download_sha_mismatch_and_offline(server, tmp_path):
     msg = str(e.value)
     assert "\n" not in msg and offline[0].url in msg and str(tmp_path / "new" / "a.json") in msg
     assert ENV_DIR in msg
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("multiplier,bias", [(1, False), (2, True)])
+def test_global_depthwise_is_the_depthwise_convolution(multiplier, bias):
+    from mfr.backbones.formats.mxnet_keras import GlobalDepthwiseConv2D
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 7, 7, 6)).astype("float32")
+    plain = keras.layers.DepthwiseConv2D(7, depth_multiplier=multiplier, use_bias=bias)
+    mine = GlobalDepthwiseConv2D(7, depth_multiplier=multiplier, use_bias=bias)
+    plain.build(x.shape)
+    mine.build(x.shape)
+    weights = [rng.normal(size=w.shape).astype("float32") for w in plain.get_weights()]
+    plain.set_weights(weights)
+    mine.set_weights(weights)
+    want, got = np.asarray(plain(x)), np.asarray(mine(x))
+    assert got.shape == want.shape == (4, 1, 1, 6 * multiplier)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert mine.get_config() == {**plain.get_config(), "name": mine.name}

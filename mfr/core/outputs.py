@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -110,6 +110,8 @@ def _json_default(o: Any) -> Any:
         return str(o)
     if isinstance(o, set | frozenset | tuple):
         return sorted(o) if isinstance(o, set | frozenset) else list(o)
+    if isinstance(o, Mapping):  # a run record read back (mfr.core.run_record.RunRecord)
+        return dict(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 

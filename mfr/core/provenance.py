@@ -268,7 +268,7 @@ def abandon(reason: str, only: Iterable[Path] | None = None) -> list[Path]:
         with contextlib.suppress(OSError):
             if (before is not None and before.get("status") == "complete"
                     and _outputs_intact(out, before)):
-                write_json(out / RUN_FILE, before)
+                write_json(out / RUN_FILE, dict(before))
             elif (run := read_run(out, lenient=True)) is not None and run.get("status") == "running":
                 write_json(out / RUN_FILE, {**run, "status": "failed", "error": reason})
         unlock(out)
