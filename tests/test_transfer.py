@@ -119,7 +119,7 @@ def test_a_bad_transfer_profile_is_one_line(tmp_path):
                         "may not set"),
                        (text.replace("protocol: identity", "protocol: thesis"),
                         "protocol must be identity"),
-                       (text.replace("learning_rates: [1.0e-3]", "learning_rates: [7.0]"),
+                       (text.replace("learning_rates: [1.0e-3]", "learning_rates: [700.0]"),
                         "learning_rate")):
         path.write_text(bad)
         with pytest.raises(InputError, match=words) as e:
