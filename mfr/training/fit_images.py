@@ -1,7 +1,7 @@
 """The model and data of the losses that train on images with subject ids (triplet, ArcFace,
 CosFace, dlib_metric; :mod:`mfr.training.losses`), for :func:`mfr.training.fit.train_siamese`.
 
-The model maps a batch of image indices (rows of a :class:`mfr.training.siamese.FeatureTable`:
+The model maps a batch of image indices (rows of a :class:`mfr.training.siamese.FeatureTable, call_on_table`:
 cached trunk features, or preprocessed images thesis-style, as the Siamese model's) to the
 network's embeddings, the same trainable layers as the Siamese model's for the same N; a
 class-margin loss adds its head (inputs: the indices and the subject ids; output: logits).
@@ -21,7 +21,7 @@ import numpy as np
 from mfr.core.outputs import atomic_path
 from mfr.data.pairs import PairSet
 from mfr.training.image_batches import labelled_images, pk_epoch, pk_sizes
-from mfr.training.siamese import FeatureTable
+from mfr.training.siamese import FeatureTable, forgetting_calls
 
 __all__ = ["ImageSets", "build_image_model", "image_sets", "save_margin_head"]
 
@@ -77,12 +77,13 @@ def build_image_model(net: keras.Model, table_arrays, head: keras.layers.Layer |
     """idx -> the network's raw embeddings; with a `head`, [idx, ids] -> its logits. `net` runs
     with ``training=False`` (BN in inference mode), as in the Siamese model."""
     idx = keras.Input(shape=(), dtype="int32", name="image_idx")
-    feats = FeatureTable(table_arrays, name="features")(idx)
-    e = net(feats if len(feats) > 1 else feats[0], training=False)
-    if head is None:
-        return keras.Model(idx, e, name=name)
-    ids = keras.Input(shape=(), dtype="int32", name="subject_id")
-    return keras.Model([idx, ids], head([e, ids]), name=name)
+    with forgetting_calls(net):  # `net` is shared by the runs of a grid: see there
+        feats = FeatureTable(table_arrays, name="features")(idx)
+        e = net(feats if len(feats) > 1 else feats[0], training=False)
+        if head is None:
+            return keras.Model(idx, e, name=name)
+        ids = keras.Input(shape=(), dtype="int32", name="subject_id")
+        return keras.Model([idx, ids], head([e, ids]), name=name)
 
 
 def save_margin_head(out_dir: str | Path, head: Any, subjects: list[str],
