@@ -143,3 +143,30 @@ def test_dry_run_lists_every_setting(core, reference_layers):
     ref = json.loads(reference_layers.read_text())["layers"]
     listed = [ln.split()[0] for ln in buf.getvalue().splitlines()[1:-1]]
     assert listed == _thesis_trainable(ref, 70)
+
+
+@pytest.mark.parametrize("build", ["siamese", "images"])
+def test_a_network_shared_by_a_grids_models_keeps_none_of_their_tables(build):
+    """Each model a grid builds around one network holds its own feature table; the network
+    must not keep the calls that built them (a node a call leaves reaches the table: one copy
+    of the training features a run, which ran a 48-run study out of memory)."""
+    import gc
+    import weakref
+
+    from mfr.training.fit_images import build_image_model
+
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    before = len(net._inbound_nodes)
+    tables = []
+    for seed in range(3):
+        table = np.random.default_rng(seed).random((10, 4), dtype=np.float32)
+        model = (siamese.build_siamese(net, [table]) if build == "siamese"
+                 else build_image_model(net, [table]))
+        idx = np.array([0, 1], dtype="int32")
+        out = model.predict([idx, idx[::-1]] if build == "siamese" else idx, verbose=0)
+        assert np.all(np.isfinite(out))  # the model built runs
+        tables.append(weakref.ref(model.get_layer("features")))
+        del model
+    gc.collect()
+    assert len(net._inbound_nodes) == before
+    assert [t() for t in tables] == [None, None, None]
