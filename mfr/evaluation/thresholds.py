@@ -125,7 +125,7 @@ def _check_shape(value: Any, path: Path, shape: Any = None, where: str = "") -> 
         for key, item in value.items():
             sub = shape.get(key, shape.get("*"))
             if sub is not None and sub is not object:
-                _check_shape(item, path, sub, f"{where}.{key}" if where else key)
+                _check_shape(item, path, sub, f"{where}.{_name(key)}" if where else _name(key))
         return
     if isinstance(value, bool) or not isinstance(value, shape):
         want = ("a number" if shape in (_NUMBER, _MAYBE_NUMBER) else "a string")
@@ -137,7 +137,7 @@ def _check_shape(value: Any, path: Path, shape: Any = None, where: str = "") -> 
 
 def _number(value: Any, path: Path, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"{path}: {where} is {value!r}, expected a number")
+        raise InputError(f"{path}: {where} is {_excerpt(value)}, expected a number")
     return float(value)
 
 
@@ -187,6 +187,25 @@ def stale_reason(path: Path, run_dir: Path) -> str | None:
             f"stale; run `mfr evaluate --study {run_dir.parent}` again")
 
 
+def _excerpt(value: Any) -> str:
+    from mfr.core.readers.text import excerpt
+
+    return excerpt(value, 40)
+
+
+def _name(key: Any) -> str:
+    """A key of the file as a message names it: as it is when short and printable, else cut
+    and escaped."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 40 else _excerpt(key)
+
+
+def _listed(keys: Any, most: int = 5) -> str:
+    """A file's keys as a message quotes them: each cut and escaped, at most `most`."""
+
+    keys = sorted(str(k) for k in keys)
+    return ", ".join(_name(k) for k in keys[:most]) + (", ..." if len(keys) > most else "")
+
+
 def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str,
                 default: bool = False) -> Threshold:
     settings = data["settings"]
@@ -196,17 +215,17 @@ def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str,
 
     if embedder.name not in BACKBONES:  # a study's thresholds are its backbone's
         raise InputError(f"{path}: a study's thresholds are its backbone's (its settings "
-                         f"{sorted(settings)}), not {embedder.name}'s")
+                         f"{_listed(settings)}), not {embedder.name}'s")
     run_dir = getattr(embedder, "run_dir", None)
     if run_dir is None:
         raise InputError(f"{path}: holds the thresholds of a study's settings "
-                         f"({', '.join(sorted(settings))}); give --model RUN to say which network")
+                         f"({_listed(settings)}); give --model RUN to say which network")
     key = next((k for k, v in sorted(settings.items())
                 if isinstance(v, dict) and _same_run(v.get("run_dir"), Path(run_dir), path)),
                None)
     if key is None:
         raise InputError(f"{path}: no setting of {run_dir} (it has "
-                         f"{', '.join(sorted(settings))}); evaluate the study again")
+                         f"{_listed(settings)}); evaluate the study again")
     stale = stale_reason(path, Path(run_dir))
     if stale is not None:
         if not default:  # the file was named: refused, not used
@@ -215,13 +234,13 @@ def _from_study(data: dict[str, Any], path: Path, embedder: Any, distance: str,
                          distance, {"file": str(path), "setting": key, "stale": True})
     entry = settings[key]
     label = entry.get("label", key)
-    where = f"{path}, setting {key} ({label})"
+    where = f"{path}, setting {_name(key)} ({label})"
     d = entry.get(distance)
     if not isinstance(d, dict) or d.get("threshold") is None:
         why = (d or {}).get("null_reason") if isinstance(d, dict) else entry.get("null_reason")
         return Threshold(None, f"no threshold in {where}: {why or f'no {distance} entry'}",
                          distance, {"file": str(path), "setting": key})
-    value = _number(d["threshold"], path, f"settings.{key}.{distance}.threshold")
+    value = _number(d["threshold"], path, f"settings.{_name(key)}.{distance}.threshold")
     val = d.get("val") or {}
     rule = d.get("rule", data.get("rule"))
     rates = (f"; on them FMR {val['fmr']:.3f}, FNMR {val['fnmr']:.3f}"
@@ -248,16 +267,16 @@ def _from_dataset(data: dict[str, Any], path: Path, embedder: Any, distance: str
         differ.append("run_dir")
     if differ:
         k = differ[0]
-        raise InputError(f"{path}: thresholds of another model ({k} {made.get(k)!r}, here "
-                         f"{now.get(k)!r}); use the thresholds.json of this model's evaluation")
+        raise InputError(f"{path}: thresholds of another model ({k} {_excerpt(made.get(k))}, "
+                         f"here {_excerpt(now.get(k))}); use the thresholds.json of this model's evaluation")
     name = next((n for n in pair_set_order() if n in sets), sorted(sets)[0])
     table = sets[name]
     if not isinstance(table, dict) or table.get(distance) is None:
-        raise InputError(f"{path}: pair set {name} has no {distance} threshold (it has "
-                         f"{sorted(table) if isinstance(table, dict) else table!r})")
-    value = _number(table[distance], path, f"pair_sets.{name}.{distance}")
+        raise InputError(f"{path}: pair set {_name(name)} has no {distance} threshold (it has "
+                         f"{(_listed(table) or 'nothing') if isinstance(table, dict) else _excerpt(table)})")
+    value = _number(table[distance], path, f"pair_sets.{_name(name)}.{distance}")
     rule = data.get("rule", "eer")
-    return Threshold(value, f"{path}, pair set {name}: rule {rule}, chosen in-sample on that "
+    return Threshold(value, f"{path}, pair set {_name(name)}: rule {rule}, chosen in-sample on that "
                             f"pair set (a dataset evaluation has no validation split)",
                      distance, {"file": str(path), "pair_set": name, "rule": rule})
 
