@@ -102,24 +102,14 @@ def enrol_sharded(gallery: Any, folder: str | Path, executor: Any = None,
     on `executor` (default: the local one). `work_dir` holds the shards until they are
     enrolled (default: ``<gallery folder>/.shards``). Returns the
     :class:`~mfr.gallery.store.Update`."""
-    from mfr.core.readers.paths import require_dir
     from mfr.gallery import photos as P
-    from mfr.gallery.photos import list_identities
     from mfr.gallery.store import Update, _abs
     from mfr.study.executors import LocalExecutor, StepContext
 
     if not isinstance(shard_size, int) or shard_size < 1 or shard_size % P.CHUNK:
         raise InputError(f"--shard-size must be a positive multiple of {P.CHUNK} (photos are "
                          f"embedded {P.CHUNK} at a time), got {shard_size}")
-    folder = require_dir(Path(folder), "expected a folder of identity folders: <folder>/"
-                                       "<identity>/<photos>", "gallery folder")
-    found, passed = list_identities(folder)
-    if not found:
-        raise InputError(f"{folder}: no identity folders (expected <folder>/<identity>/"
-                         f"<photos>)")
-    for name, path in found.items():
-        gallery._check_name(name, {"folder": _abs(path)})
-    plans = {name: gallery._folder_plan(name, path)[0] for name, path in found.items()}
+    folder, plans, passed = gallery._enrol_plans(folder)
     todo = sorted((n, p) for n, plan in plans.items() for p in plan["todo"])
     if work_dir is None:
         if gallery.path is None:

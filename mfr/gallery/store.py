@@ -469,10 +469,10 @@ class Gallery:
         plan["todo"] = todo
         return plan, todo
 
-    def enrol(self, folder: str | Path, progress: bool = False) -> Update:
-        """Every identity folder of `folder` (``<folder>/<identity>/<photos>``) enrolled (an
-        identity already enrolled from there: brought up to date); entries of `folder` that
-        are not identity folders are listed as skipped."""
+    def _enrol_plans(self, folder: str | Path) -> tuple[Path, dict[str, dict], list]:
+        """What enrolling `folder` asks: the folder checked, each identity folder's plan (by
+        name) and the entries that are not identity folders, with why. One place for
+        :meth:`enrol` and the sharded enrolment (:mod:`mfr.gallery.sharded`)."""
         from mfr.core.readers.paths import require_dir
 
         folder = require_dir(Path(folder), "expected a folder of identity folders: "
@@ -483,7 +483,14 @@ class Gallery:
                              f"<photos>)")
         for name, path in found.items():
             self._check_name(name, {"folder": _abs(path)})
-        plans = {name: self._folder_plan(name, path)[0] for name, path in found.items()}
+        return folder, {name: self._folder_plan(name, path)[0]
+                        for name, path in found.items()}, passed
+
+    def enrol(self, folder: str | Path, progress: bool = False) -> Update:
+        """Every identity folder of `folder` (``<folder>/<identity>/<photos>``) enrolled (an
+        identity already enrolled from there: brought up to date); entries of `folder` that
+        are not identity folders are listed as skipped."""
+        folder, plans, passed = self._enrol_plans(folder)
         update = Update()
         self._apply(plans, progress, update)
         update.skipped += [("", _abs(p), why) for p, why in passed]
